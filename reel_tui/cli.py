@@ -1,0 +1,268 @@
+"""``reel-tui``: the headless face (cron, scripts, CI) over the same core as the TUI.
+
+Exit codes: 0 success; 1 the rewind failed (database unchanged); 2 refused
+before anything started; 130 / 143 cancelled by SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from reel_tui import __version__
+from reel_tui.config import Config, ConfigError, find_config, load_config
+from reel_tui.engines import RewindError
+from reel_tui.history import HistoryError, HistoryStore, default_state_dir
+from reel_tui.jobqueue import JobQueue
+from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
+from reel_tui.plan import Refused, plan_rewind
+from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReporter, human_size
+from reel_tui.sources import list_sources
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+REFUSED_CODES = {"refused", "lock-timeout"}
+
+
+class _Refusal(Exception):
+    """Stop the command with one line on stderr and exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reel-tui",
+        description="Rewind an application's database to a known state from dump files.",
+        epilog="Exit codes: 0 ok, 1 rewind failed (database unchanged), 2 refused, "
+        "130/143 cancelled by SIGINT/SIGTERM.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        help="config file (default: $REEL_CONFIG, ./reel.toml, user config)",
+    )
+    parser.add_argument("--version", action="version", version=f"reel-tui {__version__}")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="list apps and their sources")
+    action.add_argument("--rewind", action="store_true", help="rewind APP from a source")
+    action.add_argument("--history", action="store_true", help="list past jobs")
+    action.add_argument("--log", metavar="JOB_ID", type=int, help="print one job's full log")
+    action.add_argument("--metrics", action="store_true", help="per-app run figures")
+    parser.add_argument(
+        "app", nargs="?", metavar="APP", help="app to rewind (default: [reel] default_app)"
+    )
+    parser.add_argument("--source", metavar="NAME", help="source to rewind to (default: dbsource)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check config, source and connection; change nothing"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="longest wait for another rewind of the same database",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow rewinding a database that is not on this machine",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=30, metavar="N", help="jobs shown by --history (default 30)"
+    )
+    return parser  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        if not (args.list or args.rewind or args.history or args.metrics or args.log is not None):
+            raise _Refusal(
+                "the TUI is not in this version yet: use --list, --rewind, --history, "
+                "--log or --metrics (see --help)"
+            )
+        config = _load(args, err)
+        if args.list:
+            return _list(config, args)
+        state = HistoryStore(config.settings.state_dir or default_state_dir(),
+                             config.settings.history_limit)  # fmt: skip
+        if args.rewind:
+            return _rewind(config, state, args, err)
+        if args.history:
+            return _history(state, args)
+        if args.metrics:
+            return _metrics(state, args)
+        return _log(state, args.log)
+    except (_Refusal, ConfigError, HistoryError, Refused) as exc:
+        if args.json:
+            print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "refused", "error": str(exc)}))
+        err.print(f"reel-tui: {exc}", markup=False, style="red")
+        return EXIT_REFUSED
+
+
+def _load(args: argparse.Namespace, err: Console) -> Config:
+    config = load_config(find_config(args.config))
+    if not args.quiet:
+        for problem in config.problems:
+            err.print(f"{problem.severity}: {problem}", markup=False,
+                      style="yellow" if problem.severity == "warning" else "red")  # fmt: skip
+    return config
+
+
+def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: Console) -> int:
+    plan = plan_rewind(config, args.app, args.source, allow_remote=args.allow_remote)
+    if args.dry_run:
+        try:
+            found = plan.engine.check()
+        except RewindError as exc:
+            err.print(f"reel-tui: {plan.app.name}: {exc}", markup=False, style="red")
+            return EXIT_FAILED
+        print(f"target: {found}")
+        print(f"would {plan.describe()}")
+        return EXIT_OK
+    reporter = _reporter(args)
+    queue = JobQueue(state, workers=1)
+    queue.subscribe(reporter)
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+        queue.cancel(job.id)
+
+    job = queue.submit(plan, wait=args.wait)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not queue.wait(job, timeout=0.2):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        reporter.close()
+        queue.shutdown(cancel=True)
+    return _exit_code(job.state, job.error_code, signals)
+
+
+def _exit_code(state: JobState, error_code: str | None, signals: list[int]) -> int:
+    if state is JobState.SUCCEEDED:
+        return EXIT_OK
+    if state is JobState.CANCELLED and signals:
+        return 128 + signals[0]
+    if error_code in REFUSED_CODES:
+        return EXIT_REFUSED
+    return EXIT_FAILED
+
+
+def _reporter(args: argparse.Namespace) -> Reporter:
+    if args.json:
+        return JsonReporter()
+    if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        return RichReporter(Console(), quiet=args.quiet)
+    return PlainReporter(quiet=args.quiet)
+
+
+def _list(config: Config, args: argparse.Namespace) -> int:
+    apps: list[dict[str, Any]] = []
+    for name, app in config.apps.items():
+        sources = [
+            {"name": s.name, "size": s.size, "modified": s.modified, "format": s.format.label,
+             "flavor": s.format.flavor, "compression": s.format.compression,
+             "default": s.is_default}
+            for s in list_sources(app)
+        ]  # fmt: skip
+        apps.append({"name": name, "driver": app.driver, "target": app.target,
+                     "protected": app.protected, "enabled": True, "sources": sources})  # fmt: skip
+    for name, problems in config.disabled.items():
+        apps.append({"name": name, "enabled": False, "problems": [str(p) for p in problems]})
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "v": EVENT_FORMAT_VERSION,
+                    "config": str(config.path),
+                    "default_app": config.settings.default_app,
+                    "apps": apps,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK  # fmt: skip
+    console = Console(highlight=False)
+    console.print(f"[bold]{config.path}[/]  default app: {config.settings.default_app or '-'}")
+    for app in apps:
+        if not app["enabled"]:
+            console.print(f"\n[bold red]✗ {app['name']}[/]  disabled: {app['problems'][0]}",
+                          markup=True)  # fmt: skip
+            continue
+        flag = "  [yellow]protected[/]" if app["protected"] else ""
+        console.print(f"\n[bold]{app['name']}[/]  {app['driver']}  {app['target']}{flag}")
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+        for column in ("", "source", "format", "size", "modified"):
+            table.add_column(column, justify="right" if column == "size" else "left")
+        for source in app["sources"]:
+            modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(source["modified"]))
+            table.add_row("★" if source["default"] else " ", source["name"], source["format"],
+                          human_size(source["size"]), modified)  # fmt: skip
+        console.print(table)
+    return EXIT_OK
+
+
+def _history(state: HistoryStore, args: argparse.Namespace) -> int:
+    records = state.records(limit=args.limit, app=args.app)
+    if args.json:
+        print(json.dumps({"v": EVENT_FORMAT_VERSION, "jobs": [r.to_json() for r in records]},
+                         indent=2))  # fmt: skip
+        return EXIT_OK
+    table = Table(box=None, header_style="dim", pad_edge=False)
+    for column in ("job", "when", "app", "source", "state", "duration", "error"):
+        table.add_column(column)
+    for record in records:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        duration = f"{record.duration:.2f} s" if record.duration is not None else ""
+        table.add_row(f"#{record.id}", when, record.app, record.source, record.state,
+                      duration, record.error or "")  # fmt: skip
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+def _metrics(state: HistoryStore, args: argparse.Namespace) -> int:
+    metrics = state.metrics()
+    if args.json:
+        print(
+            json.dumps(
+                {"v": EVENT_FORMAT_VERSION, "apps": [m.to_json() for m in metrics.values()]},
+                indent=2,
+            )
+        )
+        return EXIT_OK  # fmt: skip
+    table = Table(box=None, header_style="dim", pad_edge=False)
+    for column in ("app", "runs", "ok", "failed", "cancelled", "last", "mean", "p95", "rate"):
+        table.add_column(column, justify="left" if column == "app" else "right")
+
+    def seconds(value: float | None) -> str:
+        return f"{value:.2f} s" if value is not None else "-"
+
+    for m in metrics.values():
+        rate = f"{human_size(int(m.throughput))}/s" if m.throughput else "-"
+        table.add_row(m.app, str(m.runs), str(m.succeeded), str(m.failed), str(m.cancelled),
+                      seconds(m.last_duration), seconds(m.mean_duration),
+                      seconds(m.p95_duration), rate)  # fmt: skip
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+def _log(state: HistoryStore, job_id: int) -> int:
+    if state.get(job_id) is None:
+        raise _Refusal(f"no job #{job_id} in the history at {state.state_dir}")
+    sys.stdout.write(state.read_log(job_id))
+    return EXIT_OK

@@ -1,0 +1,510 @@
+"""TOML config to typed, validated settings, compatible with the Go reel's keys.
+
+A file that does not parse is fatal (:class:`ConfigError`). Anything wrong
+inside one app only disables that app: its problems are collected as
+:class:`Problem` lines (file, line, app, key) so the other apps keep working
+and every face can show the same one-line messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+Driver = Literal["sqlite", "postgres", "mysql"]
+
+DRIVER_ALIASES: dict[str, Driver] = {
+    "sqlite": "sqlite",
+    "sqlite3": "sqlite",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+DEFAULT_PORTS: dict[Driver, int] = {"postgres": 5432, "mysql": 3306}
+SYSTEM_DATABASES: dict[Driver, frozenset[str]] = {
+    "postgres": frozenset({"postgres", "template0", "template1"}),
+    "mysql": frozenset({"mysql", "information_schema", "sys", "performance_schema"}),
+    "sqlite": frozenset(),
+}
+CONFIG_FILE_NAME = "reel.toml"
+RESERVED_TABLE = "reel"
+
+
+class ConfigError(Exception):
+    """The config cannot be used at all (not found, unreadable, not TOML)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about the config, printable as a single line."""
+
+    file: Path
+    message: str
+    line: int | None = None
+    app: str | None = None
+    key: str | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        parts = [where]
+        if self.app:
+            parts.append(f"app {self.app!r}")
+        if self.key:
+            parts.append(self.key)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """One application's database and where its dumps live."""
+
+    name: str
+    driver: Driver
+    database: str
+    """Database name; for SQLite the absolute path of the database file."""
+    server: str | None = None
+    """Host name, IP address, or a directory holding a unix socket."""
+    port: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_env: str | None = None
+    source: Path | None = None
+    """The default dump (reel's ``dbsource``), absolute."""
+    sources_dir: Path | None = None
+    """Folder searched recursively for more dumps (reel's ``dbsources``), absolute."""
+    protected: bool = False
+    confirm: bool = True
+    line: int | None = None
+    """Line of the app's table header, for messages."""
+
+    @property
+    def target(self) -> str:
+        """The target as a user thinks of it, never with a password."""
+        if self.driver == "sqlite":
+            return self.database
+        host = self.server or "localhost"
+        if host.startswith("/"):
+            return f"{self.database}@{host}"
+        port = self.port or DEFAULT_PORTS[self.driver]
+        return f"{self.database}@{host}:{port}"
+
+    @property
+    def target_key(self) -> str:
+        """Identity of the target database, equal for apps sharing one database."""
+        if self.driver == "sqlite":
+            return f"sqlite:{os.path.realpath(self.database)}"
+        host = self.server or "localhost"
+        if host in ("127.0.0.1", "::1", "localhost"):
+            host = "localhost"
+        return f"{self.driver}:{host}:{self.port or DEFAULT_PORTS[self.driver]}:{self.database}"
+
+    def resolve_password(self) -> str | None:
+        """The password to use, from ``dbpassword_env`` or ``dbpassword``; None for defaults."""
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        return self.password
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``[reel]`` table."""
+
+    default_app: str | None = None
+    token: str | None = field(default=None, repr=False)
+    """Kept for the HTTP API."""
+    workers: int = 2
+    """Jobs for different databases that may run at once."""
+    history_limit: int = 500
+    """Finished jobs kept in the history; the oldest are pruned."""
+    state_dir: Path | None = None
+    """Where history and logs live; default is the user's state directory."""
+
+
+@dataclass
+class Config:
+    """A loaded config: the usable apps, the disabled ones and every finding."""
+
+    path: Path
+    settings: Settings
+    apps: dict[str, AppConfig]
+    disabled: dict[str, list[Problem]]
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+# --- key schema -------------------------------------------------------------
+
+Checker = Callable[[Any], Any]
+
+
+class _BadValue(ValueError):
+    """A value of the wrong type or range; the message says what was expected."""
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _BadValue(f"expected a string, got {_show(value)}")
+    return value
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise _BadValue(f"expected a port number 1-65535, got {_show(value)}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _BadValue(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _BadValue(f"expected a whole number of at least 1, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    kind = type(value).__name__
+    text = repr(value)
+    return f"{kind} {text[:40]}"
+
+
+APP_KEYS: dict[str, Checker] = {
+    "dbdriver": _string,
+    "dbserver": _string,
+    "dbport": _port,
+    "database": _string,
+    "dbuser": _string,
+    "dbpassword": _string,
+    "dbpassword_env": _string,
+    "dbsource": _string,
+    "dbsources": _string,
+    "protected": _bool,
+    "confirm": _bool,
+}
+UNUSED_APP_KEYS = {"proxy_dest": "reel's HTTP proxy is not part of reel-tui"}
+SERVER_KEYS = ("dbserver", "dbport", "dbuser", "dbpassword", "dbpassword_env")
+SETTINGS_KEYS: dict[str, Checker] = {
+    "default_app": _string,
+    "token": _string,
+    "workers": _positive_int,
+    "history_limit": _positive_int,
+    "state_dir": _string,
+}
+
+
+# --- locating config files --------------------------------------------------
+
+
+def user_config_path() -> Path:
+    """``reel.toml`` in the user's config directory (XDG on Linux)."""
+    from platformdirs import user_config_path as _user_config_path
+
+    return _user_config_path("reel-tui") / CONFIG_FILE_NAME
+
+
+def find_config(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """The config to use: ``-c PATH``, else ``$REEL_CONFIG``, else ./reel.toml, else the user's."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("REEL_CONFIG"):
+        return Path(environ["REEL_CONFIG"])
+    local = (cwd or Path.cwd()) / CONFIG_FILE_NAME
+    if local.is_file():
+        return local
+    user = user_config_path()
+    if user.is_file():
+        return user
+    raise ConfigError(
+        f"no config found: give -c PATH or set REEL_CONFIG, or create {local} or {user}"
+    )
+
+
+# --- loading ------------------------------------------------------------------
+
+
+_TABLE_RE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_KEY_RE = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def _key_lines(text: str) -> dict[tuple[str | None, str | None], int]:
+    """Line numbers of table headers and keys, for messages that TOML cannot give.
+
+    A plain line scan: good for the flat tables reel configs use. Keys in inline
+    tables or multi-line values may be missed, and then a message has no line.
+    """
+    lines: dict[tuple[str | None, str | None], int] = {}
+    table: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TABLE_RE.match(line)
+        if header:
+            table = header.group(1).strip().strip("\"'")
+            lines.setdefault((table, None), number)
+            continue
+        key = _KEY_RE.match(line)
+        if key:
+            lines.setdefault((table, key.group(1).strip("\"'")), number)
+    return lines
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not UTF-8 or not TOML.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not a text file (invalid UTF-8)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_error(path, exc)) from None
+    return _Validator(path, text, data).run()
+
+
+def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """``file:line: message`` from tomllib's "message (at line L, column C)"."""
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        message = message[: match.start()].strip()
+        return f"{path}:{match.group(1)}: invalid TOML: {message} (column {match.group(2)})"
+    return f"{path}: invalid TOML: {message}"
+
+
+class _Validator:
+    """Turns parsed TOML into a :class:`Config`, collecting problems as it goes."""
+
+    def __init__(self, path: Path, text: str, data: dict[str, Any]) -> None:
+        self.path = path
+        self.base = path.resolve().parent
+        self.lines = _key_lines(text)
+        self.data = data
+        self.problems: list[Problem] = []
+        self.mode = path.stat().st_mode
+
+    def problem(
+        self,
+        message: str,
+        *,
+        app: str | None = None,
+        key: str | None = None,
+        table: str | None = None,
+        severity: Literal["error", "warning"] = "error",
+    ) -> Problem:
+        table = table or app
+        line = self.lines.get((table, key)) or self.lines.get((table, None))
+        found = Problem(self.path, message, line, app, key, severity)
+        self.problems.append(found)
+        return found
+
+    def run(self) -> Config:
+        settings = self.settings(self.data.get(RESERVED_TABLE, {}))
+        apps: dict[str, AppConfig] = {}
+        disabled: dict[str, list[Problem]] = {}
+        for name, table in self.data.items():
+            if name == RESERVED_TABLE:
+                continue
+            if not isinstance(table, dict):
+                self.problem(
+                    f"top-level key {name!r} is ignored: apps are tables such as [{name}]",
+                    key=name,
+                    severity="warning",
+                )
+                continue
+            before = len(self.errors())
+            app = self.app(name, table)
+            if app is None or len(self.errors()) > before:
+                disabled[name] = self.errors()[before:]
+            else:
+                apps[name] = app
+        if not apps and not disabled:
+            self.problem("no apps configured: add a table such as [myapp]", severity="warning")
+        if settings.default_app and settings.default_app not in self.data:
+            self.problem(
+                f"names {settings.default_app!r}, which is not an app in this file"
+                + _suggest(settings.default_app, [*apps, *disabled]),
+                key="default_app",
+                table=RESERVED_TABLE,
+            )
+        return Config(self.path, settings, apps, disabled, self.problems)
+
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    def settings(self, table: Any) -> Settings:
+        if not isinstance(table, dict):
+            self.problem("[reel] must be a table", key=RESERVED_TABLE, table=None)
+            return Settings()
+        values = self.checked(table, SETTINGS_KEYS, app=None, table_name=RESERVED_TABLE)
+        state_dir = values.get("state_dir")
+        return Settings(
+            default_app=values.get("default_app"),
+            token=values.get("token"),
+            workers=values.get("workers", Settings.workers),
+            history_limit=values.get("history_limit", Settings.history_limit),
+            state_dir=self.base / Path(state_dir).expanduser() if state_dir else None,
+        )
+
+    def checked(
+        self,
+        table: dict[str, Any],
+        schema: dict[str, Checker],
+        app: str | None,
+        table_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Values of known keys converted by their checkers; problems for the rest."""
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            checker = schema.get(key)
+            if checker is None:
+                if app is not None and key in UNUSED_APP_KEYS:
+                    self.problem(
+                        f"accepted but unused: {UNUSED_APP_KEYS[key]}",
+                        app=app,
+                        key=key,
+                        severity="warning",
+                    )
+                else:
+                    self.problem(
+                        "unknown key, ignored" + _suggest(key, list(schema)),
+                        app=app,
+                        key=key,
+                        table=table_name,
+                        severity="warning",
+                    )
+                continue
+            try:
+                values[key] = checker(value)
+            except _BadValue as exc:
+                self.problem(str(exc), app=app, key=key, table=table_name)
+        return values
+
+    def app(self, name: str, table: dict[str, Any]) -> AppConfig | None:
+        values = self.checked(table, APP_KEYS, app=name)
+        driver_name = values.get("dbdriver", "sqlite")
+        driver = DRIVER_ALIASES.get(driver_name.lower())
+        if driver is None:
+            self.problem(
+                f"unknown driver {driver_name!r}: use sqlite, postgres or mysql"
+                + _suggest(driver_name.lower(), list(DRIVER_ALIASES)),
+                app=name,
+                key="dbdriver",
+            )
+            return None
+        database = values.get("database")
+        if database is None:
+            if "database" not in table:
+                self.problem("missing: the database to rewind", app=name, key="database")
+            return None
+        if not database.strip():
+            self.problem("must not be empty", app=name, key="database")
+            return None
+        if database.lower() in SYSTEM_DATABASES[driver]:
+            self.problem(
+                f"{database!r} is a system database; reel-tui will not rewind it",
+                app=name,
+                key="database",
+            )
+            return None
+        if driver == "sqlite":
+            database = str(self.base / Path(database).expanduser())
+            for key in SERVER_KEYS:
+                if key in table:
+                    self.problem("ignored for sqlite apps", app=name, key=key, severity="warning")
+        source = self.source_file(name, values.get("dbsource"))
+        sources_dir = self.sources_dir(name, values.get("dbsources"))
+        if "dbsource" not in table and "dbsources" not in table:
+            self.problem(
+                "no dumps configured: set dbsource (a file) or dbsources (a folder)",
+                app=name,
+                key="dbsource",
+            )
+        if "dbpassword" in table and self.mode & (stat.S_IRGRP | stat.S_IROTH):
+            self.problem(
+                f"a plain-text password in a file other users can read "
+                f"(mode {stat.S_IMODE(self.mode):o}): use dbpassword_env, or chmod 600 the file",
+                app=name,
+                key="dbpassword",
+                severity="warning",
+            )
+        return AppConfig(
+            name=name,
+            driver=driver,
+            database=database,
+            server=values.get("dbserver") or None,
+            port=values.get("dbport"),
+            user=values.get("dbuser") or None,
+            password=values.get("dbpassword"),
+            password_env=values.get("dbpassword_env"),
+            source=source,
+            sources_dir=sources_dir,
+            protected=values.get("protected", False),
+            confirm=values.get("confirm", True),
+            line=self.lines.get((name, None)),
+        )
+
+    def source_file(self, app: str, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        path = self.base / Path(value).expanduser()
+        if not path.exists():
+            self.problem(f"dump not found: {path}", app=app, key="dbsource")
+        elif not (path.is_file() or (path / "toc.dat").is_file()):
+            self.problem(f"not a dump file: {path}", app=app, key="dbsource")
+        return path
+
+    def sources_dir(self, app: str, value: str | None) -> Path | None:
+        if value is None:
+            return None
+        path = self.base / Path(value).expanduser()
+        if not path.is_dir():
+            self.problem(f"folder not found: {path}", app=app, key="dbsources")
+        return path
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

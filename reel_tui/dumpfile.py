@@ -1,0 +1,226 @@
+"""Recognising dump files from their content, and reading them as a stream.
+
+Detection looks at magic bytes and, for text, the first few kilobytes, so a
+``.sql`` that is really gzip, or a pg_dump file named ``latest``, is still
+recognised. Reading never holds more than one line of the dump in memory and
+counts the bytes taken from the file itself (compressed or not), which is what
+progress is measured in.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+Compression = Literal["none", "gzip", "xz", "bz2", "zstd"]
+Container = Literal["sql", "pg-custom", "pg-directory", "pg-tar", "sqlite-db", "unknown"]
+Flavor = Literal["postgres", "mysql", "sqlite", "sql", "unknown"]
+
+SNIFF_BYTES = 64 * 1024
+_MAGIC: list[tuple[bytes, Compression]] = [
+    (b"\x1f\x8b", "gzip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bz2"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+]
+_FLAVOR_HINTS: list[tuple[Flavor, re.Pattern[str]]] = [
+    (
+        "postgres",
+        re.compile(
+            r"^-- PostgreSQL database dump|^COPY .* FROM stdin;|pg_catalog\.set_config|"
+            r"^SET standard_conforming_strings|^\\connect |^\\restrict ",
+            re.M,
+        ),
+    ),
+    (
+        "mysql",
+        re.compile(
+            r"^-- (MySQL|MariaDB) dump|^/\*![0-9]{5}|^/\*M!|ENGINE=(InnoDB|MyISAM|Aria)|"
+            r"^LOCK TABLES `|^DELIMITER ",
+            re.M | re.I,
+        ),
+    ),
+    ("sqlite", re.compile(r"^PRAGMA foreign_keys=OFF;\s*BEGIN TRANSACTION;", re.M)),
+]
+_SQL_START = re.compile(
+    r"^\s*(--|/\*|#|(CREATE|INSERT|SET|BEGIN|PRAGMA|DROP|SELECT|COPY|ALTER|USE|LOCK|"
+    r"START|DELETE|UPDATE|REPLACE|GRANT|COMMENT|WITH)\b)",
+    re.I,
+)
+FLAVOR_NAMES: dict[Flavor, str] = {
+    "postgres": "PostgreSQL",
+    "mysql": "MySQL/MariaDB",
+    "sqlite": "SQLite",
+    "sql": "SQL",
+    "unknown": "unknown",
+}
+
+
+class DumpError(Exception):
+    """The dump cannot be read: corrupt compression, invalid UTF-8, unsupported format."""
+
+
+@dataclass(frozen=True)
+class DumpFormat:
+    """What a dump is, detected from its content."""
+
+    container: Container
+    compression: Compression = "none"
+    flavor: Flavor = "unknown"
+
+    @property
+    def label(self) -> str:
+        """Short column text: ``plain``, ``gzip``, ``pg custom``, ``sqlite db``, …"""
+        if self.container == "sql":
+            return "plain" if self.compression == "none" else self.compression
+        return self.container.replace("-", " ")
+
+    def describe(self) -> str:
+        """A phrase for logs: "PostgreSQL SQL dump, gzip-compressed"."""
+        names = {
+            "pg-custom": "PostgreSQL custom-format archive",
+            "pg-directory": "PostgreSQL directory-format dump",
+            "pg-tar": "PostgreSQL tar-format archive",
+            "sqlite-db": "SQLite database file",
+            "unknown": "file of unknown format",
+        }
+        text = names.get(self.container) or f"{FLAVOR_NAMES[self.flavor]} SQL dump"
+        if self.compression != "none":
+            text += f", {self.compression}-compressed"
+        return text
+
+
+def detect_format(path: Path) -> DumpFormat:
+    """Recognise a dump by its content. Never raises for unreadable content."""
+    if path.is_dir():
+        if (path / "toc.dat").is_file():
+            return DumpFormat("pg-directory", flavor="postgres")
+        return DumpFormat("unknown")
+    with open(path, "rb") as file:
+        head = file.read(512)
+    compression: Compression = "none"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            compression = name
+    if compression == "zstd":
+        return DumpFormat("unknown", "zstd")
+    if compression == "none":
+        if head.startswith(b"PGDMP"):
+            return DumpFormat("pg-custom", flavor="postgres")
+        if head.startswith(b"SQLite format 3\x00"):
+            return DumpFormat("sqlite-db", flavor="sqlite")
+        if len(head) >= 262 and head[257:262] == b"ustar" and b"toc.dat" in head[:100]:
+            return DumpFormat("pg-tar", flavor="postgres")
+    try:
+        with open(path, "rb") as raw, _decompressed(raw, compression) as stream:
+            sample = stream.read(SNIFF_BYTES)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+        return DumpFormat("unknown", compression)
+    if compression != "none" and sample.startswith(b"PGDMP"):
+        return DumpFormat("pg-custom", compression, "postgres")
+    text = sample.decode("utf-8", errors="replace")
+    if "\x00" in text[:4096]:
+        return DumpFormat("unknown", compression)
+    for flavor, pattern in _FLAVOR_HINTS:
+        if pattern.search(text):
+            return DumpFormat("sql", compression, flavor)
+    if _SQL_START.match(text) or not text.strip():
+        return DumpFormat("sql", compression, "sql")
+    return DumpFormat("unknown", compression)
+
+
+def _decompressed(raw: BinaryIO, compression: Compression) -> BinaryIO:
+    """A stream of the uncompressed bytes of ``raw``; closing it leaves ``raw`` open."""
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if compression == "xz":
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if compression == "bz2":
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    return raw
+
+
+class _CountingFile(io.RawIOBase):
+    """A raw file that counts the bytes read from disk, for progress."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = self._file.readinto(buffer) or 0
+        self.bytes_read += count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class DumpReader:
+    """Lines of a text dump, decompressed and decoded on the fly.
+
+    Use as a context manager. ``bytes_read`` is how far into the file on disk
+    the reader is; ``line_number`` is the number of the line last returned.
+    """
+
+    def __init__(self, path: Path, dump_format: DumpFormat | None = None) -> None:
+        self.path = path
+        self.format = dump_format or detect_format(path)
+        self.size = os.path.getsize(path)
+        self.line_number = 0
+        self._raw = _CountingFile(path)
+        buffered = io.BufferedReader(self._raw, buffer_size=256 * 1024)
+        binary = _decompressed(buffered, self.format.compression)  # type: ignore[arg-type]
+        self._text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+
+    @property
+    def bytes_read(self) -> int:
+        return self._raw.bytes_read
+
+    def __enter__(self) -> DumpReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._text.close()
+        self._raw.close()
+
+    def __iter__(self) -> Iterator[str]:
+        """Each line with its line ending; raises :class:`DumpError` on bad content."""
+        text = self._text
+        while True:
+            try:
+                line = text.readline()
+            except UnicodeDecodeError:
+                raise DumpError(
+                    f"{self.path}:{self.line_number + 1}: invalid UTF-8 in the dump"
+                ) from None
+            except EOFError:
+                raise DumpError(
+                    f"{self.path}: the {self.format.compression} data ends early "
+                    f"(truncated file?) after line {self.line_number}"
+                ) from None
+            except (OSError, lzma.LZMAError, zlib.error) as exc:
+                raise DumpError(
+                    f"{self.path}: corrupt {self.format.compression} data "
+                    f"after line {self.line_number}: {exc}"
+                ) from None
+            if not line:
+                return
+            self.line_number += 1
+            yield line

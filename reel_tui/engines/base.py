@@ -1,0 +1,104 @@
+"""The one small protocol every database engine implements.
+
+Contract, for every engine:
+
+* ``rewind`` replaces the target's content with the dump's, or leaves the
+  target exactly as it was. The dump is loaded somewhere the application
+  cannot see (a temp file, a staging database) and only then swapped in.
+* The swap runs inside ``with ctx.swap():``; while inside, a cancel is
+  deferred until the swap has finished, so a swap is never cut
+  in half. Before it, :meth:`RewindContext.check_cancelled` is called between
+  statements, and :meth:`Engine.interrupt` may be called from another thread
+  to stop a long statement.
+* Failures are raised as :class:`RewindError` (one line for the user, never a
+  password) or :class:`RewindCancelled`; the job records them.
+* Leftovers of an interrupted earlier run (temp files, staging databases) are
+  removed at the start of the next run, under the same target lock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+
+if TYPE_CHECKING:
+    from reel_tui.config import AppConfig
+    from reel_tui.dumpfile import Flavor
+    from reel_tui.sources import Source
+
+Phase = Literal[
+    "queued", "waiting", "connecting", "preparing", "loading", "finishing", "swapping", "done"
+]
+LogLevel = Literal["info", "warning", "error", "debug"]
+
+
+class RewindError(Exception):
+    """A rewind failed; the target is unchanged. ``code`` classifies it for exit codes."""
+
+    def __init__(self, message: str, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RewindCancelled(Exception):
+    """The rewind was cancelled before its swap; the target is unchanged."""
+
+
+class RewindContext(Protocol):
+    """What a running job gives its engine: reporting and cancellation."""
+
+    def log(self, message: str, level: LogLevel = "info") -> None:
+        """Add a line to the job's log."""
+
+    def progress(
+        self,
+        *,
+        phase: Phase | None = None,
+        bytes_read: int | None = None,
+        statements: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Report progress; cheap enough to call for every statement."""
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`RewindCancelled` if a cancel was requested."""
+
+    def swap(self) -> AbstractContextManager[None]:
+        """``with ctx.swap():`` around the swap itself.
+
+        Entering raises :class:`RewindCancelled` if a cancel was requested; inside,
+        a cancel waits until the block is left, so a swap is never cut in half.
+        """
+
+
+class Engine(ABC):
+    """Rewinds one app's database. One instance per job; not shared across threads,
+    except :meth:`interrupt`, which another thread may call at any time."""
+
+    driver: ClassVar[str]
+    accepts: ClassVar[frozenset[Flavor]]
+    """Dump flavors this engine loads; others are refused before anything changes."""
+    accepts_containers: ClassVar[frozenset[str]] = frozenset({"sql"})
+
+    def __init__(self, app: AppConfig) -> None:
+        self.app = app
+
+    @abstractmethod
+    def is_local(self) -> bool:
+        """True when the target is on this machine (loopback, unix socket, or a file)."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """Check the target can be reached and written; return what was found.
+
+        Raises:
+            RewindError: unreachable, authentication failed, not writable, …
+        """
+
+    @abstractmethod
+    def rewind(self, source: Source, ctx: RewindContext) -> None:
+        """Replace the target's content with the source's, atomically (see module doc)."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional for engines without long statements
+        """Stop a statement that is running now, from another thread. Optional."""

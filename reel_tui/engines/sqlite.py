@@ -1,0 +1,337 @@
+"""SQLite, the embedded default: load into a temp file, then swap it in atomically.
+
+How the promise "the target is exactly as it was, or fully rewound" is kept:
+
+* The dump is loaded into a temp file beside the target. Errors, cancels and
+  kills before the swap never touch the target; a temp file left by a kill is
+  removed by the next run (which holds the same target lock).
+* The swap copies the loaded file into the target with SQLite's online backup
+  API in a single step (``pages=-1``): one write transaction on the target,
+  under SQLite's own locking. Unlike renaming a file over the target, this is
+  safe while the application holds the database open and in WAL mode: a
+  renamed file would be paired with the old ``-wal`` / ``-shm`` files
+  (SQLite's "mispaired hot journal" corruption) and open handles would keep
+  writing into the unlinked old inode. A kill during the step leaves a hot
+  journal that SQLite rolls back at the next open, so the old state returns.
+* A target that does not exist yet gets the temp file renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+from reel_tui.config import AppConfig
+from reel_tui.dumpfile import DumpError, DumpReader
+from reel_tui.engines.base import Engine, RewindContext, RewindError
+from reel_tui.sources import Source
+
+BATCH_BYTES = 256 * 1024
+"""Statements are run in batches of about this size: fast, and cancellable between them."""
+SWAP_TIMEOUT = 30.0
+"""How long the swap waits for the application to release its locks on the target."""
+_TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|END)(\s+TRANSACTION)?\s*;\s*$", re.I)
+_ROLLBACK = re.compile(r"^\s*ROLLBACK\b", re.I)
+_CREATE = re.compile(r"^\s*CREATE\s+(TABLE|INDEX|UNIQUE INDEX|VIEW|TRIGGER)\s+(IF NOT EXISTS\s+)?"
+                     r"(\"[^\"]+\"|'[^']+'|`[^`]+`|\[[^\]]+\]|\S+?)[\s(]", re.I)  # fmt: skip
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\"[^\"]+\"|'[^']+'|`[^`]+`|\[[^\]]+\]|[^\s(]+)", re.I)
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+
+
+class SqliteEngine(Engine):
+    """Rewinds a SQLite database file from a ``sqlite3 .dump`` script or a database file."""
+
+    driver = "sqlite"
+    accepts = frozenset({"sqlite", "sql"})
+    accepts_containers = frozenset({"sql", "sqlite-db"})
+
+    def __init__(self, app: AppConfig) -> None:
+        super().__init__(app)
+        self.target = Path(self.app.database)
+        self._loading: sqlite3.Connection | None = None
+
+    def is_local(self) -> bool:
+        return True
+
+    def check(self) -> str:
+        folder = self.target.parent
+        if not folder.is_dir():
+            raise RewindError(f"folder of the database file does not exist: {folder}")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise RewindError(f"cannot write in the database's folder: {folder}")
+        if not self.target.exists():
+            return f"{self.target} does not exist yet; a rewind creates it"
+        try:
+            with closing(sqlite3.connect(f"{self.target.as_uri()}?mode=ro", uri=True)) as db:
+                tables = db.execute(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
+                ).fetchone()[0]
+                mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise RewindError(f"{self.target} is not a usable SQLite database: {exc}") from None
+        size = self.target.stat().st_size
+        return (
+            f"SQLite {sqlite3.sqlite_version} database {self.target}: "
+            f"{tables} tables, {size:,} bytes, journal mode {mode}"
+        )
+
+    def interrupt(self) -> None:
+        loading = self._loading
+        if loading is not None:
+            loading.interrupt()
+
+    def rewind(self, source: Source, ctx: RewindContext) -> None:
+        self._remove_leftovers(ctx)
+        ctx.progress(phase="preparing")
+        ctx.log(f"checked target: {self.check()}")
+        temp = self.target.with_name(
+            f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        )
+        try:
+            page_size, journal_mode = self._target_settings()
+            self._load(source, temp, page_size, ctx)
+            ctx.progress(phase="swapping")
+            if journal_mode is None:
+                _fsync(temp)
+                with ctx.swap():
+                    os.replace(temp, self.target)
+                    _fsync(self.target.parent)
+                ctx.log(f"created {self.target}")
+            else:
+                self._swap(temp, ctx)
+        finally:
+            for leftover in (temp, Path(f"{temp}-journal")):
+                leftover.unlink(missing_ok=True)
+
+    def _target_settings(self) -> tuple[int, str | None]:
+        """Page size and journal mode of the existing target; (4096, None) if none."""
+        if not self.target.exists():
+            return 4096, None
+        try:
+            with closing(sqlite3.connect(self.target, timeout=SWAP_TIMEOUT)) as db:
+                page_size = db.execute("PRAGMA page_size").fetchone()[0]
+                mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise RewindError(f"{self.target} is not a usable SQLite database: {exc}") from None
+        return page_size, mode
+
+    def _load(self, source: Source, temp: Path, page_size: int, ctx: RewindContext) -> None:
+        ctx.progress(phase="loading", bytes_read=0)
+        db = sqlite3.connect(temp, isolation_level=None, check_same_thread=False)
+        self._loading = db
+        try:
+            db.execute(f"PRAGMA page_size = {int(page_size)}")
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            if source.format.container == "sqlite-db":
+                self._copy_database(source, db, ctx)
+            else:
+                _ScriptLoader(source, db, ctx).run()
+            if db.execute("PRAGMA page_size").fetchone()[0] != page_size:
+                db.execute(f"PRAGMA page_size = {int(page_size)}")
+                db.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"{source.path}: {exc}") from None
+        finally:
+            self._loading = None
+            db.close()
+
+    def _copy_database(self, source: Source, db: sqlite3.Connection, ctx: RewindContext) -> None:
+        ctx.log(f"copying SQLite database file {source.path}")
+        uri = f"{source.path.resolve().as_uri()}?mode=ro"
+        try:
+            with closing(sqlite3.connect(uri, uri=True)) as src:
+
+                def report(status: int, remaining: int, total: int) -> None:
+                    ctx.check_cancelled()
+                    done = total - remaining
+                    ctx.progress(bytes_read=source.size * done // max(total, 1))
+
+                src.backup(db, pages=1024, progress=report)
+        except sqlite3.DatabaseError as exc:
+            raise RewindError(f"{source.path}: not a usable SQLite database: {exc}") from None
+        ctx.progress(bytes_read=source.size)
+
+    def _swap(self, temp: Path, ctx: RewindContext) -> None:
+        """Copy the loaded file into the target in one backup step, waiting while busy."""
+        deadline = time.monotonic() + SWAP_TIMEOUT
+        waited = False
+        while True:
+            with (
+                closing(sqlite3.connect(temp)) as src,
+                closing(sqlite3.connect(self.target, timeout=0.25)) as dst,
+            ):
+                try:
+                    with ctx.swap():
+                        src.backup(dst, pages=-1, progress=_raise_when_busy)
+                    ctx.log(f"swapped the new content into {self.target}")
+                    return
+                except _TargetBusy:
+                    pass
+                except sqlite3.DatabaseError as exc:
+                    raise RewindError(f"swap into {self.target} failed: {exc}") from None
+            if not waited:
+                ctx.log(
+                    "waiting: another connection holds a lock on the target "
+                    "(an open transaction in the application?)",
+                    "warning",
+                )
+                waited = True
+            if time.monotonic() > deadline:
+                raise RewindError(
+                    f"{self.target} stayed locked by another connection for "
+                    f"{SWAP_TIMEOUT:.0f} s; nothing was changed",
+                    code="busy",
+                )
+            ctx.check_cancelled()
+            time.sleep(0.1)
+
+    def _remove_leftovers(self, ctx: RewindContext) -> None:
+        """Delete temp files of interrupted runs; safe because we hold the target lock."""
+        pattern = f".{self.target.name}.reel-*.tmp*"
+        for leftover in sorted(self.target.parent.glob(pattern)):
+            leftover.unlink(missing_ok=True)
+            ctx.log(f"removed {leftover.name}, left by an interrupted earlier run", "warning")
+
+
+class _TargetBusy(Exception):
+    """The backup step found the target locked; nothing was copied."""
+
+
+def _raise_when_busy(status: int, remaining: int, total: int) -> None:
+    if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        raise _TargetBusy
+
+
+class _ScriptLoader:
+    """Runs a SQL script into a fresh database, in batches, tracking lines for errors."""
+
+    def __init__(self, source: Source, db: sqlite3.Connection, ctx: RewindContext) -> None:
+        self.source = source
+        self.db = db
+        self.ctx = ctx
+        self.batch: list[tuple[int, str]] = []
+        self.batch_bytes = 0
+        self.statements = 0
+        self.table: str | None = None
+        self.rows = 0
+
+    def run(self) -> None:
+        ctx = self.ctx
+        ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
+        try:
+            with DumpReader(self.source.path, self.source.format) as reader:
+                pending: list[str] = []
+                start = 0
+                for line in reader:
+                    if not pending:
+                        if not line.strip():
+                            continue
+                        start = reader.line_number
+                    pending.append(line)
+                    if ";" in line:
+                        text = "".join(pending)
+                        if sqlite3.complete_statement(text):
+                            self.add(start, text)
+                            pending = []
+                            if self.batch_bytes >= BATCH_BYTES:
+                                self.flush(reader.bytes_read)
+                self.flush(reader.bytes_read)
+                rest = "".join(pending)
+                if _COMMENTS.sub("", rest).strip():
+                    raise RewindError(
+                        f"{self.source.path}:{start}: the dump ends inside a statement "
+                        f"(truncated file?): {_first_line(rest)}"
+                    )
+        except DumpError as exc:
+            raise RewindError(str(exc)) from None
+        if self.statements == 0:
+            raise RewindError(f"{self.source.path}: the dump holds no SQL statements")
+        self.note_table(None)
+        ctx.log(f"loaded {self.statements:,} statements")
+
+    def add(self, line: int, text: str) -> None:
+        if _TRANSACTION.match(text):
+            return
+        if _ROLLBACK.match(text):
+            raise RewindError(
+                f"{self.source.path}:{line}: the dump ends with ROLLBACK: it was written "
+                "by a `sqlite3 .dump` that met errors, so it is incomplete"
+            )
+        insert = _INSERT.match(text)
+        if insert:
+            self.note_table(insert.group(1))
+            self.rows += 1
+        else:
+            created = _CREATE.match(text)
+            if created:
+                self.note_table(None)
+                self.ctx.log(f"schema: {created.group(1).lower()} {_unquote(created.group(3))}")
+        self.batch.append((line, text))
+        self.batch_bytes += len(text)
+
+    def note_table(self, table: str | None) -> None:
+        """Log a table's row count when the dump moves on from it."""
+        if table == self.table:
+            return
+        if self.table is not None:
+            self.ctx.log(f"data: {_unquote(self.table)} {self.rows:,} rows")
+        self.table, self.rows = table, 0
+        if table is not None:
+            self.ctx.progress(detail=f"data: {_unquote(table)}")
+
+    def flush(self, bytes_read: int) -> None:
+        self.ctx.check_cancelled()
+        if not self.batch:
+            return
+        script = "".join(text for _, text in self.batch)
+        try:
+            self.db.executescript(f"BEGIN;\n{script}\nCOMMIT;")
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                self.ctx.check_cancelled()
+            self.replay()
+            raise RewindError(f"{self.source.path}: {exc}") from None
+        except sqlite3.DatabaseError:
+            self.replay()
+            raise
+        self.statements += len(self.batch)
+        self.batch, self.batch_bytes = [], 0
+        self.ctx.progress(bytes_read=bytes_read, statements=self.statements)
+
+    def replay(self) -> None:
+        """Rerun the failed batch statement by statement to name the failing line."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        for line, text in self.batch:
+            try:
+                self.db.executescript(text)
+            except sqlite3.DatabaseError as exc:
+                raise RewindError(
+                    f"{self.source.path}:{line}: {exc} in: {_first_line(text)}"
+                ) from None
+
+
+def _first_line(text: str) -> str:
+    first = _COMMENTS.sub("", text).strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= 80 else first[:77] + "..."
+
+
+def _unquote(name: str) -> str:
+    if len(name) >= 2 and name[0] in "\"'`[" and name[-1] in "\"'`]":
+        return name[1:-1]
+    return name
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

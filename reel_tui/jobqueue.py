@@ -1,0 +1,300 @@
+"""The job queue both faces share: submit returns at once, worker threads rewind.
+
+* At most one job per target database runs at a time (in this process by the
+  queue itself, across processes by :class:`~reel_tui.locks.TargetLock`);
+  later jobs for the same database wait their turn, in order. Jobs for
+  different databases run in parallel, up to ``workers`` at once.
+* Events reach subscribers on the worker's thread; progress events are
+  throttled per job so a fast load cannot flood a UI.
+* Cancel (as in rq): a queued job never starts; a running one is stopped at
+  its next check, its engine is interrupted, and its target stays as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from reel_tui.engines.base import LogLevel, Phase, RewindCancelled, RewindError
+from reel_tui.history import HistoryStore, LogWriter
+from reel_tui.jobs import Job, JobEvent, JobState, LogLine
+from reel_tui.locks import TargetLock
+from reel_tui.plan import RewindPlan
+
+Subscriber = Callable[[JobEvent], None]
+PROGRESS_INTERVAL = 0.1
+"""Least time between two progress events of one job, in seconds."""
+_log = logging.getLogger(__name__)
+
+
+class JobQueue:
+    """Runs rewind plans on worker threads, one job per target database at a time."""
+
+    def __init__(self, history: HistoryStore, workers: int = 2) -> None:
+        self.history = history
+        self._cond = threading.Condition()
+        self._jobs: dict[int, Job] = {}
+        self._plans: dict[int, RewindPlan] = {}
+        self._pending: list[int] = []
+        self._busy_targets: set[str] = set()
+        self._contexts: dict[int, _JobContext] = {}
+        self._subscribers: list[Subscriber] = []
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"reel-worker-{n}", daemon=True)
+            for n in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- for the faces --------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` for every event from now on; returns an unsubscribe function."""
+        with self._cond:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def submit(self, plan: RewindPlan, *, wait: float | None = None) -> Job:
+        """Queue a rewind and return its job at once."""
+        fields = {
+            "app": plan.app.name,
+            "source": plan.source.name,
+            "target": plan.app.target,
+            "created": time.time(),
+            "bytes_total": plan.source.size,
+        }
+        job_id = self.history.create(fields)
+        job = Job(id=job_id, target_key=plan.app.target_key, wait=wait, **fields)
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the job queue is shut down")
+            self._jobs[job_id] = job
+            self._plans[job_id] = plan
+            self._pending.append(job_id)
+            self._cond.notify_all()
+        self._emit(JobEvent("queued", job))
+        return job
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued or running job; False if it is unknown or already over."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None or job.state.is_final:
+                return False
+            if job.state is JobState.QUEUED and job_id in self._pending:
+                self._pending.remove(job_id)
+                self._plans.pop(job_id, None)
+                job.state = JobState.CANCELLED
+                job.finished = time.time()
+                job.error = "cancelled before it started; nothing was changed"
+                job.error_code = "cancelled"
+                context = None
+            else:
+                context = self._contexts.get(job_id)
+        if context is None:
+            self.history.update(job)
+            self._emit(JobEvent("finished", job))
+        else:
+            context.request_cancel()
+        return True
+
+    def jobs(self) -> list[Job]:
+        """Jobs of this process, oldest first."""
+        with self._cond:
+            return list(self._jobs.values())
+
+    def get(self, job_id: int) -> Job | None:
+        with self._cond:
+            return self._jobs.get(job_id)
+
+    def wait(self, job: Job, timeout: float | None = None) -> bool:
+        """Block until the job is final; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not job.state.is_final:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def shutdown(self, cancel: bool = True, timeout: float | None = 30) -> None:
+        """Stop the workers, cancelling what is queued or running when ``cancel``."""
+        if cancel:
+            for job in self.jobs():
+                self.cancel(job.id)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # --- the workers ------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                job_id = self._next_job()
+                while job_id is None:
+                    if self._stopping:
+                        return
+                    self._cond.wait(0.5)
+                    job_id = self._next_job()
+                job = self._jobs[job_id]
+                plan = self._plans.pop(job_id)
+                self._busy_targets.add(job.target_key)
+                context = _JobContext(self, job, plan)
+                self._contexts[job_id] = context
+            try:
+                context.run()
+            finally:
+                with self._cond:
+                    self._busy_targets.discard(job.target_key)
+                    self._contexts.pop(job_id, None)
+                    self._cond.notify_all()
+
+    def _next_job(self) -> int | None:
+        """The oldest pending job whose database is free (caller holds the lock)."""
+        for job_id in self._pending:
+            if self._jobs[job_id].target_key not in self._busy_targets:
+                self._pending.remove(job_id)
+                return job_id
+        return None
+
+    def _emit(self, event: JobEvent) -> None:
+        with self._cond:
+            subscribers = list(self._subscribers)
+            if event.kind == "finished":
+                self._cond.notify_all()
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                _log.exception("job event subscriber failed")
+
+
+class _JobContext:
+    """Runs one job: the engine's view of it (reporting, cancel) and its bookkeeping."""
+
+    def __init__(self, queue: JobQueue, job: Job, plan: RewindPlan) -> None:
+        self.queue = queue
+        self.job = job
+        self.plan = plan
+        self.cancel_event = threading.Event()
+        self._swap_lock = threading.Lock()
+        self._in_swap = False
+        self._last_progress = 0.0
+        self._writer: LogWriter | None = None
+
+    def run(self) -> None:
+        job, queue = self.job, self.queue
+        self._writer = queue.history.open_log(job.id)
+        job.state, job.started = JobState.RUNNING, time.time()
+        queue.history.update(job)
+        queue._emit(JobEvent("started", job))
+        plan = self.plan
+        self.log(f"job #{job.id}: {plan.describe()}")
+        lock = TargetLock(queue.history.lock_dir, job.target_key)
+        try:
+            self.check_cancelled()
+            if not lock.try_acquire():
+                self.progress(phase="waiting")
+                self.log(f"waiting for another rewind of {job.target} ({lock.holder()})")
+                lock.acquire(job.wait, self.cancel_event)
+            plan.engine.rewind(plan.source, self)
+            job.state = JobState.SUCCEEDED
+            job.bytes_read = job.bytes_total
+            self.log(f"done: {job.app} now holds {job.source}")
+        except RewindCancelled:
+            job.state = JobState.CANCELLED
+            job.error = f"cancelled; {job.target} was left as it was"
+            job.error_code = "cancelled"
+        except RewindError as exc:
+            job.state, job.error, job.error_code = JobState.FAILED, str(exc), exc.code
+        except Exception as exc:
+            job.state = JobState.FAILED
+            job.error = f"internal error: {type(exc).__name__}: {exc}"
+            job.error_code = "internal"
+            self.log(traceback.format_exc().rstrip(), "debug")
+        finally:
+            lock.release()
+            job.finished = time.time()
+            job.phase = "done"
+            if job.error:
+                self.log(job.error, "warning" if job.error_code == "cancelled" else "error")
+            self.log(f"{job.state.value} in {job.duration:.2f} s")
+            queue.history.update(job)
+            self._writer.close()
+            queue._emit(JobEvent("progress", job))
+            queue._emit(JobEvent("finished", job))
+
+    # --- RewindContext ----------------------------------------------------------
+
+    def log(self, message: str, level: LogLevel = "info") -> None:
+        line = LogLine(time.time(), message, level)
+        if self._writer is not None:
+            self._writer.write(line)
+        if level == "debug":
+            return
+        self.job.log.append(line)
+        self.queue._emit(JobEvent("log", self.job, line=line))
+
+    def progress(
+        self,
+        *,
+        phase: Phase | None = None,
+        bytes_read: int | None = None,
+        statements: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        job = self.job
+        changed = False
+        if phase is not None and phase != job.phase:
+            job.phase, changed = phase, True
+        if detail is not None and detail != job.detail:
+            job.detail, changed = detail, True
+        if bytes_read is not None:
+            job.bytes_read = bytes_read
+        if statements is not None:
+            job.statements = statements
+        now = time.monotonic()
+        if changed or now - self._last_progress >= PROGRESS_INTERVAL:
+            self._last_progress = now
+            self.queue._emit(JobEvent("progress", job))
+
+    def check_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise RewindCancelled
+
+    @contextmanager
+    def swap(self) -> Iterator[None]:
+        with self._swap_lock:
+            self.check_cancelled()
+            self._in_swap = True
+        try:
+            yield
+        finally:
+            with self._swap_lock:
+                self._in_swap = False
+
+    def request_cancel(self) -> None:
+        """Called from any thread: stop at the next check, interrupting the engine."""
+        with self._swap_lock:
+            self.cancel_event.set()
+            in_swap = self._in_swap
+        if in_swap:
+            self.log("cancel requested during the swap: letting the swap finish", "warning")
+            return
+        self.log("cancel requested", "warning")
+        self.plan.engine.interrupt()

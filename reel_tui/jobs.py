@@ -1,0 +1,166 @@
+"""Jobs and the events they emit: the vocabulary shared by the queue, history and faces.
+
+Modelled on rq's job: a string-enum state, an id, created/started/finished
+times and an error string. A cancelled job is not a failed one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+
+from reel_tui.engines.base import LogLevel, Phase
+
+LOG_LINES_KEPT = 5000
+"""Log lines a job keeps in memory; the full log is on disk."""
+EVENT_FORMAT_VERSION = 1
+"""Version of the JSON event shape printed by ``--json``; bumped on incompatible change."""
+
+
+class JobState(str, Enum):
+    """Where a job is in its life. Every job ends in exactly one final state."""
+
+    QUEUED = "queued"
+    """Waiting for a worker, or for an earlier job on the same database."""
+    RUNNING = "running"
+    """A worker is rewinding (or waiting for another process's lock)."""
+    SUCCEEDED = "succeeded"
+    """The target now holds the dump's content."""
+    FAILED = "failed"
+    """The rewind failed; the target is as it was before."""
+    CANCELLED = "cancelled"
+    """Cancelled before its swap; the target is as it was before."""
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One timestamped line of a job's log."""
+
+    time: float
+    message: str
+    level: LogLevel = "info"
+
+    def format(self) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.time))
+        marker = "" if self.level == "info" else f"{self.level.upper()}: "
+        return f"{stamp}  {marker}{self.message}"
+
+
+@dataclass
+class Job:
+    """A rewind of one app from one source. Mutated only by its queue's worker."""
+
+    id: int
+    app: str
+    source: str
+    target: str
+    """The target as shown to users (``db@host:port`` or a file path)."""
+    target_key: str
+    """Identity of the target database, for one-job-per-database."""
+    bytes_total: int
+    state: JobState = JobState.QUEUED
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    phase: Phase = "queued"
+    bytes_read: int = 0
+    statements: int = 0
+    detail: str = ""
+    """What is happening now, in words ("data: orders")."""
+    error: str | None = None
+    error_code: str | None = None
+    wait: float | None = None
+    """Longest wait for another process's rewind of the same database; None: no limit."""
+    log: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def fraction(self) -> float:
+        """Share of the dump read, 0.0-1.0."""
+        if self.state is JobState.SUCCEEDED:
+            return 1.0
+        return min(self.bytes_read / self.bytes_total, 1.0) if self.bytes_total else 0.0
+
+    @property
+    def rate(self) -> float | None:
+        """Bytes of the dump read per second so far."""
+        duration = self.duration
+        return self.bytes_read / duration if duration and self.bytes_read else None
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, while running."""
+        rate = self.rate
+        if self.state is not JobState.RUNNING or not rate:
+            return None
+        return max(self.bytes_total - self.bytes_read, 0) / rate
+
+    def summary(self) -> dict[str, Any]:
+        """The job's fields as JSON-ready values (no log)."""
+        return {
+            "id": self.id,
+            "app": self.app,
+            "source": self.source,
+            "target": self.target,
+            "state": self.state.value,
+            "phase": self.phase,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "duration": self.duration,
+            "bytes_read": self.bytes_read,
+            "bytes_total": self.bytes_total,
+            "statements": self.statements,
+            "detail": self.detail,
+            "error": self.error,
+            "error_code": self.error_code,
+        }
+
+
+EventKind = Literal["queued", "started", "progress", "log", "finished"]
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Something happened to a job. ``job`` is the live job; read it, don't change it."""
+
+    kind: EventKind
+    job: Job
+    time: float = field(default_factory=time.time)
+    line: LogLine | None = None
+    """The new line, for ``log`` events."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The versioned ``--json`` shape documented in the README."""
+        job = self.job
+        data: dict[str, Any] = {
+            "v": EVENT_FORMAT_VERSION,
+            "event": self.kind,
+            "time": round(self.time, 3),
+            "job": job.id,
+        }
+        if self.kind in ("queued", "started"):
+            data.update(app=job.app, source=job.source, target=job.target,
+                        bytes_total=job.bytes_total)  # fmt: skip
+        elif self.kind == "progress":
+            data.update(phase=job.phase, bytes_read=job.bytes_read, bytes_total=job.bytes_total,
+                        statements=job.statements, detail=job.detail)  # fmt: skip
+        elif self.kind == "log" and self.line is not None:
+            data.update(level=self.line.level, message=self.line.message)
+        elif self.kind == "finished":
+            data.update(state=job.state.value, duration=job.duration, error=job.error,
+                        error_code=job.error_code, bytes_read=job.bytes_read,
+                        statements=job.statements)  # fmt: skip
+        return data

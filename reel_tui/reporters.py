@@ -1,0 +1,139 @@
+"""How a headless rewind shows its job events: a progress bar, plain lines, or JSON.
+
+All three consume the same :class:`~reel_tui.jobs.JobEvent` stream, called on
+the worker's thread; each is safe for that (rich's Progress has its own lock,
+the others write whole lines under one).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from reel_tui.jobs import JobEvent, JobState
+
+_STYLES = {"warning": "yellow", "error": "bold red"}
+
+
+class Reporter:
+    """Base: receives events; ``close`` is called once the job is final."""
+
+    def __call__(self, event: JobEvent) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the display (stop a live progress bar)."""
+
+
+class JsonReporter(Reporter):
+    """One JSON object per line on stdout, the versioned shape in the README."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+
+    def __call__(self, event: JobEvent) -> None:
+        self.emit(event.to_json())
+
+    def emit(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+
+class PlainReporter(Reporter):
+    """Timestamped lines, for cron and pipes; progress every 10 % of the dump."""
+
+    def __init__(self, out: IO[str] | None = None, quiet: bool = False) -> None:
+        self.out = out or sys.stdout
+        self.quiet = quiet
+        self._lock = threading.Lock()
+        self._next_step = 0.1
+
+    def __call__(self, event: JobEvent) -> None:
+        job = event.job
+        if event.kind == "log" and event.line is not None:
+            if self.quiet and event.line.level != "error":
+                return
+            self.write(event.line.format())
+        elif (
+            event.kind == "progress"
+            and not self.quiet
+            and job.state is JobState.RUNNING
+            and job.fraction >= self._next_step
+        ):
+            self._next_step = (int(job.fraction * 10) + 1) / 10
+            stamp = time.strftime("%H:%M:%S")
+            self.write(
+                f"{stamp}  {job.fraction:4.0%} {human_size(job.bytes_read)} of "
+                f"{human_size(job.bytes_total)}, {job.statements:,} statements"
+            )
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+
+class RichReporter(Reporter):
+    """A live progress bar with bytes, rate, ETA and phase; log lines scroll above it."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<10}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            transient=True,
+        )
+        self._task: TaskID | None = None
+
+    def __call__(self, event: JobEvent) -> None:
+        job = event.job
+        if event.kind == "started" and not self.quiet:
+            self.progress.start()
+            self._task = self.progress.add_task(
+                job.source, total=job.bytes_total or None, phase="starting", detail=""
+            )
+        elif event.kind == "progress" and self._task is not None:
+            self.progress.update(
+                self._task, completed=job.bytes_read, phase=job.phase, detail=job.detail
+            )
+        elif event.kind == "log" and event.line is not None:
+            line = event.line
+            if self.quiet and line.level != "error":
+                return
+            self.console.print(line.format(), style=_STYLES.get(line.level), highlight=False,
+                               markup=False)  # fmt: skip
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def human_size(count: int) -> str:
+    """``12.3 MB``: sizes as users read them."""
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

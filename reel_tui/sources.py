@@ -1,0 +1,153 @@
+"""An app's dump files: finding them, describing them, and resolving a name safely.
+
+A source is named by its path relative to the app's ``dbsources`` folder, so
+names are stable whatever the working directory. A name the user gives must
+match one of the listed sources: paths that lead outside the configured
+folder (``..``, absolute paths, symlinks pointing elsewhere) are refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reel_tui.config import AppConfig
+from reel_tui.dumpfile import DumpFormat, detect_format
+
+DUMP_SUFFIXES = (
+    ".sql", ".sql.gz", ".sql.xz", ".sql.bz2", ".dump", ".pgdump", ".backup",
+    ".tar", ".gz", ".xz", ".bz2", ".db", ".sqlite", ".sqlite3",
+)  # fmt: skip
+
+
+class SourceError(Exception):
+    """A named source does not exist, is outside the app's sources, or cannot be read."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dump file (or pg_dump directory) an app can be rewound to."""
+
+    name: str
+    path: Path
+    size: int
+    modified: float
+    format: DumpFormat
+    is_default: bool = False
+
+
+def list_sources(app: AppConfig) -> list[Source]:
+    """The app's ``dbsource`` first, then every dump under ``dbsources`` by name.
+
+    Files whose content is not a dump (a README beside the dumps) and hidden
+    files are left out, as are symlinks that lead outside the folder.
+    """
+    found: dict[Path, Source] = {}
+    default = app.source.resolve() if app.source and app.source.exists() else None
+    root = app.sources_dir.resolve() if app.sources_dir and app.sources_dir.is_dir() else None
+    if root:
+        for path in _walk(root):
+            name = path.relative_to(root).as_posix()
+            found[path] = _describe(name, path, is_default=path == default)
+    if default and default not in found:
+        name = default.name
+        if any(source.name == name for source in found.values()):
+            name = str(app.source)
+        found[default] = _describe(name, default, is_default=True)
+    return sorted(found.values(), key=lambda s: (not s.is_default, s.name))
+
+
+def _walk(root: Path) -> list[Path]:
+    """Dump files and pg_dump directories under root, resolved, never outside it."""
+    paths: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in list(dirs):
+            candidate = here / name
+            if (candidate / "toc.dat").is_file():
+                dirs.remove(name)
+                if _inside(candidate.resolve(), root):
+                    paths.append(candidate.resolve())
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = (here / name).resolve()
+            if path.is_file() and _inside(path, root) and _is_dump(path):
+                paths.append(path)
+    return paths
+
+
+def _is_dump(path: Path) -> bool:
+    if path.name.lower().endswith(DUMP_SUFFIXES):
+        return True
+    try:
+        return detect_format(path).container != "unknown"
+    except OSError:
+        return False
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _describe(name: str, path: Path, *, is_default: bool) -> Source:
+    info = path.stat()
+    size = info.st_size
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    try:
+        dump_format = detect_format(path)
+    except OSError:
+        dump_format = DumpFormat("unknown")
+    return Source(name, path, size, info.st_mtime, dump_format, is_default)
+
+
+def resolve_source(app: AppConfig, name: str | None = None) -> Source:
+    """The source called ``name``, or the app's default (``dbsource``) when None.
+
+    Raises:
+        SourceError: no such source, no default, or a path outside the app's sources.
+    """
+    sources = list_sources(app)
+    if name is None:
+        for source in sources:
+            if source.is_default:
+                return source
+        if app.source is not None:
+            raise SourceError(f"app {app.name!r}: dbsource not found: {app.source}")
+        raise SourceError(
+            f"app {app.name!r} has no dbsource: name a source with --source ({_choices(sources)})"
+        )
+    for source in sources:
+        if source.name == name:
+            return source
+    if _escapes(app, name):
+        raise SourceError(
+            f"app {app.name!r}: source {name!r} is outside the app's sources "
+            f"(dbsources = {app.sources_dir}); refused"
+        )
+    names = [source.name for source in sources]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" ({_choices(sources)})"
+    raise SourceError(f"app {app.name!r}: no source named {name!r}{hint}")
+
+
+def _escapes(app: AppConfig, name: str) -> bool:
+    """True when ``name`` is a path that leads outside the app's sources folder."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        return True
+    if app.sources_dir is None:
+        return False
+    candidate = app.sources_dir / name
+    return candidate.exists() and not _inside(candidate.resolve(), app.sources_dir.resolve())
+
+
+def _choices(sources: list[Source]) -> str:
+    if not sources:
+        return "it has none"
+    names = ", ".join(s.name for s in sources[:8])
+    more = f", … {len(sources) - 8} more" if len(sources) > 8 else ""
+    return f"available: {names}{more}"
