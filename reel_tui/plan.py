@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reel_tui.config import AppConfig, Config
-from reel_tui.dumpfile import FLAVOR_NAMES
+from reel_tui.dumpfile import DumpFormat
 from reel_tui.engines import Engine, RewindError, engine_for
 from reel_tui.sources import Source, SourceError, resolve_source
 
@@ -73,10 +73,15 @@ def plan_rewind(
     except (RewindError, SourceError) as exc:
         raise Refused(str(exc)) from None
     fmt = source.format
+    if fmt.container == "unknown":
+        raise Refused(
+            f"app {app.name!r}: source {source.name!r} is not a dump reel-tui recognises "
+            f"(not SQL text, a pg_dump archive or a SQLite database{_compressed(fmt)})"
+        )
     if fmt.flavor not in engine.accepts or fmt.container not in engine.accepts_containers:
         raise Refused(
             f"app {app.name!r}: source {source.name!r} is a {fmt.describe()}; "
-            f"a {app.driver} app cannot load it ({FLAVOR_NAMES[fmt.flavor]} flavor)"
+            f"a {app.driver} app cannot load it"
         )
     if not engine.is_local() and not allow_remote:
         raise Refused(
@@ -84,3 +89,9 @@ def plan_rewind(
             "pass --allow-remote to rewind it headless"
         )
     return RewindPlan(app, source, engine)
+
+
+def _compressed(fmt: DumpFormat) -> str:
+    if fmt.compression == "zstd":
+        return "; zstd-compressed dumps are not supported: decompress it first"
+    return ""

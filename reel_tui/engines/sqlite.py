@@ -67,13 +67,15 @@ class SqliteEngine(Engine):
         if not self.target.exists():
             return f"{self.target} does not exist yet; a rewind creates it"
         try:
-            with closing(sqlite3.connect(f"{self.target.as_uri()}?mode=ro", uri=True)) as db:
+            with closing(
+                sqlite3.connect(f"{self.target.as_uri()}?mode=ro", uri=True, timeout=2)
+            ) as db:
                 tables = db.execute(
                     "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
                 ).fetchone()[0]
                 mode = db.execute("PRAGMA journal_mode").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise RewindError(f"{self.target} is not a usable SQLite database: {exc}") from None
+            raise _target_error(self.target, exc) from None
         size = self.target.stat().st_size
         return (
             f"SQLite {sqlite3.sqlite_version} database {self.target}: "
@@ -117,7 +119,7 @@ class SqliteEngine(Engine):
                 page_size = db.execute("PRAGMA page_size").fetchone()[0]
                 mode = db.execute("PRAGMA journal_mode").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise RewindError(f"{self.target} is not a usable SQLite database: {exc}") from None
+            raise _target_error(self.target, exc) from None
         return page_size, mode
 
     def _load(self, source: Source, temp: Path, page_size: int, ctx: RewindContext) -> None:
@@ -198,6 +200,17 @@ class SqliteEngine(Engine):
         for leftover in sorted(self.target.parent.glob(pattern)):
             leftover.unlink(missing_ok=True)
             ctx.log(f"removed {leftover.name}, left by an interrupted earlier run", "warning")
+
+
+def _target_error(target: Path, exc: sqlite3.DatabaseError) -> RewindError:
+    """A locked target is "busy" (try again later); anything else means it is not SQLite."""
+    if "locked" in str(exc) or "busy" in str(exc):
+        return RewindError(
+            f"{target} is locked by another connection (an open transaction in the "
+            f"application?); nothing was changed",
+            code="busy",
+        )
+    return RewindError(f"{target} is not a usable SQLite database: {exc}")
 
 
 class _TargetBusy(Exception):

@@ -1,0 +1,292 @@
+"""The headless face: exit codes, JSON events, signals, guards, history commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REEL, big_dump, file_hash, fingerprint
+from reel_tui.cli import main
+from reel_tui.config import Config
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*REEL, *args], capture_output=True, text=True, timeout=120, env=env or os.environ.copy()
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_rewind_default_app_exit_0(blog: Config, capsys):
+    assert main(["-c", str(blog.path), "--rewind"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded in" in out
+    assert fingerprint(Path(blog.apps["blog"].database))[1]["authors"][0] == (1, "Ada")
+
+
+def test_rewind_failure_exit_1_and_database_unchanged(blog: Config, capsys):
+    app = blog.apps["blog"]
+    assert main(["-c", str(blog.path), "--rewind", "blog", "--source", "other.sql"]) == 0
+    before = file_hash(Path(app.database))
+    (app.sources_dir / "bad.sql").write_text("CREATE TABLE x (a);\nINSERT INTO y VALUES (1);\n")
+    assert main(["-c", str(blog.path), "--rewind", "--source", "bad.sql"]) == 1
+    out = capsys.readouterr().out
+    assert "bad.sql:2:" in out and "no such table: y" in out
+    assert file_hash(Path(app.database)) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rewind", "nope"], "no app named 'nope'"),
+        (["--rewind", "blg"], "did you mean 'blog'"),
+        (["--rewind", "--source", "missing.sql"], "no source named 'missing.sql'"),
+        (["--rewind", "--source", "../reel.toml"], "outside the app's sources"),
+        (["--rewind", "--source", "/etc/passwd"], "outside the app's sources"),
+        ([], "the TUI is not in this version yet"),
+        (["--log", "999"], "no job #999"),
+    ],
+)
+def test_refusals_exit_2_with_one_line(blog: Config, args, message):
+    result = run("-c", str(blog.path), *args)
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+    assert not Path(blog.apps["blog"].database).exists()
+
+
+def test_protected_app_is_refused(write_config, tmp_path):
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x);\n")
+    path = write_config(
+        """
+        [prod]
+        database = "prod.db"
+        dbsource = "d.sql"
+        protected = true
+        """
+    )
+    result = run("-c", str(path), "--rewind", "prod")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "protected" in line and "reel.toml:2" in line
+    assert not (tmp_path / "prod.db").exists()
+
+
+def test_wrong_engine_dump_is_refused_before_anything(write_config, tmp_path):
+    pagila = Path("/work/shared/data/pagila/pagila-schema.sql")
+    local = tmp_path / "pagila.sql"
+    if pagila.exists():
+        local.write_bytes(pagila.read_bytes()[:20000])
+    else:
+        local.write_text("--\n-- PostgreSQL database dump\n--\nSET lock_timeout = 0;\n")
+    path = write_config('[app]\ndatabase = "app.db"\ndbsource = "pagila.sql"\n')
+    result = run("-c", str(path), "--rewind")
+    assert result.returncode == 2
+    assert "PostgreSQL SQL dump" in one_line_error(result)
+
+
+def test_broken_config_is_one_line_exit_2(write_config):
+    path = write_config('[app]\ndatabase = "x.db"\ndbport = \n')
+    result = run("-c", str(path), "--list")
+    assert result.returncode == 2
+    assert f"{path}:3:" in one_line_error(result)
+
+
+def test_disabled_app_other_apps_still_work(write_config, tmp_path):
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x);\nINSERT INTO t VALUES (1);\n")
+    path = write_config(
+        """
+        [good]
+        database = "good.db"
+        dbsource = "d.sql"
+        [bad]
+        dbdriver = "oracle"
+        database = "bad"
+        dbsource = "d.sql"
+        """
+    )
+    bad = run("-c", str(path), "--rewind", "bad")
+    assert bad.returncode == 2 and "disabled" in bad.stderr and "oracle" in bad.stderr
+    good = run("-c", str(path), "--rewind", "good")
+    assert good.returncode == 0, good.stderr
+    assert "unknown driver 'oracle'" in good.stderr, "the problem is still reported"
+    listing = json.loads(run("-c", str(path), "--list", "--json").stdout)
+    by_name = {app["name"]: app for app in listing["apps"]}
+    assert by_name["good"]["enabled"] and not by_name["bad"]["enabled"]
+
+
+def test_json_events_are_versioned_and_complete(blog: Config):
+    result = run("-c", str(blog.path), "--rewind", "--json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(e["v"] == 1 and isinstance(e["job"], int) for e in events)
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["queued", "started"] and kinds[-1] == "finished"
+    assert events[0]["app"] == "blog" and events[0]["source"] == "seed.sql"
+    assert events[-1]["state"] == "succeeded" and events[-1]["error"] is None
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["bytes_read"] == progress[-1]["bytes_total"] > 0
+    assert any(e["event"] == "log" and "schema: table posts" in e["message"] for e in events)
+
+
+def test_json_refusal_is_an_event_too(blog: Config):
+    result = run("-c", str(blog.path), "--rewind", "ghost", "--json")
+    assert result.returncode == 2
+    event = json.loads(result.stdout)
+    assert event["event"] == "refused" and "ghost" in event["error"]
+
+
+def test_plain_output_when_not_a_terminal_is_timestamped_lines(blog: Config):
+    result = run("-c", str(blog.path), "--rewind")
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines and all(line[:2].isdigit() and line[2] == ":" for line in lines)
+    assert "\x1b[" not in result.stdout
+
+
+def test_quiet_prints_nothing_on_success(blog: Config):
+    result = run("-c", str(blog.path), "--rewind", "-q")
+    assert result.returncode == 0 and result.stdout == ""
+
+
+def test_dry_run_changes_nothing(blog: Config):
+    result = run("-c", str(blog.path), "--rewind", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would replace blog" in result.stdout
+    assert "does not exist yet" in result.stdout
+    assert not Path(blog.apps["blog"].database).exists()
+    history = json.loads(run("-c", str(blog.path), "--history", "--json").stdout)
+    assert history["jobs"] == []
+
+
+def test_list_json(blog: Config):
+    result = run("-c", str(blog.path), "--list", "--json")
+    data = json.loads(result.stdout)
+    app = data["apps"][0]
+    assert data["default_app"] == "blog"
+    assert app["driver"] == "sqlite" and app["target"].endswith("blog.sqlite3")
+    names = [(s["name"], s["default"], s["format"]) for s in app["sources"]]
+    assert names == [("seed.sql", True, "plain"), ("other.sql", False, "plain")]
+
+
+def test_history_and_log(blog: Config):
+    assert run("-c", str(blog.path), "--rewind").returncode == 0
+    (blog.apps["blog"].sources_dir / "bad.sql").write_text("CREATE TABLE t (x);\nSELEC 1;\n")
+    assert run("-c", str(blog.path), "--rewind", "--source", "bad.sql").returncode == 1
+    jobs = json.loads(run("-c", str(blog.path), "--history", "--json").stdout)["jobs"]
+    assert [j["state"] for j in jobs] == ["failed", "succeeded"]
+    assert "syntax error" in jobs[0]["error"]
+    log = run("-c", str(blog.path), "--log", str(jobs[1]["id"]))
+    assert log.returncode == 0 and "schema: table authors" in log.stdout
+    table = run("-c", str(blog.path), "--history")
+    assert f"#{jobs[0]['id']}" in table.stdout and "failed" in table.stdout
+    metrics = json.loads(run("-c", str(blog.path), "--metrics", "--json").stdout)
+    assert metrics["apps"][0]["runs"] == 2
+
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, threading, time
+    from pathlib import Path
+    from reel_tui.locks import TargetLock
+    lock = TargetLock(Path(sys.argv[1]), sys.argv[2])
+    assert lock.try_acquire()
+    print("held", flush=True)
+    time.sleep(float(sys.argv[3]))
+    """
+)
+
+
+def test_wait_bounds_the_wait_for_another_process(blog: Config, state_dir: Path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(state_dir / "locks"),
+         blog.apps["blog"].target_key, "30"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        result = run("-c", str(blog.path), "--rewind", "--wait", "0.5")
+        assert result.returncode == 2
+        assert time.monotonic() - started < 10
+        assert f"pid {holder.pid}" in result.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not Path(blog.apps["blog"].database).exists()
+
+
+def start_slow_rewind(blog: Config) -> tuple[subprocess.Popen[str], Path]:
+    """A headless rewind of a big dump, returned once it is loading."""
+    app = blog.apps["blog"]
+    big_dump(app.sources_dir / "big.sql", 400_000)
+    proc = subprocess.Popen(
+        [*REEL, "-c", str(blog.path), "--rewind", "--source", "big.sql", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "progress" and event["bytes_read"] > 1_000_000:
+            break
+    return proc, Path(app.database)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_cancels_and_leaves_database_unchanged(blog: Config, sig, code):
+    assert main(["-c", str(blog.path), "--rewind", "--source", "other.sql", "-q"]) == 0
+    target = Path(blog.apps["blog"].database)
+    before = file_hash(target)
+    proc, _ = start_slow_rewind(blog)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    final = json.loads(out.splitlines()[-1])
+    assert final["event"] == "finished" and final["state"] == "cancelled"
+    assert file_hash(target) == before
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+
+
+def test_kill_9_then_next_run_cleans_up_and_history_says_so(blog: Config):
+    assert main(["-c", str(blog.path), "--rewind", "--source", "other.sql", "-q"]) == 0
+    target = Path(blog.apps["blog"].database)
+    before = file_hash(target)
+    proc, _ = start_slow_rewind(blog)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert file_hash(target) == before
+    assert list(target.parent.glob(".blog.sqlite3.reel-*")), "the kill left a temp file"
+    result = run("-c", str(blog.path), "--rewind")
+    assert result.returncode == 0
+    assert "left by an interrupted earlier run" in result.stdout
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+    jobs = json.loads(run("-c", str(blog.path), "--history", "--json").stdout)["jobs"]
+    assert [j["state"] for j in jobs] == ["succeeded", "failed", "succeeded"]
+    assert jobs[1]["error_code"] == "interrupted"
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("reel-tui ")
+
+
+def test_no_config_anywhere_is_one_line(tmp_path, monkeypatch):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "HOME": str(tmp_path)}
+    env.pop("REEL_CONFIG", None)
+    result = subprocess.run([*REEL, "--list"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "no config found" in one_line_error(result)

@@ -1,0 +1,174 @@
+"""Job history on disk: survives kill -9 and concurrent writers, prunes, versions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from reel_tui.history import FORMAT_VERSION, HistoryError, HistoryStore
+from reel_tui.jobs import Job, JobState, LogLine
+
+
+def finished_job(store: HistoryStore, app: str, state: JobState, seconds: float) -> Job:
+    fields = {"app": app, "source": "s.sql", "target": "t", "created": 1.0, "bytes_total": 1000}
+    job = Job(id=store.create(fields), target_key="k", **fields)
+    job.state, job.started, job.finished = state, 10.0, 10.0 + seconds
+    job.bytes_read = 1000
+    store.update(job)
+    return job
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from reel_tui.history import HistoryStore
+    from reel_tui.jobs import Job, JobState, LogLine
+    store = HistoryStore(Path(sys.argv[1]), limit=100_000)
+    print("ready", flush=True)
+    for n in range(int(sys.argv[2])):
+        fields = {"app": sys.argv[3], "source": "s", "target": "t", "created": time.time(),
+                  "bytes_total": 1}
+        job = Job(id=store.create(fields), target_key="k", **fields)
+        writer = store.open_log(job.id)
+        writer.write(LogLine(time.time(), "line " * 50))
+        writer.close()
+        job.state = JobState.SUCCEEDED
+        job.started = job.finished = time.time()
+        store.update(job)
+    """
+)
+
+
+def test_kill_9_mid_write_leaves_history_readable(state_dir: Path):
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(state_dir), "1000000", "cron"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout.readline().strip() == "ready"
+    time.sleep(0.8)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    store = HistoryStore(state_dir)
+    records = store.records(limit=1_000_000)
+    assert len(records) > 10, "the writer got going before it was killed"
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    ids = [r.id for r in records]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
+    newest = records[0]
+    assert newest.state in ("succeeded", "failed")
+    if newest.state == "failed":
+        assert newest.error_code == "interrupted"
+    store.close()
+
+
+def test_two_processes_writing_at_once(state_dir: Path):
+    HistoryStore(state_dir).close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(state_dir), "150", app], stdout=subprocess.DEVNULL
+        )
+        for app in ("tui", "cron")
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    store = HistoryStore(state_dir, limit=100_000)
+    records = store.records(limit=1000)
+    assert len(records) == 300
+    assert len({r.id for r in records}) == 300
+    assert {r.app for r in records} == {"tui", "cron"}
+    assert all(r.state == "succeeded" for r in records)
+    assert all(store.read_log(r.id).count("line") == 50 for r in records)
+    store.close()
+
+
+def test_job_of_a_dead_process_is_reported_failed(state_dir: Path):
+    store = HistoryStore(state_dir)
+    fields = {"app": "a", "source": "s", "target": "t", "created": 1.0, "bytes_total": 1}
+    job_id = store.create(fields)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE jobs SET state='running', pid=? WHERE id=?",
+                   (int(dead.stdout), job_id))  # fmt: skip
+    db.close()
+    record = store.get(job_id)
+    assert record.state == "failed"
+    assert record.error_code == "interrupted"
+    assert "ended before the job finished" in record.error
+    store.close()
+
+
+def test_prune_keeps_the_newest_and_deletes_their_logs(state_dir: Path):
+    store = HistoryStore(state_dir, limit=3)
+    jobs = []
+    for n in range(5):
+        job = finished_job(store, "a", JobState.SUCCEEDED, 1.0)
+        writer = store.open_log(job.id)
+        writer.write(LogLine(time.time(), f"log of {n}"))
+        writer.close()
+        store.update(job)
+        jobs.append(job)
+    kept = [r.id for r in store.records()]
+    assert kept == [j.id for j in reversed(jobs[-3:])]
+    assert not store.log_path(jobs[0].id).exists()
+    assert "log of 4" in store.read_log(jobs[4].id)
+    store.close()
+
+
+def test_metrics_per_app(state_dir: Path):
+    store = HistoryStore(state_dir)
+    for seconds in (1.0, 2.0, 3.0, 4.0):
+        finished_job(store, "shop", JobState.SUCCEEDED, seconds)
+    finished_job(store, "shop", JobState.FAILED, 0.5)
+    finished_job(store, "shop", JobState.CANCELLED, 0.2)
+    finished_job(store, "blog", JobState.SUCCEEDED, 2.0)
+    metrics = store.metrics()
+    shop = metrics["shop"]
+    assert (shop.runs, shop.succeeded, shop.failed, shop.cancelled) == (6, 4, 1, 1)
+    assert shop.mean_duration == pytest.approx(2.5)
+    assert shop.last_duration == pytest.approx(0.2)
+    assert 3.5 < shop.p95_duration <= 4.0
+    assert shop.throughput == pytest.approx(4000 / 10.0)
+    assert metrics["blog"].runs == 1
+    store.close()
+
+
+def test_newer_format_is_refused(state_dir: Path):
+    HistoryStore(state_dir).close()
+    with sqlite3.connect(state_dir / "history.sqlite3") as db:
+        db.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
+    db.close()
+    with pytest.raises(HistoryError, match="newer reel-tui"):
+        HistoryStore(state_dir)
+
+
+def test_garbage_history_file_is_a_clear_error(state_dir: Path):
+    state_dir.mkdir(parents=True)
+    (state_dir / "history.sqlite3").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(HistoryError, match="cannot open job history"):
+        HistoryStore(state_dir)
+
+
+def test_state_files_are_private(state_dir: Path):
+    store = HistoryStore(state_dir)
+    job = finished_job(store, "a", JobState.SUCCEEDED, 1.0)
+    writer = store.open_log(job.id)
+    writer.write(LogLine(time.time(), "x"))
+    writer.close()
+    for folder in (state_dir, store.logs_dir, store.lock_dir):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.log_path(job.id).stat().st_mode) == 0o600
+    store.close()

@@ -1,0 +1,286 @@
+"""The job queue: order, one job per database, parallelism, cancel, events, locks.
+
+Order and parallelism are about the queue, not about loading, so those tests
+use a gated engine whose rewind waits for the test to open its gate; cancel
+and locking run the real SQLite engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from conftest import big_dump, file_hash
+from reel_tui.config import AppConfig, Config
+from reel_tui.engines.base import Engine, RewindContext
+from reel_tui.history import HistoryStore
+from reel_tui.jobqueue import PROGRESS_INTERVAL, JobQueue
+from reel_tui.jobs import JobEvent, JobState
+from reel_tui.locks import TargetLock
+from reel_tui.plan import RewindPlan, plan_rewind
+from reel_tui.sources import Source
+
+
+class GatedEngine(Engine):
+    """Records when each rewind runs; each waits until the test opens its gate."""
+
+    driver = "sqlite"
+    accepts = frozenset({"sqlite", "sql"})
+    runs: ClassVar[list[tuple[str, str, float]]] = []
+    lock = threading.Lock()
+
+    def __init__(self, app: AppConfig, gate: threading.Event) -> None:
+        super().__init__(app)
+        self.gate = gate
+
+    def is_local(self) -> bool:
+        return True
+
+    def check(self) -> str:
+        return "gated"
+
+    def rewind(self, source: Source, ctx: RewindContext) -> None:
+        with self.lock:
+            self.runs.append(("start", self.app.name, time.monotonic()))
+        while not self.gate.wait(0.01):
+            ctx.check_cancelled()
+        with self.lock:
+            self.runs.append(("end", self.app.name, time.monotonic()))
+
+
+@pytest.fixture
+def gated(blog: Config, tmp_path: Path):
+    """Plans for apps a, b (same database) and c (another database), each with a gate."""
+    GatedEngine.runs = []
+    base = blog.apps["blog"]
+    source = Source("seed.sql", base.source, 10, 0.0, _format(base))
+
+    def plan(name: str, database: str) -> tuple[RewindPlan, threading.Event]:
+        app = AppConfig(name=name, driver="sqlite", database=str(tmp_path / database))
+        gate = threading.Event()
+        return RewindPlan(app, source, GatedEngine(app, gate)), gate
+
+    return plan
+
+
+def _format(app: AppConfig):
+    from reel_tui.dumpfile import detect_format
+
+    return detect_format(app.source)
+
+
+def starts(name: str) -> float:
+    return next(t for kind, n, t in GatedEngine.runs if kind == "start" and n == name)
+
+
+def ends(name: str) -> float:
+    return next(t for kind, n, t in GatedEngine.runs if kind == "end" and n == name)
+
+
+def test_submit_returns_at_once_with_a_queued_job(gated, history):
+    queue = JobQueue(history, workers=1)
+    plan, gate = gated("a", "one.db")
+    try:
+        before = time.monotonic()
+        job = queue.submit(plan)
+        assert time.monotonic() - before < 0.2
+        assert job.id >= 1 and job.app == "a"
+        assert job.state in (JobState.QUEUED, JobState.RUNNING)
+        gate.set()
+        assert queue.wait(job, 5)
+        assert job.state is JobState.SUCCEEDED
+        assert job.started is not None and job.finished >= job.started >= job.created
+    finally:
+        queue.shutdown()
+
+
+def test_one_job_per_database_in_order_others_in_parallel(gated, history):
+    queue = JobQueue(history, workers=3)
+    (a, gate_a), (b, gate_b), (c, gate_c) = (
+        gated("a", "shared.db"),
+        gated("b", "shared.db"),
+        gated("c", "other.db"),
+    )
+    try:
+        job_a, job_b, job_c = queue.submit(a), queue.submit(b), queue.submit(c)
+        deadline = time.monotonic() + 5
+        while len(GatedEngine.runs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # give a wrongly scheduled b every chance to start
+        assert job_a.state is JobState.RUNNING
+        assert job_c.state is JobState.RUNNING, "another database runs in parallel"
+        assert job_b.state is JobState.QUEUED, "same database waits its turn"
+        gate_b.set()
+        gate_c.set()
+        time.sleep(0.1)
+        assert job_b.state is JobState.QUEUED
+        gate_a.set()
+        for job in (job_a, job_b, job_c):
+            assert queue.wait(job, 5)
+    finally:
+        queue.shutdown()
+    assert starts("b") >= ends("a")
+    assert starts("c") < ends("a")
+
+
+def test_jobs_for_one_database_run_in_submission_order(gated, history):
+    queue = JobQueue(history, workers=4)
+    plans = [gated(name, "same.db") for name in "pqrst"]
+    try:
+        jobs = [queue.submit(plan) for plan, _ in plans]
+        for _, gate in plans:
+            gate.set()
+        for job in jobs:
+            assert queue.wait(job, 5)
+    finally:
+        queue.shutdown()
+    order = [name for kind, name, _ in GatedEngine.runs if kind == "start"]
+    assert order == list("pqrst")
+
+
+def test_worker_count_bounds_parallelism(gated, history):
+    queue = JobQueue(history, workers=2)
+    plans = [gated(name, f"{name}.db") for name in "xyz"]
+    try:
+        jobs = [queue.submit(plan) for plan, _ in plans]
+        time.sleep(0.3)
+        assert [j.state for j in jobs].count(JobState.RUNNING) == 2
+        for _, gate in plans:
+            gate.set()
+        for job in jobs:
+            assert queue.wait(job, 5)
+    finally:
+        queue.shutdown()
+
+
+def test_cancel_queued_job_never_starts(gated, history):
+    queue = JobQueue(history, workers=1)
+    (first, gate1), (second, _gate2) = gated("a", "db1"), gated("b", "db2")
+    try:
+        running = queue.submit(first)
+        waiting = queue.submit(second)
+        assert queue.cancel(waiting.id)
+        assert waiting.state is JobState.CANCELLED
+        gate1.set()
+        assert queue.wait(running, 5)
+        time.sleep(0.2)
+    finally:
+        queue.shutdown()
+    assert [name for _, name, _ in GatedEngine.runs] == ["a", "a"]
+    assert history.get(waiting.id).state == "cancelled"
+    assert not queue.cancel(waiting.id), "a finished job cannot be cancelled again"
+
+
+def test_cancel_running_sqlite_rewind(blog: Config, blog_app: AppConfig, history):
+    big_dump(blog_app.sources_dir / "big.sql", 300_000)
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog", "big.sql"))
+        while job.bytes_read == 0 and not job.state.is_final:
+            time.sleep(0.01)
+        queue.cancel(job.id)
+        assert queue.wait(job, 2), "a running job stops within about a second"
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.CANCELLED
+    assert not Path(blog_app.database).exists()
+    assert "cancel requested" in history.read_log(job.id)
+
+
+def test_events_reach_subscribers_in_order_and_progress_is_throttled(blog, blog_app, history):
+    big_dump(blog_app.sources_dir / "big.sql", 60_000)
+    events: list[JobEvent] = []
+    queue = JobQueue(history, workers=1)
+    queue.subscribe(events.append)
+    broken_calls = []
+
+    def broken(event: JobEvent) -> None:
+        broken_calls.append(event)
+        raise RuntimeError("a buggy subscriber must not break the job")
+
+    queue.subscribe(broken)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog", "big.sql"))
+        assert queue.wait(job, 30)
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.SUCCEEDED, job.error
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "queued" and kinds[1] == "started" and kinds[-1] == "finished"
+    assert kinds.count("finished") == 1
+    assert "log" in kinds and "progress" in kinds
+    assert len(broken_calls) == len(events)
+    progress = [e for e in events if e.kind == "progress"]
+    phases = {e.job.phase for e in progress}
+    duration = job.duration or 0
+    assert len(progress) <= duration / PROGRESS_INTERVAL + 12, "progress is throttled"
+    assert any(line.message == "data: events 60,000 rows" for line in job.log)
+    assert phases, "progress events carry a phase"
+
+
+def test_waits_for_another_process_holding_the_database(blog, blog_app, history):
+    holder = TargetLock(history.lock_dir, blog_app.target_key)
+    assert holder.try_acquire()
+    timer = threading.Timer(0.5, holder.release)
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog"))
+        timer.start()
+        assert queue.wait(job, 10)
+    finally:
+        timer.join()
+        queue.shutdown()
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert any("waiting for another rewind" in line.message for line in job.log)
+
+
+def test_wait_limit_gives_up_without_touching_the_target(blog, blog_app, history):
+    target = Path(blog_app.database)
+    target.write_bytes(b"")
+    before = file_hash(target)
+    holder = TargetLock(history.lock_dir, blog_app.target_key)
+    assert holder.try_acquire()
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog"), wait=0.3)
+        assert queue.wait(job, 5)
+    finally:
+        holder.release()
+        queue.shutdown()
+    assert job.state is JobState.FAILED and job.error_code == "lock-timeout"
+    assert f"pid {__import__('os').getpid()}" in job.error
+    assert file_hash(target) == before
+
+
+def test_cancel_while_waiting_for_the_lock(blog, blog_app, history):
+    holder = TargetLock(history.lock_dir, blog_app.target_key)
+    assert holder.try_acquire()
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog"))
+        while job.phase != "waiting":
+            time.sleep(0.01)
+        queue.cancel(job.id)
+        assert queue.wait(job, 2)
+    finally:
+        holder.release()
+        queue.shutdown()
+    assert job.state is JobState.CANCELLED
+
+
+def test_history_records_every_job_with_its_log(blog, history: HistoryStore):
+    queue = JobQueue(history, workers=1)
+    try:
+        ok = queue.submit(plan_rewind(blog, "blog"))
+        queue.wait(ok, 10)
+    finally:
+        queue.shutdown()
+    record = history.get(ok.id)
+    assert record is not None and record.state == "succeeded"
+    assert record.bytes_read == record.bytes_total > 0
+    log = history.read_log(ok.id)
+    assert "succeeded in" in log and "schema: table authors" in log

@@ -1,0 +1,314 @@
+"""The SQLite engine through the real queue: content, atomicity, live targets."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BLOG_SCRIPT, big_dump, file_hash, fingerprint
+from reel_tui.config import AppConfig, Config
+from reel_tui.engines import sqlite as sqlite_engine
+from reel_tui.history import HistoryStore
+from reel_tui.jobqueue import JobQueue
+from reel_tui.jobs import Job, JobState
+from reel_tui.plan import plan_rewind
+
+
+def rewind(config: Config, history: HistoryStore, source: str | None = None) -> Job:
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(config, "blog", source))
+        assert queue.wait(job, timeout=60)
+        return job
+    finally:
+        queue.shutdown()
+
+
+def reference(dump: Path, tmp_path: Path) -> Path:
+    """The database the sqlite3 command-line shell makes from the same dump."""
+    ref = tmp_path / f"reference-{dump.name}.db"
+    ref.unlink(missing_ok=True)
+    with open(dump, "rb") as script:
+        subprocess.run(["sqlite3", str(ref)], stdin=script, check=True)
+    return ref
+
+
+def test_rewind_creates_target_equal_to_sqlite3_shell(blog, blog_app, history, tmp_path):
+    job = rewind(blog, history)
+    assert job.state is JobState.SUCCEEDED, job.error
+    target = Path(blog_app.database)
+    expected = fingerprint(reference(blog_app.source, tmp_path))
+    assert fingerprint(target) == expected
+    schema, rows = expected
+    assert rows["posts"][0][3] == b"\x00\xff'\"\\"
+    assert rows["posts"][1][2] == "multi\nline"
+    assert rows["authors"][1][1] == "O'Brien; -- not a comment"
+    assert any("CREATE TRIGGER posts_guard" in sql for sql in schema)
+
+
+def test_rewind_replaces_existing_content(blog, blog_app, history, tmp_path):
+    target = Path(blog_app.database)
+    with sqlite3.connect(target) as db:
+        db.execute("CREATE TABLE scratch (junk TEXT)")
+        db.execute("INSERT INTO scratch VALUES ('left over from a demo')")
+    db.close()
+    job = rewind(blog, history, "other.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    schema, rows = fingerprint(target)
+    assert rows == {"other": [(42,)]}
+    assert len(schema) == 1
+
+
+@pytest.mark.parametrize(
+    "compress", [gzip.compress, lzma.compress, __import__("bz2").compress], ids=["gz", "xz", "bz2"]
+)
+def test_compressed_dumps_load_like_plain(blog, blog_app, history, tmp_path, compress):
+    plain = blog_app.source
+    packed = blog_app.sources_dir / "packed.sql.z"
+    packed.write_bytes(compress(plain.read_bytes()))
+    job = rewind(blog, history, "packed.sql.z")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert fingerprint(Path(blog_app.database)) == fingerprint(reference(plain, tmp_path))
+    assert job.bytes_read == packed.stat().st_size
+
+
+def test_sqlite_database_file_as_source(blog, blog_app, history, tmp_path):
+    snapshot = blog_app.sources_dir / "snapshot.sqlite3"
+    with sqlite3.connect(snapshot) as db:
+        db.executescript(BLOG_SCRIPT)
+    db.close()
+    job = rewind(blog, history, "snapshot.sqlite3")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert fingerprint(Path(blog_app.database)) == fingerprint(snapshot)
+
+
+def test_error_in_last_statement_leaves_target_byte_for_byte(blog, blog_app, history):
+    assert rewind(blog, history).state is JobState.SUCCEEDED
+    target = Path(blog_app.database)
+    before = file_hash(target)
+    broken = blog_app.sources_dir / "broken.sql"
+    text = blog_app.source.read_text()
+    lines = text.splitlines()
+    commit = lines.index("COMMIT;")
+    lines.insert(commit, "INSERT INTO no_such_table VALUES (1);")
+    broken.write_text("\n".join(lines) + "\n")
+    job = rewind(blog, history, "broken.sql")
+    assert job.state is JobState.FAILED
+    assert f"broken.sql:{commit + 1}:" in job.error
+    assert "no such table: no_such_table" in job.error
+    assert file_hash(target) == before
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+
+
+def test_dump_cut_inside_a_statement_is_an_error_not_a_shorter_load(blog, blog_app, history):
+    text = blog_app.source.read_text()
+    cut = blog_app.sources_dir / "cut.sql"
+    cut.write_text(text[: text.index("'multi") + 8])
+    job = rewind(blog, history, "cut.sql")
+    assert job.state is JobState.FAILED
+    assert "ends inside a statement" in job.error
+    assert not Path(blog_app.database).exists()
+
+
+def test_dump_written_after_errors_is_refused(blog, blog_app, history):
+    bad = blog_app.sources_dir / "rolled-back.sql"
+    bad.write_text(
+        "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE t (x);\n"
+        "ROLLBACK; -- due to errors\n"
+    )
+    job = rewind(blog, history, "rolled-back.sql")
+    assert job.state is JobState.FAILED
+    assert "ROLLBACK" in job.error
+
+
+def test_empty_dump_is_refused(blog, blog_app, history):
+    (blog_app.sources_dir / "empty.sql").write_text("")
+    job = rewind(blog, history, "empty.sql")
+    assert job.state is JobState.FAILED
+    assert "no SQL statements" in job.error
+
+
+def test_wal_target_with_an_open_reader_sees_the_new_state(blog, blog_app, history):
+    target = Path(blog_app.database)
+    with sqlite3.connect(target) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE old (x)")
+        db.execute("INSERT INTO old VALUES (1)")
+    db.close()
+    app_db = sqlite3.connect(target)  # the application keeps its handle open
+    assert app_db.execute("SELECT count(*) FROM old").fetchone() == (1,)
+    job = rewind(blog, history)
+    assert job.state is JobState.SUCCEEDED, job.error
+    tables = {r[0] for r in app_db.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    assert "old" not in tables and {"authors", "posts"} <= tables
+    assert app_db.execute("SELECT count(*) FROM posts").fetchone() == (3,)
+    assert app_db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert app_db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    app_db.close()
+    with sqlite3.connect(target) as fresh:
+        assert fresh.execute("SELECT count(*) FROM authors").fetchone() == (2,)
+    fresh.close()
+
+
+def test_wal_target_with_other_page_size(blog, blog_app, history):
+    target = Path(blog_app.database)
+    with sqlite3.connect(target) as db:
+        db.execute("PRAGMA page_size=1024")
+        db.execute("VACUUM")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE old (x)")
+    db.close()
+    job = rewind(blog, history)
+    assert job.state is JobState.SUCCEEDED, job.error
+    with sqlite3.connect(target) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM posts").fetchone() == (3,)
+    db.close()
+
+
+def test_swap_waits_for_an_open_write_transaction(blog, blog_app, history):
+    target = Path(blog_app.database)
+    assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
+    holder = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (7)")
+    release = threading.Timer(1.0, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    started = time.monotonic()
+    job = rewind(blog, history)
+    release.join()
+    holder.close()
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert time.monotonic() - started >= 0.9
+    assert any("waiting: another connection holds a lock" in line.message for line in job.log)
+    assert fingerprint(target)[1]["authors"] == [(1, "Ada"), (2, "O'Brien; -- not a comment")]
+
+
+def test_swap_gives_up_on_a_lock_held_too_long_and_changes_nothing(
+    blog, blog_app, history, monkeypatch
+):
+    monkeypatch.setattr(sqlite_engine, "SWAP_TIMEOUT", 0.5)
+    target = Path(blog_app.database)
+    assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
+    holder = sqlite3.connect(target, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # readers may pass, the swap may not
+    try:
+        job = rewind(blog, history)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert job.state is JobState.FAILED
+    assert job.error_code == "busy", job.error
+    assert "stayed locked by another connection" in job.error
+    assert fingerprint(target)[1] == {"other": [(42,)]}
+
+
+def test_exclusively_locked_target_is_reported_busy(blog, blog_app, history):
+    target = Path(blog_app.database)
+    assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
+    holder = sqlite3.connect(target, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        job = rewind(blog, history)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert job.state is JobState.FAILED
+    assert job.error_code == "busy"
+    assert "locked by another connection" in job.error
+    assert fingerprint(target)[1] == {"other": [(42,)]}
+
+
+def test_cancel_mid_load_leaves_target_unchanged_and_no_temp_file(blog, blog_app, history):
+    assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
+    target = Path(blog_app.database)
+    before = file_hash(target)
+    big_dump(blog_app.sources_dir / "big.sql", 400_000)
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog", "big.sql"))
+        deadline = time.monotonic() + 20
+        while job.bytes_read < 2_000_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert job.state is JobState.RUNNING and job.phase == "loading"
+        asked = time.monotonic()
+        assert queue.cancel(job.id)
+        assert queue.wait(job, timeout=5)
+        assert time.monotonic() - asked < 1.0
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.CANCELLED
+    assert 0 < job.bytes_read < job.bytes_total
+    assert file_hash(target) == before
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+
+
+def test_leftover_temp_files_are_removed_by_the_next_run(blog, blog_app, history):
+    target = Path(blog_app.database)
+    stale = target.with_name(".blog.sqlite3.reel-99999-deadbeef.tmp")
+    stale.write_bytes(b"half a database")
+    Path(f"{stale}-journal").write_bytes(b"x")
+    job = rewind(blog, history)
+    assert job.state is JobState.SUCCEEDED
+    assert not stale.exists() and not Path(f"{stale}-journal").exists()
+    assert any("left by an interrupted earlier run" in line.message for line in job.log)
+
+
+def test_target_that_is_not_a_database_is_reported_not_overwritten(blog, blog_app, history):
+    target = Path(blog_app.database)
+    target.write_bytes(b"this is somebody's spreadsheet, not SQLite" * 100)
+    before = file_hash(target)
+    job = rewind(blog, history)
+    assert job.state is JobState.FAILED
+    assert "not a usable SQLite database" in job.error
+    assert file_hash(target) == before
+
+
+def test_many_statements_on_one_line_and_triggers_with_semicolons(blog, blog_app, history):
+    dump = blog_app.sources_dir / "dense.sql"
+    dump.write_text(
+        "CREATE TABLE a (x); INSERT INTO a VALUES (1); INSERT INTO a VALUES (2);\n"
+        "CREATE TABLE log (msg);\n"
+        "CREATE TRIGGER a_ins AFTER INSERT ON a BEGIN\n"
+        "  INSERT INTO log VALUES ('a;b');\n"
+        "  INSERT INTO log VALUES ('c');\n"
+        "END;\n"
+        "INSERT INTO a VALUES (3);\n"
+        "-- a trailing comment\n"
+    )
+    job = rewind(blog, history, "dense.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    rows = fingerprint(Path(blog_app.database))[1]
+    assert rows["a"] == [(1,), (2,), (3,)]
+    assert rows["log"] == [("a;b",), ("c",)]
+
+
+def test_error_names_line_inside_a_big_batch(blog, blog_app, history):
+    dump = big_dump(blog_app.sources_dir / "dup.sql", 20_000)
+    lines = dump.read_text().splitlines()
+    lines.insert(10_000, "INSERT INTO events VALUES(5,'duplicate','key');")
+    dump.write_text("\n".join(lines) + "\n")
+    job = rewind(blog, history, "dup.sql")
+    assert job.state is JobState.FAILED
+    assert "dup.sql:10001:" in job.error
+    assert "UNIQUE constraint failed: events.id" in job.error
+
+
+def test_check_describes_target(blog_app):
+    engine = sqlite_engine.SqliteEngine(blog_app)
+    assert "does not exist yet" in engine.check()
+    shutil.copy(blog_app.sources_dir / "seed.sql", blog_app.sources_dir / "copy.sql")
+    Path(blog_app.database).write_bytes(b"")
+    assert "0 tables" in engine.check()
+
+
+def test_engine_reports_app_not_config(blog_app: AppConfig):
+    assert sqlite_engine.SqliteEngine(blog_app).is_local()
