@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from reel_tui import __version__
 from reel_tui.config import Config, ConfigError, find_config, load_config
@@ -197,15 +198,20 @@ def _list(config: Config, args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK  # fmt: skip
-    console = Console(highlight=False)
-    console.print(f"[bold]{config.path}[/]  default app: {config.settings.default_app or '-'}")
+    console = _console()
+    default = config.settings.default_app or "-"
+    console.print(Text.assemble((str(config.path), "bold"), f"  default app: {default}"))
     for app in apps:
         if not app["enabled"]:
-            console.print(f"\n[bold red]✗ {app['name']}[/]  disabled: {app['problems'][0]}",
-                          markup=True)  # fmt: skip
+            console.print(
+                Text.assemble("\n", (f"✗ {app['name']}", "bold red"), "  disabled: ",
+                              app["problems"][0])
+            )  # fmt: skip
             continue
-        flag = "  [yellow]protected[/]" if app["protected"] else ""
-        console.print(f"\n[bold]{app['name']}[/]  {app['driver']}  {app['target']}{flag}")
+        flag = ("  protected", "yellow") if app["protected"] else ""
+        console.print(
+            Text.assemble("\n", (app["name"], "bold"), f"  {app['driver']}  {app['target']}", flag)
+        )
         table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
         for column in ("", "source", "format", "size", "modified"):
             table.add_column(column, justify="right" if column == "size" else "left")
@@ -215,6 +221,13 @@ def _list(config: Config, args: argparse.Namespace) -> int:
                           human_size(source["size"]), modified)  # fmt: skip
         console.print(table)
     return EXIT_OK
+
+
+def _console() -> Console:
+    """Text from the config and the history is printed literally, never as markup;
+    off a terminal, lines are not wrapped or cut at 80 columns."""
+    wide = None if sys.stdout.isatty() else 240
+    return Console(highlight=False, markup=False, soft_wrap=True, width=wide)
 
 
 def _history(state: HistoryStore, args: argparse.Namespace) -> int:
@@ -231,7 +244,7 @@ def _history(state: HistoryStore, args: argparse.Namespace) -> int:
         duration = f"{record.duration:.2f} s" if record.duration is not None else ""
         table.add_row(f"#{record.id}", when, record.app, record.source, record.state,
                       duration, record.error or "")  # fmt: skip
-    Console(highlight=False).print(table)
+    _console().print(table)
     return EXIT_OK
 
 
@@ -257,7 +270,7 @@ def _metrics(state: HistoryStore, args: argparse.Namespace) -> int:
         table.add_row(m.app, str(m.runs), str(m.succeeded), str(m.failed), str(m.cancelled),
                       seconds(m.last_duration), seconds(m.mean_duration),
                       seconds(m.p95_duration), rate)  # fmt: skip
-    Console(highlight=False).print(table)
+    _console().print(table)
     return EXIT_OK
 
 

@@ -63,10 +63,23 @@ class Problem:
         parts = [where]
         if self.app:
             parts.append(f"app {self.app!r}")
+        elif self.key in SETTINGS_KEYS:
+            parts.append(f"[{RESERVED_TABLE}]")
         if self.key:
             parts.append(self.key)
         parts.append(self.message)
-        return ": ".join(parts)
+        return _one_line(": ".join(parts))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped.
+
+    Keys, app names and paths come from the file and may hold any character;
+    a message must still print as exactly one line.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,8 @@ class AppConfig:
         if self.driver == "sqlite":
             return f"sqlite:{os.path.realpath(self.database)}"
         host = self.server or "localhost"
+        if not host.startswith("/"):
+            host = host.lower()  # host names are case-insensitive; socket folders are not
         if host in ("127.0.0.1", "::1", "localhost"):
             host = "localhost"
         return f"{self.driver}:{host}:{self.port or DEFAULT_PORTS[self.driver]}:{self.database}"
@@ -169,8 +184,16 @@ def _string(value: Any) -> str:
     return value
 
 
+def _secret(value: Any) -> str:
+    """A string that must never be echoed back, not even when it has the wrong type."""
+    if not isinstance(value, str):
+        raise _BadValue(f"expected a string, got {type(value).__name__} (value not shown)")
+    return value
+
+
 def _port(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    # isdigit() alone also accepts "²" and other digits int() rejects
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise _BadValue(f"expected a port number 1-65535, got {_show(value)}")
@@ -201,7 +224,7 @@ APP_KEYS: dict[str, Checker] = {
     "dbport": _port,
     "database": _string,
     "dbuser": _string,
-    "dbpassword": _string,
+    "dbpassword": _secret,
     "dbpassword_env": _string,
     "dbsource": _string,
     "dbsources": _string,
@@ -212,7 +235,7 @@ UNUSED_APP_KEYS = {"proxy_dest": "reel's HTTP proxy is not part of reel-tui"}
 SERVER_KEYS = ("dbserver", "dbport", "dbuser", "dbpassword", "dbpassword_env")
 SETTINGS_KEYS: dict[str, Checker] = {
     "default_app": _string,
-    "token": _string,
+    "token": _secret,
     "workers": _positive_int,
     "history_limit": _positive_int,
     "state_dir": _string,
@@ -266,7 +289,9 @@ def _key_lines(text: str) -> dict[tuple[str | None, str | None], int]:
     """
     lines: dict[tuple[str | None, str | None], int] = {}
     table: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): TOML ends lines only at \n, while splitlines()
+    # also splits at \u2028, \x0c and friends, which may sit inside strings and comments.
+    for number, line in enumerate(text.split("\n"), start=1):
         header = _TABLE_RE.match(line)
         if header:
             table = header.group(1).strip().strip("\"'")
@@ -294,23 +319,32 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a BOM, as Notepad writes
         data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not a text file (invalid UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_toml_error(path, exc)) from None
+        raise ConfigError(_toml_error(path, exc, text)) from None
     return _Validator(path, text, data).run()
 
 
-def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> str:
-    """``file:line: message`` from tomllib's "message (at line L, column C)"."""
+def _toml_error(path: Path, exc: tomllib.TOMLDecodeError, text: str) -> str:
+    """``file:line: message`` from tomllib's "message (at line L, column C)".
+
+    tomllib says "(at end of document)" instead when the last value is cut short
+    (an unclosed array, ``key =`` on the last line): that is the last non-blank line.
+    """
     message = str(exc)
     match = re.search(r"\(at line (\d+), column (\d+)\)", message)
     if match:
         message = message[: match.start()].strip()
         return f"{path}:{match.group(1)}: invalid TOML: {message} (column {match.group(2)})"
+    match = re.search(r"\(at end of document\)", message)
+    if match:
+        message = message[: match.start()].strip()
+        line = len(text.rstrip().split("\n"))
+        return f"{path}:{line}: invalid TOML: {message} (at end of file)"
     return f"{path}: invalid TOML: {message}"
 
 
@@ -362,7 +396,7 @@ class _Validator:
                 apps[name] = app
         if not apps and not disabled:
             self.problem("no apps configured: add a table such as [myapp]", severity="warning")
-        if settings.default_app and settings.default_app not in self.data:
+        if settings.default_app and settings.default_app not in (*apps, *disabled):
             self.problem(
                 f"names {settings.default_app!r}, which is not an app in this file"
                 + _suggest(settings.default_app, [*apps, *disabled]),
@@ -379,13 +413,15 @@ class _Validator:
             self.problem("[reel] must be a table", key=RESERVED_TABLE, table=None)
             return Settings()
         values = self.checked(table, SETTINGS_KEYS, app=None, table_name=RESERVED_TABLE)
-        state_dir = values.get("state_dir")
+        state_dir = None
+        if values.get("state_dir"):
+            state_dir = self.resolve(values["state_dir"], key="state_dir", table=RESERVED_TABLE)
         return Settings(
             default_app=values.get("default_app"),
             token=values.get("token"),
             workers=values.get("workers", Settings.workers),
             history_limit=values.get("history_limit", Settings.history_limit),
-            state_dir=self.base / Path(state_dir).expanduser() if state_dir else None,
+            state_dir=state_dir,
         )
 
     def checked(
@@ -424,6 +460,18 @@ class _Validator:
 
     def app(self, name: str, table: dict[str, Any]) -> AppConfig | None:
         values = self.checked(table, APP_KEYS, app=name)
+        if "dbdriver" in table and "dbdriver" not in values:
+            return None  # wrong type, already reported; guessing sqlite would only add noise
+        if "dbdriver" not in table and any(key in table for key in SERVER_KEYS):
+            # reel configs always named their driver; guessing sqlite here would turn
+            # `database = "shop"` into a file beside the config and ignore the server
+            self.problem(
+                "missing: set postgres, mysql or sqlite (server keys are set, so "
+                "the sqlite default does not apply)",
+                app=name,
+                key="dbdriver",
+            )
+            return None
         driver_name = values.get("dbdriver", "sqlite")
         driver = DRIVER_ALIASES.get(driver_name.lower())
         if driver is None:
@@ -442,6 +490,10 @@ class _Validator:
         if not database.strip():
             self.problem("must not be empty", app=name, key="database")
             return None
+        if "\x00" in database:
+            # no server or file system takes it; os.path.realpath() would raise later
+            self.problem("must not contain a NUL character", app=name, key="database")
+            return None
         if database.lower() in SYSTEM_DATABASES[driver]:
             self.problem(
                 f"{database!r} is a system database; reel-tui will not rewind it",
@@ -450,7 +502,10 @@ class _Validator:
             )
             return None
         if driver == "sqlite":
-            database = str(self.base / Path(database).expanduser())
+            database_path = self.resolve(database, app=name, key="database")
+            if database_path is None:
+                return None
+            database = str(database_path)
             for key in SERVER_KEYS:
                 if key in table:
                     self.problem("ignored for sqlite apps", app=name, key=key, severity="warning")
@@ -461,6 +516,13 @@ class _Validator:
                 "no dumps configured: set dbsource (a file) or dbsources (a folder)",
                 app=name,
                 key="dbsource",
+            )
+        if "dbpassword" in table and "dbpassword_env" in table:
+            self.problem(
+                "both dbpassword and dbpassword_env are set: dbpassword_env wins",
+                app=name,
+                key="dbpassword",
+                severity="warning",
             )
         if "dbpassword" in table and self.mode & (stat.S_IRGRP | stat.S_IROTH):
             self.problem(
@@ -486,10 +548,28 @@ class _Validator:
             line=self.lines.get((name, None)),
         )
 
-    def source_file(self, app: str, value: str | None) -> Path | None:
-        if value is None:
+    def resolve(
+        self, value: str, *, key: str, app: str | None = None, table: str | None = None
+    ) -> Path | None:
+        """``value`` as an absolute path: ``~`` expanded, else relative to the config's folder.
+
+        None, with a problem, for ``~user`` naming no user (expanduser() raises).
+        """
+        try:
+            return self.base / Path(value).expanduser()
+        except RuntimeError:
+            self.problem(
+                f"cannot expand {value!r}: no such user or home folder",
+                app=app,
+                key=key,
+                table=table,
+            )
             return None
-        path = self.base / Path(value).expanduser()
+
+    def source_file(self, app: str, value: str | None) -> Path | None:
+        path = None if value is None else self.resolve(value, app=app, key="dbsource")
+        if path is None:
+            return None
         if not path.exists():
             self.problem(f"dump not found: {path}", app=app, key="dbsource")
         elif not (path.is_file() or (path / "toc.dat").is_file()):
@@ -497,9 +577,12 @@ class _Validator:
         return path
 
     def sources_dir(self, app: str, value: str | None) -> Path | None:
-        if value is None:
+        if value is not None and not value.strip():
+            self.problem("must not be empty (leave it out instead)", app=app, key="dbsources")
             return None
-        path = self.base / Path(value).expanduser()
+        path = None if value is None else self.resolve(value, app=app, key="dbsources")
+        if path is None:
+            return None
         if not path.is_dir():
             self.problem(f"folder not found: {path}", app=app, key="dbsources")
         return path

@@ -52,10 +52,15 @@ _FLAVOR_HINTS: list[tuple[Flavor, re.Pattern[str]]] = [
     ("sqlite", re.compile(r"^PRAGMA foreign_keys=OFF;\s*BEGIN TRANSACTION;", re.M)),
 ]
 _SQL_START = re.compile(
-    r"^\s*(--|/\*|#|(CREATE|INSERT|SET|BEGIN|PRAGMA|DROP|SELECT|COPY|ALTER|USE|LOCK|"
-    r"START|DELETE|UPDATE|REPLACE|GRANT|COMMENT|WITH)\b)",
+    r"(CREATE|INSERT|SET|BEGIN|PRAGMA|DROP|SELECT|COPY|ALTER|USE|LOCK|"
+    r"START|DELETE|UPDATE|REPLACE|GRANT|COMMENT|WITH)\b",
     re.I,
 )
+# What may come before the first statement. A Markdown heading ("# Dumps") is a
+# MySQL comment too, so a README is told apart by the prose that follows it.
+_LEADING_COMMENTS = re.compile(r"(?:\s+|;|--[^\n]*|#[^\n]*|/\*.*?\*/)*", re.S)
+# Prose can start with "Use", "Select" or "With" too; SQL also ends a line with ";".
+_STATEMENT_END = re.compile(r";[ \t]*$", re.M)
 FLAVOR_NAMES: dict[Flavor, str] = {
     "postgres": "PostgreSQL",
     "mysql": "MySQL/MariaDB",
@@ -118,24 +123,60 @@ def detect_format(path: Path) -> DumpFormat:
             return DumpFormat("pg-custom", flavor="postgres")
         if head.startswith(b"SQLite format 3\x00"):
             return DumpFormat("sqlite-db", flavor="sqlite")
-        if len(head) >= 262 and head[257:262] == b"ustar" and b"toc.dat" in head[:100]:
-            return DumpFormat("pg-tar", flavor="postgres")
-    try:
-        with open(path, "rb") as raw, _decompressed(raw, compression) as stream:
-            sample = stream.read(SNIFF_BYTES)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+    sample = _sniff(path, compression)
+    if sample is None:
         return DumpFormat("unknown", compression)
-    if compression != "none" and sample.startswith(b"PGDMP"):
+    if sample.startswith(b"PGDMP"):
         return DumpFormat("pg-custom", compression, "postgres")
-    text = sample.decode("utf-8", errors="replace")
+    if len(sample) >= 262 and sample[257:262] == b"ustar" and b"toc.dat" in sample[:100]:
+        return DumpFormat("pg-tar", compression, "postgres")
+    text = sample.decode("utf-8", errors="replace").removeprefix("\ufeff")
     if "\x00" in text[:4096]:
         return DumpFormat("unknown", compression)
+    if not _is_sql(text):
+        return DumpFormat("unknown", compression)
+    return DumpFormat("sql", compression, _flavor(text))
+
+
+def _sniff(path: Path, compression: Compression) -> bytes | None:
+    """The first uncompressed bytes; what was decoded before a truncation or corruption.
+
+    A dump cut short is still recognised, so loading it can say that it ends
+    early instead of calling it a file of unknown format. None when nothing at
+    all could be decompressed.
+    """
+    sample = b""
+    try:
+        with open(path, "rb") as raw, _decompressed(raw, compression) as stream:
+            while len(sample) < SNIFF_BYTES:
+                piece = stream.read(min(8192, SNIFF_BYTES - len(sample)))
+                if not piece:
+                    break
+                sample += piece
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+        if not sample:
+            return None
+    return sample
+
+
+def _flavor(text: str) -> Flavor:
+    """The flavor whose hint comes first: a dump's own header beats text quoted in its data."""
+    found: list[tuple[int, Flavor]] = []
     for flavor, pattern in _FLAVOR_HINTS:
-        if pattern.search(text):
-            return DumpFormat("sql", compression, flavor)
-    if _SQL_START.match(text) or not text.strip():
-        return DumpFormat("sql", compression, "sql")
-    return DumpFormat("unknown", compression)
+        match = pattern.search(text)
+        if match:
+            found.append((match.start(), flavor))
+    return min(found)[1] if found else "sql"
+
+
+def _is_sql(text: str) -> bool:
+    """True for SQL: a flavor hint, only comments, or a first statement and a line ending ";"."""
+    if any(pattern.search(text) for _, pattern in _FLAVOR_HINTS):
+        return True
+    start = _LEADING_COMMENTS.match(text).end()  # type: ignore[union-attr] - matches ""
+    if start == len(text):
+        return True
+    return bool(_SQL_START.match(text, start) and _STATEMENT_END.search(text, start))
 
 
 def _decompressed(raw: BinaryIO, compression: Compression) -> BinaryIO:
@@ -177,14 +218,23 @@ class DumpReader:
     """
 
     def __init__(self, path: Path, dump_format: DumpFormat | None = None) -> None:
+        """Open ``path``; :class:`DumpError` if it cannot be opened or is not a text dump."""
         self.path = path
-        self.format = dump_format or detect_format(path)
-        self.size = os.path.getsize(path)
         self.line_number = 0
-        self._raw = _CountingFile(path)
+        try:
+            self.format = dump_format or detect_format(path)
+            _check_readable(path, self.format)
+            self.size = os.path.getsize(path)
+            self._raw = _CountingFile(path)
+        except OSError as exc:
+            raise DumpError(f"{path}: cannot read the dump: {exc.strerror or exc}") from None
         buffered = io.BufferedReader(self._raw, buffer_size=256 * 1024)
         binary = _decompressed(buffered, self.format.compression)  # type: ignore[arg-type]
-        self._text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        # Bad bytes become lone surrogates, found line by line in __iter__: a strict
+        # decoder fails on a whole chunk ahead and would name the wrong line.
+        self._text = io.TextIOWrapper(
+            binary, encoding="utf-8", errors="surrogateescape", newline=""
+        )
 
     @property
     def bytes_read(self) -> int:
@@ -206,10 +256,6 @@ class DumpReader:
         while True:
             try:
                 line = text.readline()
-            except UnicodeDecodeError:
-                raise DumpError(
-                    f"{self.path}:{self.line_number + 1}: invalid UTF-8 in the dump"
-                ) from None
             except EOFError:
                 raise DumpError(
                     f"{self.path}: the {self.format.compression} data ends early "
@@ -223,4 +269,19 @@ class DumpReader:
             if not line:
                 return
             self.line_number += 1
+            if not line.isascii():
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise DumpError(
+                        f"{self.path}:{self.line_number}: invalid UTF-8 in the dump"
+                    ) from None
             yield line
+
+
+def _check_readable(path: Path, dump_format: DumpFormat) -> None:
+    """Refuse formats that are not text with :class:`DumpError` instead of reading garbage."""
+    if dump_format.compression == "zstd":
+        raise DumpError(f"{path}: zstd-compressed dumps are not supported; decompress it first")
+    if dump_format.container not in ("sql", "unknown"):
+        raise DumpError(f"{path}: a {dump_format.describe()} is not a text dump to read by line")

@@ -8,6 +8,7 @@ folder (``..``, absolute paths, symlinks pointing elsewhere) are refused.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from dataclasses import dataclass
@@ -16,9 +17,12 @@ from pathlib import Path
 from reel_tui.config import AppConfig
 from reel_tui.dumpfile import DumpFormat, detect_format
 
+# Names that say "dump": listed even when the content is not recognised, so a
+# broken dump shows up (as unknown) instead of vanishing from the list. Generic
+# suffixes (.gz, .tar, .db: logs.tar.gz, Thumbs.db) are listed only by content.
 DUMP_SUFFIXES = (
     ".sql", ".sql.gz", ".sql.xz", ".sql.bz2", ".dump", ".pgdump", ".backup",
-    ".tar", ".gz", ".xz", ".bz2", ".db", ".sqlite", ".sqlite3",
+    ".sqlite", ".sqlite3",
 )  # fmt: skip
 
 
@@ -50,12 +54,19 @@ def list_sources(app: AppConfig) -> list[Source]:
     if root:
         for path in _walk(root):
             name = path.relative_to(root).as_posix()
-            found[path] = _describe(name, path, is_default=path == default)
+            try:
+                found[path] = _describe(name, path, is_default=path == default)
+            except OSError:  # deleted since the folder was walked
+                continue
     if default and default not in found:
-        name = default.name
+        if root and default != root and _inside(default, root):
+            name = default.relative_to(root).as_posix()
+        else:
+            name = default.name
         if any(source.name == name for source in found.values()):
             name = str(app.source)
-        found[default] = _describe(name, default, is_default=True)
+        with contextlib.suppress(OSError):  # deleted since exists() above
+            found[default] = _describe(name, default, is_default=True)
     return sorted(found.values(), key=lambda s: (not s.is_default, s.name))
 
 
@@ -67,7 +78,7 @@ def _walk(root: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in list(dirs):
             candidate = here / name
-            if (candidate / "toc.dat").is_file():
+            if _is_pg_directory(candidate):
                 dirs.remove(name)
                 if _inside(candidate.resolve(), root):
                     paths.append(candidate.resolve())
@@ -75,16 +86,32 @@ def _walk(root: Path) -> list[Path]:
             if name.startswith("."):
                 continue
             path = (here / name).resolve()
-            if path.is_file() and _inside(path, root) and _is_dump(path):
-                paths.append(path)
+            try:
+                if path.is_file() and _inside(path, root) and _is_dump(path):
+                    paths.append(path)
+            except OSError:  # not ours to read (another user's 0700 folder), or gone
+                continue
     return paths
 
 
+def _is_pg_directory(path: Path) -> bool:
+    """A pg_dump directory-format dump; False for a folder we may not look into.
+
+    pg_dump -Fd makes its folder 0700, so another user's dump must not stop the
+    listing: ``is_file`` raises PermissionError rather than returning False.
+    """
+    try:
+        return (path / "toc.dat").is_file()
+    except OSError:
+        return False
+
+
 def _is_dump(path: Path) -> bool:
+    """Named like a dump, or not empty and recognised as one by content."""
     if path.name.lower().endswith(DUMP_SUFFIXES):
         return True
     try:
-        return detect_format(path).container != "unknown"
+        return path.stat().st_size > 0 and detect_format(path).container != "unknown"
     except OSError:
         return False
 
@@ -97,7 +124,10 @@ def _describe(name: str, path: Path, *, is_default: bool) -> Source:
     info = path.stat()
     size = info.st_size
     if path.is_dir():
-        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        try:
+            size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        except OSError:  # an unreadable pg_dump folder: its size is unknown
+            size = 0
     try:
         dump_format = detect_format(path)
     except OSError:
@@ -124,6 +154,10 @@ def resolve_source(app: AppConfig, name: str | None = None) -> Source:
     for source in sources:
         if source.name == name:
             return source
+    real = _real_path(app, name)
+    for source in sources:
+        if real is not None and source.path == real:
+            return source
     if _escapes(app, name):
         raise SourceError(
             f"app {app.name!r}: source {name!r} is outside the app's sources "
@@ -135,14 +169,34 @@ def resolve_source(app: AppConfig, name: str | None = None) -> Source:
     raise SourceError(f"app {app.name!r}: no source named {name!r}{hint}")
 
 
+def _real_path(app: AppConfig, name: str) -> Path | None:
+    """Where ``name`` leads, symlinks followed: relative names are under ``dbsources``.
+
+    Lets a user give a path (absolute, or with ``..``) to a listed source; only
+    a path that ends at a listed source is accepted. None when it cannot lead
+    anywhere (no ``dbsources`` for a relative name, a NUL byte).
+    """
+    path = Path(name)
+    if not path.is_absolute():
+        if app.sources_dir is None:
+            return None
+        path = app.sources_dir / path
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return None
+
+
 def _escapes(app: AppConfig, name: str) -> bool:
-    """True when ``name`` is a path that leads outside the app's sources folder."""
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        return True
+    """True when ``name`` is a path that leads outside the app's sources folder.
+
+    Symlinks are followed even when dangling, so a link to a file elsewhere is
+    refused as such rather than reported as missing.
+    """
     if app.sources_dir is None:
-        return False
-    candidate = app.sources_dir / name
-    return candidate.exists() and not _inside(candidate.resolve(), app.sources_dir.resolve())
+        return Path(name).is_absolute() or ".." in Path(name).parts
+    real = _real_path(app, name)
+    return real is not None and not _inside(real, app.sources_dir.resolve())
 
 
 def _choices(sources: list[Source]) -> str:

@@ -18,6 +18,19 @@ from reel_tui.history import HistoryStore
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _shared_data() -> Path:
+    """The real sample databases (pagila, sakila): beside the clone, as CI lays them."""
+    candidates = [os.environ.get("REEL_SHARED_DATA"), REPO.parent / "shared" / "data",
+                  "/work/shared/data"]  # fmt: skip
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own state directory: history, logs and locks."""

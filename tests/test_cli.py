@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REEL, big_dump, file_hash, fingerprint
+from conftest import REEL, SHARED_DATA, big_dump, file_hash, fingerprint
 from reel_tui.cli import main
 from reel_tui.config import Config
 
@@ -86,12 +87,8 @@ def test_protected_app_is_refused(write_config, tmp_path):
 
 
 def test_wrong_engine_dump_is_refused_before_anything(write_config, tmp_path):
-    pagila = Path("/work/shared/data/pagila/pagila-schema.sql")
-    local = tmp_path / "pagila.sql"
-    if pagila.exists():
-        local.write_bytes(pagila.read_bytes()[:20000])
-    else:
-        local.write_text("--\n-- PostgreSQL database dump\n--\nSET lock_timeout = 0;\n")
+    pagila = SHARED_DATA / "pagila/pagila-schema.sql"
+    (tmp_path / "pagila.sql").write_bytes(pagila.read_bytes())
     path = write_config('[app]\ndatabase = "app.db"\ndbsource = "pagila.sql"\n')
     result = run("-c", str(path), "--rewind")
     assert result.returncode == 2
@@ -229,17 +226,19 @@ def test_wait_bounds_the_wait_for_another_process(blog: Config, state_dir: Path)
     assert not Path(blog.apps["blog"].database).exists()
 
 
-def start_slow_rewind(blog: Config) -> tuple[subprocess.Popen[str], Path]:
-    """A headless rewind of a big dump, returned once it is loading."""
+def start_slow_rewind(
+    blog: Config, rows: int = 400_000, phase: str = "loading"
+) -> tuple[subprocess.Popen[str], Path]:
+    """A headless rewind of a big dump, returned once it is in ``phase`` (past 1 MB)."""
     app = blog.apps["blog"]
-    big_dump(app.sources_dir / "big.sql", 400_000)
+    big_dump(app.sources_dir / "big.sql", rows)
     proc = subprocess.Popen(
         [*REEL, "-c", str(blog.path), "--rewind", "--source", "big.sql", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     for line in proc.stdout:
         event = json.loads(line)
-        if event["event"] == "progress" and event["bytes_read"] > 1_000_000:
+        if event.get("phase") == phase and event["bytes_read"] > 1_000_000:
             break
     return proc, Path(app.database)
 
@@ -290,3 +289,27 @@ def test_no_config_anywhere_is_one_line(tmp_path, monkeypatch):
                             env=env, timeout=60)  # fmt: skip
     assert result.returncode == 2
     assert "no config found" in one_line_error(result)
+
+
+def test_kill_9_during_the_swap_leaves_old_or_new_state_never_a_mix(blog: Config):
+    app = blog.apps["blog"]
+    assert main(["-c", str(blog.path), "--rewind", "--source", "other.sql", "-q"]) == 0
+    target = Path(app.database)
+    old = fingerprint(target)
+    proc, _ = start_slow_rewind(blog, rows=300_000, phase="swapping")
+    proc.kill()
+    proc.communicate(timeout=30)
+    with sqlite3.connect(target) as db:  # the first open rolls a torn swap back
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    after = fingerprint(target)
+    if after != old:
+        assert list(after[1]) == ["events"] and len(after[1]["events"]) == 300_000
+
+
+def test_list_prints_names_with_brackets_literally(write_config, tmp_path):
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x);\n")
+    path = write_config('["[/]weird[bold]"]\ndatabase = "w.db"\ndbsource = "d.sql"\n')
+    result = run("-c", str(path), "--list")
+    assert result.returncode == 0, result.stderr
+    assert "[/]weird[bold]" in result.stdout

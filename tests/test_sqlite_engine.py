@@ -312,3 +312,17 @@ def test_check_describes_target(blog_app):
 
 def test_engine_reports_app_not_config(blog_app: AppConfig):
     assert sqlite_engine.SqliteEngine(blog_app).is_local()
+
+
+def test_log_names_each_table_with_its_rows(blog, blog_app, history):
+    dump = blog_app.sources_dir / "tables.sql"
+    dump.write_text(
+        "CREATE TABLE events (x);\nCREATE TABLE events_archive (x);\n"
+        + "INSERT INTO events VALUES(1);\n" * 3
+        + "INSERT INTO events_archive VALUES(2);\n" * 5
+        + 'INSERT INTO "events" VALUES(3);\n'
+    )
+    job = rewind(blog, history, "tables.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    data = [line.message for line in job.log if line.message.startswith("data:")]
+    assert data == ["data: events 3 rows", "data: events_archive 5 rows", "data: events 1 rows"]

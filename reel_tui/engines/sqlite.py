@@ -234,6 +234,8 @@ class _ScriptLoader:
         self.statements = 0
         self.table: str | None = None
         self.rows = 0
+        self.insert_prefix = "\0"
+        """How the current table's INSERTs start: the fast path skips the regexes."""
 
     def run(self) -> None:
         ctx = self.ctx
@@ -247,6 +249,11 @@ class _ScriptLoader:
                         if not line.strip():
                             continue
                         start = reader.line_number
+                        if line.endswith(";\n") and sqlite3.complete_statement(line):
+                            self.add(start, line)  # the usual case: one line, one statement
+                            if self.batch_bytes >= BATCH_BYTES:
+                                self.flush(reader.bytes_read)
+                            continue
                     pending.append(line)
                     if ";" in line:
                         text = "".join(pending)
@@ -270,6 +277,11 @@ class _ScriptLoader:
         ctx.log(f"loaded {self.statements:,} statements")
 
     def add(self, line: int, text: str) -> None:
+        if text.startswith(self.insert_prefix):
+            self.rows += 1
+            self.batch.append((line, text))
+            self.batch_bytes += len(text)
+            return
         if _TRANSACTION.match(text):
             return
         if _ROLLBACK.match(text):
@@ -280,6 +292,7 @@ class _ScriptLoader:
         insert = _INSERT.match(text)
         if insert:
             self.note_table(insert.group(1))
+            self.insert_prefix = text[: insert.end() + 1]  # with the character after the name
             self.rows += 1
         else:
             created = _CREATE.match(text)
@@ -296,6 +309,7 @@ class _ScriptLoader:
         if self.table is not None:
             self.ctx.log(f"data: {_unquote(self.table)} {self.rows:,} rows")
         self.table, self.rows = table, 0
+        self.insert_prefix = "\0"
         if table is not None:
             self.ctx.progress(detail=f"data: {_unquote(table)}")
 
