@@ -1,0 +1,262 @@
+"""Splitting a plain pg_dump script into statements, COPY data and psql meta-commands.
+
+The PostgreSQL engine loads plain dumps without psql, so it must find the
+statement boundaries psql finds: a ``;`` outside quotes, comments and
+parentheses ends a statement, except inside a ``BEGIN ATOMIC … END`` function
+body. The splitter streams: it holds one statement at a time, and the lines of
+a ``COPY … FROM stdin`` block are handed to the caller one by one (up to the
+``\\.`` line) without being scanned at all, so a dump of any size loads in flat
+memory.
+
+Lexical rules followed (PostgreSQL's, as psql's lexer applies them):
+
+* ``'…'`` strings with ``''``; ``E'…'`` strings also with backslash escapes
+  (and plain strings too when the script sets ``standard_conforming_strings``
+  off); ``"…"`` identifiers with ``""``;
+* dollar quotes ``$$…$$`` and ``$tag$…$tag$`` (a ``$`` inside an identifier,
+  ``a$b``, or a parameter, ``$1``, starts none);
+* ``--`` comments to the end of the line, nested ``/* … */`` comments;
+* a line starting with ``\\`` between statements is a psql meta-command
+  (``\\connect``, ``\\restrict KEY``, …).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+_CODE = re.compile(r"[;'\"$()]|--|/\*")
+_ESCAPED = re.compile(r"['\\]")
+_BLOCK = re.compile(r"/\*|\*/")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+_IDENT_CHAR = re.compile(r"[\w$\x80-\U0010ffff]")
+_COPY_STDIN = re.compile(r"COPY\b.*\bFROM\s+stdin\b", re.I | re.S)
+_ROUTINE = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\b", re.I)
+_SCS = re.compile(r"SET\s+(?:SESSION\s+)?standard_conforming_strings\s*(?:=|TO)\s*'?(\w+)'?", re.I)
+# For BEGIN ATOMIC bodies only: a rough tokenizer that is enough to count BEGIN/CASE/END.
+_ROUTINE_TOKENS = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|"
+    r"(\$(?:[A-Za-z_][\w]*)?\$).*?\1|[()]|[A-Za-z_][\w$]*",
+    re.S,
+)
+
+CODE, QUOTE, ESCAPE_QUOTE, IDENT, DOLLAR, COMMENT = range(6)
+
+
+class ScriptError(Exception):
+    """The script cannot be split: it ends inside a statement or inside COPY data."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement, from its first code character (comments before it dropped)
+    to its ``;``. ``copy_from_stdin``: its data lines follow; read them with
+    :meth:`ScriptSplitter.copy_data`."""
+
+    text: str
+    line: int
+    copy_from_stdin: bool = False
+
+
+@dataclass(frozen=True)
+class MetaCommand:
+    """A psql backslash command line, e.g. ``\\connect shop`` → ("connect", "shop")."""
+
+    name: str
+    argument: str
+    line: int
+
+
+class ScriptSplitter:
+    """Iterate over a script's statements and meta-commands, streaming."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.line_number = 0
+        """Number of the line last taken from the input."""
+        self.standard_strings = True
+        """Whether backslashes are literal in '' strings; follows the script's SET."""
+        self._copy_pending = False
+
+    def copy_data(self) -> Iterator[str]:
+        """The data lines after a COPY statement, up to (not including) ``\\.``.
+
+        Raises:
+            ScriptError: the script ends before the ``\\.`` line.
+        """
+        start = self.line_number
+        self._copy_pending = False
+        for line in self._lines:
+            self.line_number += 1
+            if line.startswith("\\.") and line[2:].strip() == "":
+                return
+            yield line
+        raise ScriptError(
+            f"the dump ends inside the COPY data started at line {start} (truncated file?)",
+            self.line_number,
+        )
+
+    def __iter__(self) -> Iterator[Statement | MetaCommand]:
+        scan = _Scanner(self)
+        for line in self._lines:
+            self.line_number += 1
+            if scan.at_statement_start() and line.startswith("\\"):
+                name, _, argument = line[1:].strip().partition(" ")
+                yield MetaCommand(name, argument.strip(), self.line_number)
+                continue
+            for statement in scan.feed(line):
+                yield statement
+                if statement.copy_from_stdin:
+                    if self._copy_pending:  # the caller did not read the data
+                        for _ in self.copy_data():
+                            pass
+                    break  # the rest of a COPY line is not SQL
+        scan.finish()
+
+
+class _Scanner:
+    """The lexer state carried from line to line."""
+
+    def __init__(self, owner: ScriptSplitter) -> None:
+        self.owner = owner
+        self.mode = CODE
+        self.tag = ""
+        self.depth = 0
+        """Nesting of /* */ comments."""
+        self.parens = 0
+        self.parts: list[str] = []
+        self.start = 0
+
+    def at_statement_start(self) -> bool:
+        return self.mode == CODE and not self.parts
+
+    def feed(self, line: str) -> Iterator[Statement]:
+        """Scan one line; yield each statement it completes."""
+        pos = 0
+        seg = 0 if self.parts else -1
+        """Where the statement's text starts in this line; -1 while no code is seen."""
+        end = len(line)
+        while pos < end:
+            mode = self.mode
+            if mode == CODE:
+                match = _CODE.search(line, pos)
+                if match is None:
+                    if seg < 0 and line[pos:].strip():
+                        seg = pos + len(line[pos:]) - len(line[pos:].lstrip())
+                        self.start = self.owner.line_number
+                    break
+                found = match.start()
+                token = match.group()
+                if seg < 0 and (line[pos:found].strip() or token not in ("--", "/*")):
+                    skipped = line[pos:found]
+                    seg = pos + len(skipped) - len(skipped.lstrip()) if skipped.strip() else found
+                    self.start = self.owner.line_number
+                pos = match.end()
+                if token == ";":
+                    if self.parens > 0:
+                        continue
+                    text = "".join(self.parts) + line[seg:pos]
+                    if _ROUTINE.match(text) and _atomic_depth(text) > 0:
+                        continue
+                    self.parts = []
+                    seg = -1
+                    statement = self.statement(text)
+                    if statement is not None:
+                        yield statement
+                        if statement.copy_from_stdin:
+                            return
+                elif token == "'":
+                    escape = found > 0 and line[found - 1] in "Ee" and (
+                        found < 2 or not _IDENT_CHAR.match(line[found - 2])
+                    )  # fmt: skip
+                    self.mode = ESCAPE_QUOTE if escape or not self.owner.standard_strings else QUOTE
+                elif token == '"':
+                    self.mode = IDENT
+                elif token == "$":
+                    tag = _DOLLAR_TAG.match(line, found)
+                    if tag and not (found > 0 and _IDENT_CHAR.match(line[found - 1])):
+                        self.mode, self.tag, pos = DOLLAR, tag.group(), tag.end()
+                elif token == "(":
+                    self.parens += 1
+                elif token == ")":
+                    self.parens = max(0, self.parens - 1)
+                elif token == "--":
+                    break
+                else:  # /*
+                    self.mode, self.depth = COMMENT, 1
+            elif mode in (QUOTE, IDENT):
+                quote = "'" if mode == QUOTE else '"'
+                found = line.find(quote, pos)
+                if found < 0:
+                    break
+                if line.startswith(quote, found + 1):
+                    pos = found + 2
+                else:
+                    pos, self.mode = found + 1, CODE
+            elif mode == ESCAPE_QUOTE:
+                match = _ESCAPED.search(line, pos)
+                if match is None:
+                    break
+                found = match.start()
+                if match.group() == "\\" or line.startswith("'", found + 1):
+                    pos = found + 2
+                else:
+                    pos, self.mode = found + 1, CODE
+            elif mode == DOLLAR:
+                found = line.find(self.tag, pos)
+                if found < 0:
+                    break
+                pos, self.mode = found + len(self.tag), CODE
+            else:  # COMMENT
+                match = _BLOCK.search(line, pos)
+                if match is None:
+                    break
+                pos = match.end()
+                self.depth += 1 if match.group() == "/*" else -1
+                if self.depth == 0:
+                    self.mode = CODE
+        if seg >= 0:
+            self.parts.append(line[seg:])
+
+    def statement(self, text: str) -> Statement | None:
+        """The finished statement, or None for an empty one (a lone ``;``)."""
+        if text == ";":
+            return None
+        scs = _SCS.match(text)
+        if scs:
+            self.owner.standard_strings = scs.group(1).lower() in ("on", "true", "1", "yes")
+        copy = bool(_COPY_STDIN.match(text))
+        self.owner._copy_pending = copy
+        self.parens = 0
+        return Statement(text, self.start, copy)
+
+    def finish(self) -> None:
+        """At the end of the script: anything but comments left over is a cut-off statement."""
+        if self.parts or self.mode not in (CODE, COMMENT):
+            first = "".join(self.parts).strip().split("\n", 1)[0][:80]
+            raise ScriptError(
+                f"the dump ends inside a statement (truncated file?): {first}", self.start
+            )
+
+
+def _atomic_depth(text: str) -> int:
+    """How many BEGIN (and, inside one, CASE) blocks are open: psql's heuristic."""
+    depth = parens = 0
+    for match in _ROUTINE_TOKENS.finditer(text):
+        word = match.group()
+        if word == "(":
+            parens += 1
+        elif word == ")":
+            parens -= 1
+        elif parens == 0:
+            lower = word.lower()
+            if lower == "begin" or (lower == "case" and depth > 0):
+                depth += 1
+            elif lower == "end" and depth > 0:
+                depth -= 1
+    return depth
