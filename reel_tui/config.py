@@ -102,6 +102,18 @@ class AppConfig:
     """Folder searched recursively for more dumps (reel's ``dbsources``), absolute."""
     protected: bool = False
     confirm: bool = True
+    skip_owner: bool = False
+    """PostgreSQL: drop the dump's ``ALTER … OWNER TO`` (as pg_restore --no-owner)."""
+    skip_privileges: bool = False
+    """PostgreSQL: drop the dump's GRANT / REVOKE (as pg_restore --no-privileges)."""
+    on_error: Literal["stop", "continue"] = "stop"
+    """PostgreSQL: stop at the first SQL error (nothing is swapped in) or log it and go on."""
+    analyze: bool = True
+    """PostgreSQL: ANALYZE after the load, so the app does not start without statistics."""
+    sslmode: str | None = None
+    """PostgreSQL: libpq's sslmode, passed through."""
+    rewind_mode: Literal["auto", "swap", "in-place"] = "auto"
+    """PostgreSQL: staging database and swap, or in place in one transaction."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -206,6 +218,17 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _choice(*choices: str) -> Checker:
+    """A checker accepting one of ``choices`` (case-insensitive), returned in lower case."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise _BadValue(f"expected one of {', '.join(choices)}, got {_show(value)}")
+        return value.lower()
+
+    return check
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _BadValue(f"expected a whole number of at least 1, got {_show(value)}")
@@ -230,7 +253,15 @@ APP_KEYS: dict[str, Checker] = {
     "dbsources": _string,
     "protected": _bool,
     "confirm": _bool,
+    "skip_owner": _bool,
+    "skip_privileges": _bool,
+    "on_error": _choice("stop", "continue"),
+    "analyze": _bool,
+    "sslmode": _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "rewind_mode": _choice("auto", "swap", "in-place"),
 }
+POSTGRES_KEYS = ("skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode")
+"""App keys only the PostgreSQL engine reads; other drivers warn that they are ignored."""
 UNUSED_APP_KEYS = {"proxy_dest": "reel's HTTP proxy is not part of reel-tui"}
 SERVER_KEYS = ("dbserver", "dbport", "dbuser", "dbpassword", "dbpassword_env")
 SETTINGS_KEYS: dict[str, Checker] = {
@@ -509,6 +540,15 @@ class _Validator:
             for key in SERVER_KEYS:
                 if key in table:
                     self.problem("ignored for sqlite apps", app=name, key=key, severity="warning")
+        if driver != "postgres":
+            for key in POSTGRES_KEYS:
+                if key in table:
+                    self.problem(
+                        f"ignored for {driver} apps (PostgreSQL only)",
+                        app=name,
+                        key=key,
+                        severity="warning",
+                    )
         source = self.source_file(name, values.get("dbsource"))
         sources_dir = self.sources_dir(name, values.get("dbsources"))
         if "dbsource" not in table and "dbsources" not in table:
@@ -545,6 +585,12 @@ class _Validator:
             sources_dir=sources_dir,
             protected=values.get("protected", False),
             confirm=values.get("confirm", True),
+            skip_owner=values.get("skip_owner", False),
+            skip_privileges=values.get("skip_privileges", False),
+            on_error=values.get("on_error", "stop"),
+            analyze=values.get("analyze", True),
+            sslmode=values.get("sslmode"),
+            rewind_mode=values.get("rewind_mode", "auto"),
             line=self.lines.get((name, None)),
         )
 

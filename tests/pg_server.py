@@ -22,7 +22,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,3 +201,40 @@ def pg_dbname(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[s
     for db in pg_server.databases():
         if db == name or db.startswith(name + "__reel"):
             pg_server.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+PASSWORD_ENV = "REEL_TEST_PGPASSWORD"
+
+
+@pytest.fixture
+def pg_config(
+    pg_server: PgServer, pg_dbname: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Path]:
+    """Write a reel.toml with a postgres app "shop" on the test server; returns its path.
+
+    Dumps go in ``tmp_path / "dumps"``; the password travels in an environment variable.
+    """
+    monkeypatch.setenv(PASSWORD_ENV, pg_server.password)
+    (tmp_path / "dumps").mkdir(exist_ok=True)
+
+    def write(extra: str = "", database: str | None = None) -> Path:
+        path = tmp_path / "reel.toml"
+        path.write_text(
+            f"""[reel]
+default_app = "shop"
+[shop]
+dbdriver = "postgres"
+dbserver = "{pg_server.host}"
+dbport = {pg_server.port}
+database = "{database or pg_dbname}"
+dbuser = "{pg_server.user}"
+dbpassword_env = "{PASSWORD_ENV}"
+dbsources = "dumps"
+{extra}
+""",
+            encoding="utf-8",
+        )
+        os.chmod(path, 0o600)
+        return path
+
+    return write

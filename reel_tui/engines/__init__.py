@@ -18,6 +18,10 @@ def engine_for(app: AppConfig) -> Engine:
         from reel_tui.engines.sqlite import SqliteEngine
 
         return SqliteEngine(app)
+    if app.driver == "postgres":
+        from reel_tui.engines.postgres import PostgresEngine
+
+        return PostgresEngine(app)
     raise RewindError(
         f"app {app.name!r}: the {app.driver} engine is not available in this version yet",
         code="refused",

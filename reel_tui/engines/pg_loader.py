@@ -1,0 +1,310 @@
+"""Loading a plain pg_dump script into a connection, streaming, without psql.
+
+Statements go to the server in batches of about :data:`BATCH_BYTES` (one
+round trip and one implicit transaction each), which makes ``--inserts``
+dumps fast. A batch that fails is rolled back by the server as a whole and
+replayed statement by statement, so the error names the exact line, and so
+``on_error = "continue"`` can log each failing statement and go on, as psql
+does. ``COPY … FROM stdin`` data is streamed to ``copy_expert`` from the
+dump's lines, chunk by chunk, checking for a cancel between chunks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import psycopg2
+
+from reel_tui.dumpfile import DumpError, DumpReader
+from reel_tui.engines.base import RewindCancelled, RewindContext, RewindError
+from reel_tui.engines.pg_conn import Connection
+from reel_tui.engines.pg_filter import REASONS, StatementFilter, UnsupportedEncoding
+from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from reel_tui.config import AppConfig
+    from reel_tui.sources import Source
+
+BATCH_BYTES = 256 * 1024
+COPY_CHUNK = 256 * 1024
+"""Bytes of COPY data handed to the server per read; a cancel is checked between chunks."""
+SKIPPED_META = frozenset({"connect", "c", "restrict", "unrestrict"})
+_TABLE = r'((?:"(?:[^"]|"")*"|[^\s("])+)'
+_COPY = re.compile(rf"COPY\s+{_TABLE}", re.I)
+_INSERT = re.compile(rf"INSERT\s+INTO\s+{_TABLE}", re.I)
+_POST_DATA = re.compile(
+    r"(?:CREATE\s+(?:UNIQUE\s+)?INDEX|CREATE\s+(?:CONSTRAINT\s+)?TRIGGER|CREATE\s+RULE|"
+    r"ALTER\s+TABLE\b.*\bADD\s+CONSTRAINT|REFRESH\s+MATERIALIZED)\b",
+    re.I | re.S,
+)
+_DUMPED_FROM = re.compile(r"-- Dumped from database version (\d+)[.\d]*")
+_COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
+
+
+@dataclass
+class LoadResult:
+    """What a load did: for the log and for tests."""
+
+    statements: int = 0
+    errors: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    dump_server: str | None = None
+    """The server version the dump was made from, from its header."""
+
+
+class ScriptLoader:
+    """Runs one plain SQL dump into ``conn`` (autocommit, UTF-8)."""
+
+    def __init__(
+        self, app: AppConfig, source: Source, conn: Connection, ctx: RewindContext
+    ) -> None:
+        self.app = app
+        self.source = source
+        self.conn = conn
+        self.ctx = ctx
+        self.filter = StatementFilter.for_app(app)
+        self.keep_going = app.on_error == "continue"
+        self.result = LoadResult()
+        self.batch: list[Statement] = []
+        self.batch_bytes = 0
+        self.phase = ""
+        self.table: str | None = None
+        self.rows = 0
+        self.reader: DumpReader | None = None
+
+    def run(self) -> LoadResult:
+        ctx = self.ctx
+        ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
+        self.enter_phase("schema")
+        try:
+            with DumpReader(self.source.path, self.source.format) as reader:
+                self.reader = reader
+                splitter = ScriptSplitter(self.watch_header(reader))
+                for item in splitter:
+                    if isinstance(item, MetaCommand):
+                        self.meta(item)
+                    elif item.copy_from_stdin:
+                        self.copy(item, splitter)
+                    else:
+                        self.add(item)
+                self.flush()
+        except (DumpError, ScriptError) as exc:
+            line = f":{exc.line}" if isinstance(exc, ScriptError) else ""
+            prefix = f"{self.source.path}{line}: " if line else ""
+            raise RewindError(prefix + str(exc)) from None
+        self.note_table(None)
+        if self.result.statements == 0:
+            raise RewindError(f"{self.source.path}: the dump holds no SQL statements")
+        for reason, count in self.result.skipped.items():
+            ctx.log(f"skipped {count:,} {REASONS[reason]}")
+        if self.result.errors:
+            ctx.log(f"{self.result.errors:,} statements failed and were skipped "
+                    "(on_error = \"continue\")", "warning")  # fmt: skip
+        ctx.log(f"loaded {self.result.statements:,} statements")
+        return self.result
+
+    def watch_header(self, reader: DumpReader) -> Iterator[str]:
+        """The reader's lines; the first ones are searched for the server that made the dump."""
+        for line in reader:
+            if reader.line_number <= 20 and line.startswith("-- Dumped from"):
+                match = _DUMPED_FROM.match(line)
+                if match:
+                    self.result.dump_server = line.split("version", 1)[1].strip()
+            yield line
+
+    # --- statements -----------------------------------------------------------------
+
+    def meta(self, command: MetaCommand) -> None:
+        if command.name not in SKIPPED_META:
+            raise RewindError(
+                f"{self.source.path}:{command.line}: psql meta-command \\{command.name} is not "
+                "supported (only \\connect, \\restrict and \\unrestrict, which are skipped)"
+            )
+        if command.name in ("connect", "c"):
+            self.ctx.log(f"skipped \\connect {command.argument}: loading into the app's database")
+
+    def add(self, statement: Statement) -> None:
+        text = statement.text
+        try:
+            reason = self.filter.skip(text)
+        except UnsupportedEncoding as exc:
+            raise RewindError(
+                f"{self.source.path}:{statement.line}: the dump's client_encoding is {exc}; "
+                "reel-tui loads UTF-8 dumps only (re-dump with pg_dump -E UTF8)"
+            ) from None
+        if reason is not None:
+            self.result.skipped[reason] = self.result.skipped.get(reason, 0) + 1
+            return
+        insert = _INSERT.match(text) if text[:6].upper() == "INSERT" else None
+        if insert:
+            self.enter_phase("data")
+            self.note_table(insert.group(1))
+            self.rows += 1
+        elif self.phase == "data" and _POST_DATA.match(text):
+            self.note_table(None)
+            self.enter_phase("indexes and constraints")
+        self.batch.append(statement)
+        self.batch_bytes += len(text)
+        if self.batch_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def enter_phase(self, phase: str) -> None:
+        if phase != self.phase:
+            self.phase = phase
+            self.ctx.log(f"phase: {phase}")
+            self.ctx.progress(detail=phase)
+
+    def note_table(self, table: str | None) -> None:
+        """Log a table's row count when the dump moves on from it."""
+        if table == self.table:
+            return
+        if self.table is not None:
+            self.ctx.log(f"data: {self.table} {self.rows:,} rows")
+        self.table, self.rows = table, 0
+        if table is not None:
+            self.ctx.progress(detail=f"data: {table}")
+
+    def flush(self) -> None:
+        self.ctx.check_cancelled()
+        if not self.batch:
+            return
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("\n".join(s.text for s in batch))
+        except psycopg2.Error as exc:
+            self.after_error(exc)
+            self.replay(batch)
+        else:
+            self.result.statements += len(batch)
+        self.report()
+
+    def replay(self, batch: list[Statement]) -> None:
+        """Rerun a failed batch one statement at a time, to name (or skip) the failing one."""
+        for statement in batch:
+            self.ctx.check_cancelled()
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(statement.text)
+            except psycopg2.Error as exc:
+                self.after_error(exc)
+                self.failed(statement.line, statement.text, exc)
+            else:
+                self.result.statements += 1
+
+    def after_error(self, exc: psycopg2.Error) -> None:
+        """A cancel or a lost connection ends the load whatever ``on_error`` says."""
+        self.ctx.check_cancelled()
+        if self.conn.closed:
+            raise RewindError(
+                f"{self.source.path}: lost the connection to the server: {_message(exc)}"
+            ) from None
+
+    def failed(self, line: int, text: str, exc: psycopg2.Error) -> None:
+        """Stop with a one-line error, or log it and go on when on_error = "continue"."""
+        message = f"{self.source.path}:{line}: {_message(exc)} in: {first_line(text)}"
+        if self.keep_going:
+            self.result.errors += 1
+            self.ctx.log(message, "warning")
+            return
+        raise RewindError(message + self.version_hint()) from None
+
+    def version_hint(self) -> str:
+        dumped = self.result.dump_server
+        here = self.conn.server_version // 10000
+        if dumped and dumped.split(".")[0].isdigit() and int(dumped.split(".")[0]) != here:
+            return f" (the dump was made by PostgreSQL {dumped}; this server runs {here})"
+        return ""
+
+    def report(self) -> None:
+        assert self.reader is not None
+        self.ctx.progress(bytes_read=self.reader.bytes_read, statements=self.result.statements)
+
+    # --- COPY -------------------------------------------------------------------------
+
+    def copy(self, statement: Statement, splitter: ScriptSplitter) -> None:
+        self.flush()
+        self.enter_phase("data")
+        match = _COPY.match(statement.text)
+        table = match.group(1) if match else "?"
+        self.note_table(None)
+        self.ctx.progress(detail=f"data: {table}")
+        stream = _CopyStream(splitter.copy_data(), self)
+        try:
+            with self.conn.cursor() as cur:
+                cur.copy_expert(statement.text, stream, size=COPY_CHUNK)
+                rows = cur.rowcount
+        except psycopg2.Error as exc:
+            if stream.error is not None:
+                raise stream.error from None
+            self.after_error(exc)
+            stream.drain()
+            self.failed(statement.line + _copy_line(exc), statement.text, exc)
+            return
+        self.result.statements += 1
+        self.ctx.log(f"data: {table} {rows:,} rows")
+        self.report()
+
+
+class _CopyStream:
+    """A file-like object over COPY data lines, for ``copy_expert``.
+
+    psycopg2 turns an exception raised in ``read`` into a generic "error in
+    .read() call"; the original (a cancel, a truncated dump) is kept in
+    ``error`` and raised again by the loader.
+    """
+
+    def __init__(self, lines: Iterator[str], loader: ScriptLoader) -> None:
+        self.lines = lines
+        self.loader = loader
+        self.error: BaseException | None = None
+
+    def read(self, size: int = COPY_CHUNK) -> str:
+        try:
+            self.loader.ctx.check_cancelled()
+            chunk: list[str] = []
+            taken = 0
+            for line in self.lines:
+                chunk.append(line)
+                taken += len(line)
+                if taken >= size:
+                    break
+            self.loader.report()
+            return "".join(chunk)
+        except (RewindCancelled, ScriptError, DumpError) as exc:
+            self.error = exc
+            if isinstance(exc, ScriptError):
+                path = self.loader.source.path
+                self.error = RewindError(f"{path}:{exc.line}: {exc}")
+            raise
+
+    def readline(self, size: int = -1) -> str:
+        return self.read(size if size > 0 else COPY_CHUNK)
+
+    def drain(self) -> None:
+        """Skip what the server did not take, so the script goes on after ``\\.``."""
+        for _ in self.lines:
+            pass
+
+
+def _copy_line(exc: psycopg2.Error) -> int:
+    """The data line a COPY error is about, counted from the COPY statement's line."""
+    context = getattr(exc.diag, "context", None) or ""
+    match = _COPY_LINE.search(context)
+    return int(match.group(1)) if match else 0
+
+
+def _message(exc: psycopg2.Error) -> str:
+    primary = getattr(exc.diag, "message_primary", None)
+    text = primary or str(exc).strip().split("\n", 1)[0]
+    return " ".join(text.split())
+
+
+def first_line(text: str) -> str:
+    """A statement's first line, cut to 80 characters, for one-line errors."""
+    first = text.strip().split("\n", 1)[0]
+    return first if len(first) <= 80 else first[:77] + "..."

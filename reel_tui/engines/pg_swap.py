@@ -1,0 +1,269 @@
+"""Staging databases, the swap, and finishing what a killed run left behind.
+
+The swap, step by step (``T`` the target, ``T__reel_staging`` the loaded copy,
+``T__reel_old`` the previous content):
+
+1. the staging database's comment (the *journal*) says ``swapping`` and
+   whether ``T`` accepted connections;
+2. ``ALTER DATABASE T ALLOW_CONNECTIONS false``: applications and poolers that
+   reconnect at once are refused from now on, so ending sessions cannot lose
+   the race against them;
+3. the sessions on ``T`` are listed in the log and ended;
+4. one transaction renames ``T`` → ``T__reel_old`` and staging → ``T`` and
+   sets the comments: there is never a moment without a database named ``T``;
+5. ``DROP DATABASE T__reel_old``.
+
+The journal lives on the server, not on this machine, so a run from any
+machine finds it. A run killed after step 1 or 2 is rolled back by the next
+run (``T`` accepts connections again, staging is dropped); one killed after
+step 4 is completed (the old copy is dropped). Databases named like ours but
+without reel's journal are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import psycopg2
+
+from reel_tui.engines.base import RewindContext, RewindError
+from reel_tui.engines.pg_conn import Connection, ident, literal
+from reel_tui.engines.pg_database import DatabaseInfo
+
+JOURNAL_PREFIX = "reel-tui journal: "
+SESSION_TIMEOUT = 10.0
+"""How long the swap waits for ended sessions to go away."""
+LOCK_CLASS = 0x7265656C
+"""The advisory lock's first key, "reel": the second is hashtext(target name)."""
+MAX_NAME = 63
+
+
+def derived_name(target: str, kind: str) -> str:
+    """``<target>__reel_<kind>``, shortened with a hash when it would pass 63 bytes."""
+    name = f"{target}__reel_{kind}"
+    if len(name.encode()) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(target.encode()).hexdigest()[:8]
+    suffix = f"_{digest}__reel_{kind}"
+    prefix = target.encode()[: MAX_NAME - len(suffix)].decode(errors="ignore")
+    return prefix + suffix
+
+
+@dataclass(frozen=True)
+class Names:
+    target: str
+    staging: str
+    old: str
+
+    @classmethod
+    def of(cls, target: str) -> Names:
+        return cls(target, derived_name(target, "staging"), derived_name(target, "old"))
+
+
+def journal_comment(names: Names, state: str, **extra: object) -> str:
+    entry = {"target": names.target, "state": state, "pid": os.getpid(),
+             "host": socket.gethostname(), "time": round(time.time()), **extra}  # fmt: skip
+    return JOURNAL_PREFIX + json.dumps(entry)
+
+
+def read_journal(conn: Connection, name: str) -> dict[str, object] | None:
+    """The journal on database ``name``; {} when it exists without one; None when absent."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    comment = row[0] or ""
+    if not comment.startswith(JOURNAL_PREFIX):
+        return {}
+    try:
+        entry = json.loads(comment[len(JOURNAL_PREFIX) :])
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def write_journal(conn: Connection, name: str, comment: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"COMMENT ON DATABASE {ident(name)} IS {literal(comment)}")
+
+
+def exists(conn: Connection, name: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return cur.fetchone() is not None
+
+
+def drop(conn: Connection, name: str) -> None:
+    force = " WITH (FORCE)" if conn.server_version >= 130000 else ""
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {ident(name)}{force}")
+
+
+def recover(conn: Connection, names: Names, ctx: RewindContext) -> None:
+    """Complete or roll back what an interrupted run left; refuse look-alikes that aren't ours."""
+    for name in (names.old, names.staging):
+        if read_journal(conn, name) == {}:
+            raise RewindError(
+                f"database {name} exists but was not made by reel-tui: rename or drop it; "
+                f"reel-tui uses that name while rewinding {names.target}"
+            )
+    old = read_journal(conn, names.old)
+    if old is not None:
+        if not exists(conn, names.target):
+            _rename(conn, names.old, names.target)
+            write_journal(conn, names.target, str(old.get("comment") or ""))
+            ctx.log(f"rolled back an interrupted swap: {names.old} is {names.target} again",
+                    "warning")  # fmt: skip
+        else:
+            drop(conn, names.old)
+            ctx.log(f"completed an interrupted swap: dropped {names.old}, the previous "
+                    f"content of {names.target}", "warning")  # fmt: skip
+    staging = read_journal(conn, names.staging)
+    if staging is not None:
+        if staging.get("state") == "swapping" and exists(conn, names.target):
+            _allow_connections(conn, names.target, bool(staging.get("allow_connections", True)))
+            ctx.log(f"rolled back an interrupted swap: {names.target} accepts connections "
+                    "again", "warning")  # fmt: skip
+        drop(conn, names.staging)
+        ctx.log(f"dropped staging database {names.staging} left by an interrupted run "
+                f"(pid {staging.get('pid')} on {staging.get('host')})", "warning")  # fmt: skip
+
+
+def swap(conn: Connection, names: Names, old: DatabaseInfo | None, ctx: RewindContext) -> None:
+    """Put the loaded staging database in the target's place (see the module doc)."""
+    if old is None:
+        with ctx.swap():
+            _in_transaction(conn, [
+                f"ALTER DATABASE {ident(names.staging)} RENAME TO {ident(names.target)}",
+                f"COMMENT ON DATABASE {ident(names.target)} IS NULL",
+            ])  # fmt: skip
+        ctx.log(f"created {names.target}")
+        return
+    journal = journal_comment(names, "swapping", allow_connections=old.allow_connections)
+    write_journal(conn, names.staging, journal)
+    with ctx.swap():
+        started = time.monotonic()
+        _allow_connections(conn, names.target, False)
+        try:
+            _end_sessions(conn, names.target, ctx)
+            _in_transaction(conn, [
+                f"ALTER DATABASE {ident(names.target)} RENAME TO {ident(names.old)}",
+                f"ALTER DATABASE {ident(names.staging)} RENAME TO {ident(names.target)}",
+                f"COMMENT ON DATABASE {ident(names.target)} IS "
+                + ("NULL" if old.comment is None else literal(old.comment)),
+                f"COMMENT ON DATABASE {ident(names.old)} IS "
+                + literal(journal_comment(names, "old", comment=old.comment)),
+            ] + ([] if old.allow_connections else [
+                f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS false"]))  # fmt: skip
+        except BaseException:
+            _allow_connections(conn, names.target, old.allow_connections)
+            raise
+        ctx.log(f"swapped {names.staging} in as {names.target} "
+                f"({time.monotonic() - started:.2f} s without connections)")  # fmt: skip
+        drop(conn, names.old)
+        ctx.log(f"dropped the previous content ({names.old})")
+
+
+def _end_sessions(conn: Connection, name: str, ctx: RewindContext) -> None:
+    """List the sessions on ``name`` in the log and end them; RewindError if they stay."""
+    deadline = time.monotonic() + SESSION_TIMEOUT
+    logged: set[int] = set()
+    with conn.cursor() as cur:
+        while True:
+            cur.execute(
+                """SELECT pid, usename, application_name, client_addr::text, state
+                   FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()""",
+                (name,),
+            )
+            sessions = cur.fetchall()
+            if not sessions:
+                return
+            for pid, user, application, client, state in sessions:
+                if pid not in logged:
+                    logged.add(pid)
+                    ctx.log(f"ending session pid {pid} on {name}: user {user}, "
+                            f"application {application or '-'}, from {client or 'local socket'}, "
+                            f"{state or 'background'}")  # fmt: skip
+                try:
+                    cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                except psycopg2.Error as exc:
+                    raise RewindError(
+                        f"cannot end session pid {pid} of {user} on {name}: "
+                        f"{exc.diag.message_primary}; nothing was changed",
+                        code="busy",
+                    ) from None
+            if time.monotonic() > deadline:
+                raise RewindError(
+                    f"{len(sessions)} sessions on {name} did not end within "
+                    f"{SESSION_TIMEOUT:.0f} s; nothing was changed",
+                    code="busy",
+                )
+            time.sleep(0.02)
+
+
+def _allow_connections(conn: Connection, name: str, allow: bool) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS {str(allow).lower()}")
+
+
+def _rename(conn: Connection, old: str, new: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER DATABASE {ident(old)} RENAME TO {ident(new)}")
+
+
+def _in_transaction(conn: Connection, statements: list[str]) -> None:
+    """Run ``statements`` as one transaction: all happen, or none."""
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        try:
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute("COMMIT")
+        except BaseException:
+            if not conn.closed:
+                cur.execute("ROLLBACK")
+            raise
+
+
+def advisory_lock(conn: Connection, target: str, ctx: RewindContext) -> None:
+    """Take the server-side lock for ``target``, waiting (cancellably) while another holds it.
+
+    Session-level on the maintenance connection: the server releases it when
+    that connection ends, also when the reel process dies.
+    """
+    query = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
+    with conn.cursor() as cur:
+        cur.execute(query, (LOCK_CLASS, target))
+        if cur.fetchone()[0]:
+            return
+        ctx.progress(phase="waiting")
+        ctx.log(f"waiting: another reel-tui is rewinding {target} on this server "
+                f"({_lock_holder(cur, target)})")  # fmt: skip
+        while True:
+            ctx.check_cancelled()
+            time.sleep(0.2)
+            cur.execute(query, (LOCK_CLASS, target))
+            if cur.fetchone()[0]:
+                ctx.log("the other rewind is over; going on")
+                return
+
+
+def _lock_holder(cur: psycopg2.extensions.cursor, target: str) -> str:
+    cur.execute(
+        """SELECT a.pid, COALESCE(a.client_addr::text, 'local socket')
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s
+             AND l.objid::bigint = (hashtext(%s)::bigint & 4294967295)""",
+        (LOCK_CLASS, target),
+    )
+    row = cur.fetchone()
+    return f"server pid {row[0]}, from {row[1]}" if row else "holder unknown"
