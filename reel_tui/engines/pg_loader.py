@@ -143,7 +143,7 @@ class ScriptLoader:
         if insert:
             self.enter_phase("data")
             self.note_table(insert.group(1))
-            self.rows += 1
+            self.rows += text.count("\n\t(") or 1  # pg_dump --rows-per-insert: a row per line
         elif self.phase == "data" and _POST_DATA.match(text):
             self.note_table(None)
             self.enter_phase("indexes and constraints")
