@@ -206,7 +206,10 @@ def test_a_role_without_createdb_is_told_why(pg_server, pg_config, pg_dbname, hi
     finally:
         pg_server.execute(f"DROP ROLE {role}")
     assert job.state is JobState.FAILED
-    assert f"user {role} may not create databases (no CREATEDB)" in job.error
+    assert job.error == (
+        f"user {role} may not create databases (no CREATEDB): database {pg_dbname} does not "
+        "exist and cannot be created; create it first"
+    )
 
 
 def test_check_reports_server_database_and_user(pg_server, pg_config, pg_dbname):

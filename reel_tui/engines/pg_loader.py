@@ -68,6 +68,8 @@ class ScriptLoader:
         self.ctx = ctx
         self.filter = StatementFilter.for_app(app)
         self.keep_going = app.on_error == "continue"
+        self.transactional = not conn.autocommit
+        """In place, the whole load is one transaction: a failed batch is undone to a savepoint."""
         self.result = LoadResult()
         self.batch: list[Statement] = []
         self.batch_bytes = 0
@@ -174,10 +176,10 @@ class ScriptLoader:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
         try:
-            with self.conn.cursor() as cur:
-                cur.execute("\n".join(s.text for s in batch))
+            self.execute(self.guarded("\n".join(s.text for s in batch)))
         except psycopg2.Error as exc:
             self.after_error(exc)
+            self.undo()
             self.replay(batch)
         else:
             self.result.statements += len(batch)
@@ -188,13 +190,28 @@ class ScriptLoader:
         for statement in batch:
             self.ctx.check_cancelled()
             try:
-                with self.conn.cursor() as cur:
-                    cur.execute(statement.text)
+                self.execute(self.guarded(statement.text))
             except psycopg2.Error as exc:
                 self.after_error(exc)
+                self.undo()
                 self.failed(statement.line, statement.text, exc)
             else:
                 self.result.statements += 1
+
+    def execute(self, sql: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+
+    def guarded(self, sql: str) -> str:
+        """``sql`` inside a savepoint when the load is one transaction, else as it is."""
+        if self.transactional:
+            return f"SAVEPOINT reel_batch;\n{sql}\nRELEASE SAVEPOINT reel_batch;"
+        return sql
+
+    def undo(self) -> None:
+        """Back to before the failed batch, so the transaction can go on (in place only)."""
+        if self.transactional:
+            self.execute("ROLLBACK TO SAVEPOINT reel_batch; RELEASE SAVEPOINT reel_batch")
 
     def after_error(self, exc: psycopg2.Error) -> None:
         """A cancel or a lost connection ends the load whatever ``on_error`` says."""
@@ -235,13 +252,18 @@ class ScriptLoader:
         self.ctx.progress(detail=f"data: {table}")
         stream = _CopyStream(splitter.copy_data(), self)
         try:
+            if self.transactional:
+                self.execute("SAVEPOINT reel_batch")
             with self.conn.cursor() as cur:
                 cur.copy_expert(statement.text, stream, size=COPY_CHUNK)
                 rows = cur.rowcount
+            if self.transactional:
+                self.execute("RELEASE SAVEPOINT reel_batch")
         except psycopg2.Error as exc:
             if stream.error is not None:
                 raise stream.error from None
             self.after_error(exc)
+            self.undo()
             stream.drain()
             self.failed(statement.line + _copy_line(exc), statement.text, exc)
             return

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Literal
 
 import psycopg2
 
@@ -37,6 +38,7 @@ from reel_tui.engines.pg_database import (
     give_properties,
     read_database,
 )
+from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
 from reel_tui.engines.pg_loader import ScriptLoader
 from reel_tui.engines.pg_restore import ArchiveRestore
 from reel_tui.sources import Source
@@ -107,7 +109,9 @@ class PostgresEngine(Engine):
         ctx.progress(phase="preparing")
         ctx.log(f"checked target: {self.check()}")
         old = read_database(admin, names.target)
-        self._check_mode(admin, old, ctx)
+        if self._choose_mode(admin, old, source, ctx) == "in-place":
+            self._rewind_in_place(source, ctx)
+            return
         create_database(admin, names.staging, old, ctx)
         try:
             pg_swap.write_journal(admin, names.staging, pg_swap.journal_comment(names, "loading"))
@@ -121,28 +125,80 @@ class PostgresEngine(Engine):
             self._drop_staging(admin, names, ctx)
             raise
 
-    def _check_mode(self, admin: Connection, old: DatabaseInfo | None, ctx: RewindContext) -> None:
-        """Atomic swap needs CREATEDB and the right to rename the target; say so if missing."""
+    def _choose_mode(
+        self, admin: Connection, old: DatabaseInfo | None, source: Source, ctx: RewindContext
+    ) -> Literal["swap", "in-place"]:
+        """Atomic swap when the role may create and rename databases, else in place."""
         with admin.cursor() as cur:
-            cur.execute("SELECT rolsuper, rolcreatedb, current_user FROM pg_roles "
-                        "WHERE rolname = current_user")  # fmt: skip
-            superuser, createdb, user = cur.fetchone()
-        if self.app.rewind_mode == "in-place":
-            raise RewindError("rewind_mode = \"in-place\" is not available in this version yet",
-                              code="refused")  # fmt: skip
+            cur.execute(
+                """SELECT rolsuper, rolcreatedb, current_user,
+                          (SELECT pg_has_role(datdba, 'USAGE') FROM pg_database
+                           WHERE datname = %s)
+                   FROM pg_roles WHERE rolname = current_user""",
+                (self.app.database,),
+            )
+            superuser, createdb, user, owns = cur.fetchone()
+        why_not = None
         if not (superuser or createdb):
+            why_not = f"user {user} may not create databases (no CREATEDB)"
+        elif old is not None and not (superuser or owns):
+            why_not = f"user {user} does not own {old.name} (owner: {old.owner})"
+        wanted = self.app.rewind_mode
+        if wanted == "swap" or (wanted == "auto" and why_not is None):
+            if why_not is not None:
+                raise RewindError(f"{why_not}, which the atomic swap needs "
+                                  "(rewind_mode = \"swap\")", code="refused")  # fmt: skip
+            ctx.log("mode: atomic swap (staging database, then rename)")
+            return "swap"
+        if old is None:
             raise RewindError(
-                f"user {user} may not create databases (no CREATEDB), which the atomic swap "
-                "needs; grant it (ALTER ROLE ... CREATEDB)",
+                f"{why_not or 'rewind_mode = in-place'}: database {self.app.database} does "
+                "not exist and cannot be created; create it first",
                 code="refused",
             )
-        if old is not None and not superuser and old.owner != user:
+        if source.format.container != "sql":
             raise RewindError(
-                f"user {user} does not own {old.name} (owner: {old.owner}) and so may not "
-                "replace it; connect as its owner",
+                f"an in-place rewind loads plain SQL dumps only, not a "
+                f"{source.format.describe()}; convert it with pg_restore -f",
                 code="refused",
             )
-        ctx.log("mode: atomic swap (staging database, then rename)")
+        reason = 'rewind_mode = "in-place"' if wanted == "in-place" else why_not
+        ctx.log(f"mode: in place, in one transaction ({reason})")
+        return "in-place"
+
+    def _rewind_in_place(self, source: Source, ctx: RewindContext) -> None:
+        """Clear and load the target in one transaction: a failure rolls all of it back."""
+        conn = connect(self.app, self.app.database)
+        with self._guard:
+            self._loading = conn
+        try:
+            conn.set_client_encoding("UTF8")
+            end_own_sessions(conn, self.app.database, ctx)
+            conn.autocommit = False
+            ctx.progress(phase="loading", bytes_read=0)
+            clear_owned(conn, ctx)
+            ScriptLoader(self.app, source, conn, ctx).run()
+            ctx.progress(phase="swapping")
+            with ctx.swap():
+                conn.commit()
+            ctx.log("committed the new content")
+            if self.app.analyze:
+                conn.autocommit = True
+                self._analyze(conn, ctx)
+        except psycopg2.Error as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"{source.path}: {_primary(exc)}") from None
+        finally:
+            with self._guard:
+                self._loading = None
+            conn.close()  # an uncommitted transaction is rolled back by the server
+
+    def _analyze(self, conn: Connection, ctx: RewindContext) -> None:
+        ctx.progress(phase="finishing", detail="ANALYZE")
+        started = time.monotonic()
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE")
+        ctx.log(f"ANALYZE took {time.monotonic() - started:.1f} s")
 
     def _load(self, source: Source, staging: str, ctx: RewindContext) -> None:
         ctx.progress(phase="loading", bytes_read=0)
@@ -167,11 +223,7 @@ class PostgresEngine(Engine):
                 ScriptLoader(self.app, source, conn, ctx).run()
             ctx.log(f"load took {time.monotonic() - started:.1f} s")
             if self.app.analyze:
-                ctx.progress(phase="finishing", detail="ANALYZE")
-                analyzed = time.monotonic()
-                with conn.cursor() as cur:
-                    cur.execute("ANALYZE")
-                ctx.log(f"ANALYZE took {time.monotonic() - analyzed:.1f} s")
+                self._analyze(conn, ctx)
         except psycopg2.Error as exc:
             ctx.check_cancelled()
             raise RewindError(f"{source.path}: {_primary(exc)}") from None

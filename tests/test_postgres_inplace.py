@@ -1,0 +1,107 @@
+"""PostgreSQL engine in place: a role without CREATEDB rewinds its own database in one
+transaction; a failure or a cancel rolls everything back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pg_server import PASSWORD_ENV, PgServer
+from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind, table_rows
+
+from conftest import SHARED_DATA
+from reel_tui.config import load_config
+from reel_tui.jobqueue import JobQueue
+from reel_tui.jobs import JobState
+from reel_tui.plan import plan_rewind
+
+
+@pytest.fixture
+def plain_role(pg_server: PgServer, pg_dbname: str, pg_config, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:  # fmt: skip
+    """A role without CREATEDB owning the target, which holds a schema pagila also has;
+    returns a config that connects as that role."""
+    role = "plain_" + os.urandom(3).hex()
+    pg_server.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    pg_server.execute(f'CREATE DATABASE "{pg_dbname}" OWNER {role}')
+    conn = pg_server.connect(pg_dbname, user=role, password=f"pw-{role}")
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA legacy; CREATE TABLE legacy.junk (x int);"
+                    "CREATE TABLE public.junk (x int); INSERT INTO public.junk VALUES (1);"
+                    "CREATE TYPE public.mood AS ENUM ('sad'); CREATE FUNCTION public.f() "
+                    "RETURNS int LANGUAGE sql AS 'SELECT 1'")  # fmt: skip
+    conn.close()
+    text = pg_config("skip_owner = true\nskip_privileges = true").read_text()
+    config = tmp_path / "reel.toml"
+    config.write_text(text.replace(f'dbuser = "{pg_server.user}"', f'dbuser = "{role}"'))
+    monkeypatch.setenv(PASSWORD_ENV, f"pw-{role}")
+    yield config
+    pg_server.execute(f'DROP DATABASE IF EXISTS "{pg_dbname}" WITH (FORCE)')
+    pg_server.execute(f"DROP ROLE {role}")
+
+
+def test_role_without_createdb_rewinds_pagila_in_place(pg_server, pg_dbname, history, tmp_path,
+                                                        plain_role):  # fmt: skip
+    """pagila-data.sql disables triggers, which only a superuser may: a role like this one
+    loads a pg_dump of the whole database instead, as it would get from production."""
+    reference = pg_dbname + "_ref"
+    psql_reference(pg_server, [SHARED_DATA / "pagila" / f for f in PAGILA_FILES], reference)
+    try:
+        subprocess.run(["pg_dump", "-f", str(tmp_path / "dumps" / "pagila.sql"), "-d", reference],
+                       env=pg_server.env(), check=True)  # fmt: skip
+        job = rewind(plain_role, history, "pagila.sql")
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert table_rows(pg_server, pg_dbname) == table_rows(pg_server, reference)
+    finally:
+        pg_server.execute(f'DROP DATABASE "{reference}"')
+    log = messages(job)
+    assert any(m.startswith("mode: in place, in one transaction (user plain_") and
+               "may not create databases (no CREATEDB)" in m for m in log)  # fmt: skip
+    assert any(m.startswith("cleared in place: 1 schemas and 3 other objects") for m in log), log
+    assert not pg_server.execute("SELECT 1 FROM pg_class WHERE relname = 'junk'", pg_dbname)
+    assert pg_dbname + "__reel_staging" not in pg_server.databases()
+
+
+def test_in_place_failure_at_the_last_statement_rolls_everything_back(
+    pg_server, pg_dbname, history, tmp_path, plain_role
+):
+    before = fingerprint(pg_server, pg_dbname)
+    dump = tmp_path / "dumps" / "broken.sql"
+    dump.write_text(
+        "CREATE SCHEMA legacy;\nCREATE TABLE legacy.t (x int);\n"
+        "INSERT INTO legacy.t VALUES (1);\nINSERT INTO legacy.t VALUES ('x');\n"
+    )
+    job = rewind(plain_role, history, "broken.sql")
+    assert job.state is JobState.FAILED
+    assert job.error.startswith(f"{dump}:4: invalid input syntax for type integer")
+    assert fingerprint(pg_server, pg_dbname) == before
+
+
+def test_in_place_cancel_mid_copy_rolls_back(pg_server, pg_dbname, history, tmp_path, plain_role):
+    before = fingerprint(pg_server, pg_dbname)
+    with open(tmp_path / "dumps" / "big.sql", "w") as out:
+        out.write(
+            "CREATE TABLE public.big (id int, v text);\nCOPY public.big (id, v) FROM stdin;\n"
+        )
+        for start in range(0, 1_500_000, 100_000):
+            out.write("".join(f"{n}\tvalue {n:>40}\n" for n in range(start, start + 100_000)))
+        out.write("\\.\n")
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(load_config(plain_role), "shop", "big.sql"))
+        deadline = time.monotonic() + 30
+        while job.bytes_read < 10_000_000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert job.detail == "data: public.big"
+        asked = time.monotonic()
+        queue.cancel(job.id)
+        assert queue.wait(job, timeout=10)
+        assert time.monotonic() - asked < 1.0
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.CANCELLED
+    assert fingerprint(pg_server, pg_dbname) == before
