@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
@@ -176,6 +176,7 @@ def test_property_statements_come_back_exactly(pairs: list[tuple[str, str]]):
 
 
 @settings(max_examples=100, deadline=None)
+@example(["\\.\t", "\\.x", " \\."])  # only a line that is exactly \. ends the data
 @given(st.lists(st.text(alphabet=st.sampled_from(list("a;'$\\.\t")), max_size=10), max_size=20))
 def test_property_copy_data_comes_back_exactly(rows: list[str]):
     rows = [row for row in rows if row != "\\."]

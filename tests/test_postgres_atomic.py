@@ -306,3 +306,48 @@ def test_two_rewinds_of_one_database_at_once_wait_for_each_other(
     assert results["second"].started < results["first"].finished
     assert pg_server.execute("SELECT x FROM public.other", pg_dbname) == [(42,)]
     assert reel_databases(pg_server, pg_dbname) == set()
+
+
+def test_dropped_connection_mid_load_leaves_the_target_as_it_was(
+    pg_server, pg_dbname, history, seeded, big_dump
+):
+    config, before = seeded
+    (Path(load_config(config).apps["shop"].sources_dir) / "big.sql").hardlink_to(big_dump)
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(load_config(config), "shop", "big.sql"))
+        deadline = time.monotonic() + 30
+        while job.bytes_read < 10_000_000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        pg_server.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{Names.of(pg_dbname).staging}'"
+        )
+        assert queue.wait(job, timeout=30)
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.FAILED
+    assert "big.sql: lost the connection to the server" in job.error, job.error
+    assert fingerprint(pg_server, pg_dbname) == before
+    assert reel_databases(pg_server, pg_dbname) == set()
+
+
+def test_dump_from_a_newer_server_says_which_made_it(pg_server, pg_dbname, history, seeded,
+                                                     tmp_path):  # fmt: skip
+    config, before = seeded
+    dump = tmp_path / "dumps" / "pg17.sql"
+    dump.write_text(
+        "--\n-- PostgreSQL database dump\n--\n\n"
+        "-- Dumped from database version 17.2\n-- Dumped by pg_dump version 17.2\n\n"
+        "SET statement_timeout = 0;\nSET transaction_timeout = 0;\n"
+    )
+    job = rewind(config, history, "pg17.sql")
+    assert job.state is JobState.FAILED
+    [(version,)] = pg_server.execute("SHOW server_version_num")
+    here = f"{int(version) // 10000}.{int(version) % 10000}"
+    assert job.error == (
+        f'{dump}:9: unrecognized configuration parameter "transaction_timeout" in: '
+        f"SET transaction_timeout = 0; (the dump was made by PostgreSQL 17.2; "
+        f"this server runs {here})"
+    )
+    assert fingerprint(pg_server, pg_dbname) == before

@@ -231,9 +231,15 @@ class ScriptLoader:
         raise RewindError(message + self.version_hint()) from None
 
     def version_hint(self) -> str:
+        """Which server made the dump and which runs here, when their major versions differ."""
         dumped = self.result.dump_server
-        here = self.conn.server_version // 10000
-        if dumped and dumped.split(".")[0].isdigit() and int(dumped.split(".")[0]) != here:
+        version = self.conn.server_version
+        here = f"{version // 10000}.{version % 10000}"
+        if (
+            dumped
+            and dumped.split(".")[0].isdigit()
+            and int(dumped.split(".")[0]) != version // 10000
+        ):
             return f" (the dump was made by PostgreSQL {dumped}; this server runs {here})"
         return ""
 

@@ -41,6 +41,9 @@ _ROUTINE_TOKENS = re.compile(
     re.S,
 )
 
+_END_OF_COPY = frozenset({"\\.\n", "\\.\r\n", "\\."})
+"""The lines psql takes as the end of COPY data: a backslash-dot alone on its line."""
+
 CODE, QUOTE, ESCAPE_QUOTE, IDENT, DOLLAR, COMMENT = range(6)
 
 
@@ -93,7 +96,7 @@ class ScriptSplitter:
         self._copy_pending = False
         for line in self._lines:
             self.line_number += 1
-            if line.startswith("\\.") and line[2:].strip() == "":
+            if line in _END_OF_COPY:
                 return
             yield line
         raise ScriptError(
