@@ -89,10 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if not (args.list or args.rewind or args.history or args.metrics or args.log is not None):
-            raise _Refusal(
-                "the TUI is not in this version yet: use --list, --rewind, --history, "
-                "--log or --metrics (see --help)"
-            )
+            return _tui(args)
         config = _load(args, err)
         if args.list:
             return _list(config, args)
@@ -110,6 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "refused", "error": str(exc)}))
         err.print(f"reel-tui: {exc}", markup=False, style="red")
         return EXIT_REFUSED
+
+
+def _tui(args: argparse.Namespace) -> int:
+    """Open the TUI; config problems are shown inside it, not here."""
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        raise _Refusal("the TUI needs a terminal: use --list or --rewind in scripts (see --help)")
+    from reel_tui.tui.app import run_tui
+
+    return run_tui(find_config(args.config))
 
 
 def _load(args: argparse.Namespace, err: Console) -> Config:

@@ -250,6 +250,23 @@ class HistoryStore:
                     )  # fmt: skip
 
 
+def parse_log(text: str) -> list[LogLine]:
+    """Lines of a log file as :class:`LogWriter` wrote them; others are kept as info."""
+    lines = []
+    for raw in text.splitlines():
+        parts = raw.split(None, 3)
+        try:
+            stamp = time.mktime(time.strptime(f"{parts[0]} {parts[1]}", "%Y-%m-%d %H:%M:%S"))
+            level = parts[2] if parts[2] in ("info", "warning", "error", "debug") else ""
+        except (IndexError, ValueError):
+            stamp, level = 0.0, ""
+        if not level:  # a continuation line, e.g. of a traceback
+            lines.append(LogLine(lines[-1].time if lines else 0.0, raw, "debug"))
+        else:
+            lines.append(LogLine(stamp, parts[3] if len(parts) > 3 else "", level))  # type: ignore[arg-type]
+    return lines
+
+
 class LogWriter:
     """Appends a job's log lines to its file as they happen (mode 0600)."""
 

@@ -58,7 +58,7 @@ def test_rewind_failure_exit_1_and_database_unchanged(blog: Config, capsys):
         (["--rewind", "--source", "missing.sql"], "no source named 'missing.sql'"),
         (["--rewind", "--source", "../reel.toml"], "outside the app's sources"),
         (["--rewind", "--source", "/etc/passwd"], "outside the app's sources"),
-        ([], "the TUI is not in this version yet"),
+        ([], "the TUI needs a terminal"),
         (["--log", "999"], "no job #999"),
     ],
 )

@@ -172,3 +172,21 @@ def test_state_files_are_private(state_dir: Path):
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(store.log_path(job.id).stat().st_mode) == 0o600
     store.close()
+
+
+def test_log_file_reads_back_as_lines(state_dir: Path):
+    from reel_tui.history import parse_log
+
+    store = HistoryStore(state_dir)
+    writer = store.open_log(7)
+    writer.write(LogLine(1_800_000_000.0, "loaded 3 statements"))
+    writer.write(LogLine(1_800_000_001.0, "boom\nTraceback line", "error"))
+    writer.close()
+    lines = parse_log(store.read_log(7))
+    assert [(line.message, line.level) for line in lines] == [
+        ("loaded 3 statements", "info"),
+        ("boom", "error"),
+        ("Traceback line", "debug"),
+    ]
+    assert lines[0].time == 1_800_000_000.0 and lines[2].time == lines[1].time
+    store.close()

@@ -1,0 +1,1 @@
+"""The Textual face: a keyboard-driven app over the same job queue as the CLI."""

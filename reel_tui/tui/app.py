@@ -1,0 +1,560 @@
+"""The reel-tui Textual app: apps, sources, jobs and a live log, all from the keyboard.
+
+A thin face on the core. Everything that touches a file or a database runs
+in a thread worker and reports back by message; job events from the queue's
+worker threads arrive the same way (``post_message`` is thread-safe), so the
+UI thread never blocks on I/O and no widget is touched from another thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Input, Static
+
+from reel_tui.config import AppConfig, Config, ConfigError, load_config
+from reel_tui.engines import RewindError, engine_for
+from reel_tui.history import (
+    HistoryError,
+    HistoryStore,
+    JobRecord,
+    default_state_dir,
+    parse_log,
+)
+from reel_tui.jobqueue import JobQueue
+from reel_tui.jobs import Job, JobState
+from reel_tui.plan import Refused, plan_rewind
+from reel_tui.reporters import human_size
+from reel_tui.sources import Source, list_sources
+from reel_tui.tui.format import (
+    ENGINE_TAGS,
+    STATE_GLYPHS,
+    ago,
+    bar,
+    eta,
+    seconds,
+    short,
+    state_text,
+    without_folders,
+)
+from reel_tui.tui.messages import (
+    ConfigLoaded,
+    ConnectionChecked,
+    HistoryLoaded,
+    JobChanged,
+    LogLoaded,
+    RewindPlanned,
+)
+from reel_tui.tui.screens import ConfirmQuit, ConfirmRewind, FullLogScreen, HelpScreen
+from reel_tui.tui.widgets import AppList, FilterInput, JobLog, JobTable, SourceTable
+
+HISTORY_POLL_SECONDS = 2.0
+"""How often jobs of other reel processes (cron, scripts) are looked for."""
+JOBS_SHOWN = 50
+
+
+class ReelApp(App[None]):
+    """Rewind apps' databases from their dumps."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "reel"
+    AUTO_FOCUS = "#apps"
+    BINDINGS = [
+        Binding("d", "rewind_default", "Default", tooltip="Rewind the app to its dbsource"),
+        Binding("c", "cancel_job", "Cancel", tooltip="Cancel the highlighted or running job"),
+        Binding("t", "test", "Test", tooltip="Check every app's connection"),
+        Binding("r", "reload", "Reload", tooltip="Read the config file again"),
+        Binding("l", "open_log", "Log", show=False),
+        Binding("f1,question_mark", "help", "Help", key_display="f1"),
+        Binding("q,ctrl+q", "quit", "Quit", key_display="^q", priority=True),
+    ]
+
+    def __init__(self, config_path: Path, *, poll_history: bool = True) -> None:
+        super().__init__()
+        self.config_path = config_path
+        self.poll_history = poll_history
+        self.config: Config | None = None
+        self.config_error: str | None = None
+        self.history: HistoryStore | None = None
+        self.queue: JobQueue | None = None
+        self.sources: dict[str, list[Source]] = {}
+        self.connections: dict[str, tuple[bool | None, str]] = {}
+        self.records: dict[int, JobRecord] = {}
+        self.selected_app: str | None = None
+        self.selected_job: int | None = None
+        self.source_filter = ""
+
+    # --- layout -------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="topbar"):
+            yield Static(id="title")
+            yield Static(id="summary")
+        with Horizontal(id="top"):
+            yield AppList(id="apps")
+            with Vertical(id="sources-pane"):
+                yield FilterInput(placeholder="filter sources (esc clears)", id="filter")
+                yield SourceTable(id="sources")
+        yield JobTable(id="jobs")
+        yield JobLog(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#apps").border_title = "Apps"
+        self.query_one("#sources-pane").border_title = "Sources"
+        self.query_one("#jobs").border_title = "Jobs"
+        self.query_one("#log").border_title = "Log"
+        self.query_one("#filter").display = False
+        self.update_title()
+        self.load_config()
+        if self.poll_history:
+            self.set_interval(HISTORY_POLL_SECONDS, self.refresh_history)
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 110, "-narrow")
+
+    # --- workers: everything that touches a file or a database ------------------------
+
+    @work(thread=True, exclusive=True, group="config")
+    def load_config(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.post_message(ConfigLoaded(None, error=str(exc)))
+            return
+        sources: dict[str, list[Source]] = {}
+        for name, app in config.apps.items():
+            try:
+                sources[name] = list_sources(app)
+            except OSError as exc:
+                sources[name] = []
+                self.notify(f"{name}: cannot list sources: {exc}", severity="error")
+        history = self.history
+        if history is None:
+            try:
+                history = HistoryStore(
+                    config.settings.state_dir or default_state_dir(),
+                    config.settings.history_limit,
+                )
+            except HistoryError as exc:
+                self.post_message(ConfigLoaded(None, error=str(exc)))
+                return
+        self.post_message(ConfigLoaded(config, sources, history))
+
+    @work(thread=True, group="checks")
+    def check_connection(self, app: AppConfig) -> None:
+        try:
+            text = engine_for(app).check()
+        except RewindError as exc:
+            self.post_message(ConnectionChecked(app.name, False, str(exc)))
+            return
+        self.post_message(ConnectionChecked(app.name, True, text))
+
+    @work(thread=True, exclusive=True, group="history")
+    def refresh_history(self) -> None:
+        if self.history is not None:
+            self.post_message(HistoryLoaded(self.history.records(limit=JOBS_SHOWN)))
+
+    @work(thread=True, exclusive=True, group="log")
+    def load_log(self, job_id: int) -> None:
+        if self.history is not None:
+            self.post_message(LogLoaded(job_id, self.history.read_log(job_id)))
+
+    @work(thread=True, group="plan")
+    def plan(self, app_name: str, source_name: str | None) -> None:
+        assert self.config is not None
+        try:
+            plan = plan_rewind(self.config, app_name, source_name, allow_remote=True)
+        except Refused as exc:
+            self.post_message(RewindPlanned(None, str(exc)))
+            return
+        self.post_message(RewindPlanned(plan))
+
+    @work(thread=True, group="submit")
+    def submit(self, plan: object) -> None:
+        assert self.queue is not None
+        self.queue.submit(plan)  # type: ignore[arg-type]
+
+    @work(thread=True, group="cancel")
+    def cancel(self, job_id: int) -> None:
+        if self.queue is not None and not self.queue.cancel(job_id):
+            self.notify(f"job #{job_id} has already finished", severity="warning")
+
+    @work(thread=True, exclusive=True, group="quit")
+    def shutdown_and_exit(self) -> None:
+        if self.queue is not None:
+            self.queue.shutdown(cancel=True)
+        self.call_from_thread(self.exit)
+
+    # --- messages from workers -------------------------------------------------------
+
+    def on_config_loaded(self, message: ConfigLoaded) -> None:
+        if message.config is None:
+            self.config_error = message.error
+            self.notify(message.error or "config error", title="Config", severity="error",
+                        timeout=15)  # fmt: skip
+            if self.config is None:
+                self.query_one(JobLog).show([f"Cannot use the config: {message.error}",
+                                             "Fix it and press r to reload."])  # fmt: skip
+            self.update_title()
+            return
+        self.config, self.config_error = message.config, None
+        self.sources = message.sources
+        if self.history is None and message.history is not None:
+            self.history = message.history
+            self.queue = JobQueue(self.history, workers=message.config.settings.workers)
+            self.queue.subscribe(lambda event: self.post_message(JobChanged(event)))
+        for problem in message.config.problems:
+            severity = "error" if problem.severity == "error" else "warning"
+            self.notify(str(problem), title="Config", severity=severity, timeout=10)
+        if self.selected_app not in self.all_app_names():
+            self.selected_app = next(iter(self.all_app_names()), None)
+        self.connections = {name: (None, "checking…") for name in message.config.apps}
+        for app in message.config.apps.values():
+            self.check_connection(app)
+        self.refresh_history()
+        self.refresh_all()
+
+    def on_connection_checked(self, message: ConnectionChecked) -> None:
+        self.connections[message.app] = (message.ok, message.text)
+        if not message.ok:
+            self.notify(f"{message.app}: {message.text}", title="Connection", severity="error")
+        self.refresh_apps()
+        self.refresh_sources_title()
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        self.records = {record.id: record for record in message.records}
+        self.refresh_apps()
+        self.refresh_jobs()
+        selected = self.records.get(self.selected_job or -1)
+        if selected and selected.state == "running" and self.live_job(selected.id) is None:
+            self.load_log(selected.id)  # another process's job: follow its log file
+
+    def on_log_loaded(self, message: LogLoaded) -> None:
+        if message.job_id == self.selected_job and self.live_job(message.job_id) is None:
+            self.query_one(JobLog).show(parse_log(message.text))
+
+    def on_job_changed(self, message: JobChanged) -> None:
+        event = message.event
+        job = event.job
+        if event.kind == "queued":
+            self.select_job(job.id)
+        elif event.kind == "log" and event.line is not None and job.id == self.selected_job:
+            self.query_one(JobLog).add(event.line)
+        elif event.kind == "finished":
+            self.announce(job)
+            self.refresh_history()
+        if event.kind != "log":
+            self.refresh_jobs()
+            self.refresh_apps()
+            self.update_title()
+
+    def on_rewind_planned(self, message: RewindPlanned) -> None:
+        plan = message.plan
+        if plan is None:
+            self.notify(message.error or "refused", title="Rewind refused", severity="error")
+            return
+        if not plan.app.confirm and plan.engine.is_local():
+            self.submit(plan)
+            return
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.submit(plan)
+
+        self.push_screen(ConfirmRewind(plan), confirmed)
+
+    def announce(self, job: Job) -> None:
+        if job.state is JobState.SUCCEEDED:
+            self.notify(f"{job.app} now holds {job.source} ({seconds(job.duration)})",
+                        title=f"#{job.id} succeeded")  # fmt: skip
+        elif job.state is JobState.CANCELLED:
+            self.notify(job.error or "cancelled", title=f"#{job.id} cancelled",
+                        severity="warning")  # fmt: skip
+        else:
+            self.notify(job.error or "failed", title=f"#{job.id} failed", severity="error",
+                        timeout=12)  # fmt: skip
+
+    # --- user actions ----------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#apps")
+    def app_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = event.row_key.value
+        if name and name != self.selected_app:
+            self.selected_app = name
+            self.refresh_sources()
+
+    @on(DataTable.RowSelected, "#sources")
+    def source_chosen(self, event: DataTable.RowSelected) -> None:
+        if self.selected_app and event.row_key.value:
+            self.request_rewind(self.selected_app, event.row_key.value)
+
+    @on(DataTable.RowHighlighted, "#jobs")
+    def job_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value:
+            self.select_job(int(event.row_key.value), move_cursor=False)
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.source_filter = event.value.strip().lower()
+        self.refresh_sources()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.query_one(SourceTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(SourceTable).focus()
+
+    def request_rewind(self, app_name: str, source_name: str | None) -> None:
+        if self.config is None:
+            self.notify("No usable config: fix it and press r", severity="error")
+            return
+        self.plan(app_name, source_name)
+
+    def action_focus_sources(self) -> None:
+        self.query_one(SourceTable).focus()
+
+    def action_rewind_default(self) -> None:
+        if self.selected_app:
+            self.request_rewind(self.selected_app, None)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_cancel_job(self) -> None:
+        job_id = self.job_to_cancel()
+        if job_id is None:
+            self.notify("Nothing to cancel: no queued or running job here", severity="warning")
+        elif self.live_job(job_id) is None:
+            record = self.records.get(job_id)
+            owner = f"pid {record.pid}" if record else "another process"
+            self.notify(f"#{job_id} runs in another reel process ({owner}); cancel it there",
+                        severity="warning")  # fmt: skip
+        else:
+            self.cancel(job_id)
+
+    def job_to_cancel(self) -> int | None:
+        """The highlighted job if the Jobs pane has focus, else the selected app's active job."""
+        if self.focused is self.query_one(JobTable) and self.selected_job is not None:
+            return self.selected_job
+        for job in reversed(self.queue.jobs() if self.queue else []):
+            if job.app == self.selected_app and not job.state.is_final:
+                return job.id
+        return self.selected_job
+
+    def action_open_log(self) -> None:
+        if self.selected_job is None or self.history is None:
+            self.notify("No job selected", severity="warning")
+            return
+        self.open_full_log(self.selected_job)
+
+    @work(thread=True, group="full-log")
+    def open_full_log(self, job_id: int) -> None:
+        assert self.history is not None
+        text = self.history.read_log(job_id)
+        path = self.history.log_path(job_id)
+        self.call_from_thread(self.push_screen, FullLogScreen(f"#{job_id} · {path}", text))
+
+    def action_test(self) -> None:
+        if self.config:
+            for app in self.config.apps.values():
+                self.connections[app.name] = (None, "checking…")
+                self.check_connection(app)
+            self.refresh_apps()
+
+    def action_reload(self) -> None:
+        self.notify(f"Reloading {self.config_path}")
+        self.load_config()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        running = [f"#{j.id} {j.app}" for j in self.active_jobs()]
+        if not running:
+            self.shutdown_and_exit()
+            return
+
+        def answer(quit_now: bool | None) -> None:
+            if quit_now:
+                self.notify("Cancelling jobs…")
+                self.shutdown_and_exit()
+
+        self.push_screen(ConfirmQuit(running), answer)
+
+    # --- state to widgets ------------------------------------------------------------
+
+    def all_app_names(self) -> list[str]:
+        if self.config is None:
+            return []
+        return [*self.config.apps, *self.config.disabled]
+
+    def live_job(self, job_id: int) -> Job | None:
+        return self.queue.get(job_id) if self.queue else None
+
+    def active_jobs(self) -> list[Job]:
+        return [j for j in (self.queue.jobs() if self.queue else []) if not j.state.is_final]
+
+    def select_job(self, job_id: int, move_cursor: bool = True) -> None:
+        self.selected_job = job_id
+        job = self.live_job(job_id)
+        record = self.records.get(job_id)
+        log = self.query_one(JobLog)
+        name = f"#{job_id} {job.app} ← {job.source}" if job else ""
+        if record and not job:
+            name = f"#{job_id} {record.app} ← {record.source}"
+        log.border_title = f"Log · {name}" if name else "Log"
+        if job is not None:
+            log.show(job.log)
+        else:
+            log.show([])
+            self.load_log(job_id)
+        table = self.query_one(JobTable)
+        if move_cursor:
+            self.refresh_jobs()
+            if str(job_id) in table._keys:
+                table.move_cursor(row=table._keys.index(str(job_id)), animate=False)
+
+    def refresh_all(self) -> None:
+        self.refresh_apps()
+        self.refresh_sources()
+        self.refresh_jobs()
+        self.update_title()
+
+    def update_title(self) -> None:
+        title = Text(" reel ", style="bold")
+        title.append(f"─ {self.config_path.name}")
+        if self.config_error:
+            title.append(f"  ✗ {short(self.config_error, 90)}", style="bold red")
+        self.query_one("#title", Static).update(title)
+        apps = len(self.all_app_names())
+        running = sum(1 for j in self.active_jobs() if j.state is JobState.RUNNING)
+        summary = f"{apps} app{'s' if apps != 1 else ''}"
+        if running:
+            summary += f" · {running} running"
+        self.query_one("#summary", Static).update(summary + " ")
+
+    def refresh_apps(self) -> None:
+        table = self.query_one(AppList)
+        rows = []
+        if self.config:
+            for name, app in self.config.apps.items():
+                rows.append((name, [Text(name, style="bold"), ENGINE_TAGS[app.driver],
+                                    self.app_state(app)]))  # fmt: skip
+            for name in self.config.disabled:
+                rows.append((name, [Text(name, style="dim"), "", Text("✗ config", style="red")]))
+        table.sync(rows)
+        if self.selected_app and self.selected_app in table._keys:
+            index = table._keys.index(self.selected_app)
+            if table.cursor_row != index:
+                table.move_cursor(row=index, animate=False)
+
+    def app_state(self, app: AppConfig) -> Text:
+        """Running or queued job, else the last result, else the connection."""
+        active = [j for j in self.active_jobs() if j.app == app.name]
+        if active:
+            job = active[0]
+            if job.state is JobState.RUNNING:
+                return Text(f"● {job.fraction:.0%}", style="cyan")
+            return Text("◌ queued", style="yellow")
+        ok, _ = self.connections.get(app.name, (None, ""))
+        if ok is False:
+            return Text("✗ offline", style="red")
+        last = next((r for r in sorted(self.records.values(), key=lambda r: -r.id)
+                     if r.app == app.name and r.state != "queued"), None)  # fmt: skip
+        if last is not None and last.state != "running":
+            glyph, colour = STATE_GLYPHS[last.state]
+            return Text(f"{glyph} {ago(last.finished)}", style=colour)
+        if ok is None:
+            return Text("… checking", style="dim")
+        return Text("○ idle", style="dim")
+
+    def refresh_sources(self) -> None:
+        table = self.query_one(SourceTable)
+        rows = []
+        if self.config and self.selected_app in self.config.disabled:
+            for problem in self.config.disabled[self.selected_app]:
+                rows.append((f"problem-{len(rows)}", [Text(f"✗ {problem.message}", "red"),
+                                                     problem.key or "", "", ""]))  # fmt: skip
+        for source in self.sources.get(self.selected_app or "", []):
+            if self.source_filter and self.source_filter not in source.name.lower():
+                continue
+            name = Text.assemble(("★ " if source.is_default else "  ", "yellow"), source.name)
+            rows.append((source.name, [name, source.format.label,
+                                       Text(human_size(source.size), justify="right"),
+                                       ago(source.modified)]))  # fmt: skip
+        table.sync(rows)
+        self.refresh_sources_title()
+
+    def refresh_sources_title(self) -> None:
+        pane = self.query_one("#sources-pane")
+        app = self.config.apps.get(self.selected_app or "") if self.config else None
+        if app is None:
+            pane.border_title = f"Sources · {self.selected_app or ''}"
+            return
+        ok, text = self.connections.get(app.name, (None, ""))
+        status = {True: "● reachable", False: "✗ unreachable", None: "… checking"}[ok]
+        pane.border_title = f"Sources · {app.name}  {app.driver}  {app.target}"
+        pane.border_subtitle = status if ok is not False else short(f"✗ {text}", 70)
+
+    def refresh_jobs(self) -> None:
+        live = {job.id: job for job in self.queue.jobs()} if self.queue else {}
+        ids = sorted(set(live) | set(self.records), reverse=True)[:JOBS_SHOWN]
+        rows = []
+        for job_id in ids:
+            job = live.get(job_id)
+            cells = self.job_cells(job) if job else self.record_cells(self.records[job_id])
+            rows.append((str(job_id), cells))
+        table = self.query_one(JobTable)
+        table.sync(rows)
+        table.border_subtitle = "" if rows else "no jobs yet: pick a source and press enter"
+
+    def job_cells(self, job: Job) -> list[str | Text]:
+        state = job.state.value
+        progress: str | Text
+        if job.state is JobState.RUNNING:
+            rate = f"{human_size(int(job.rate))}/s" if job.rate else ""
+            progress = bar(job.fraction)
+            progress.append(f" {job.fraction:4.0%} {eta(job.eta)}")
+            info = "  ".join(part for part in (rate, job.detail or job.phase) if part)
+        elif job.state is JobState.QUEUED:
+            progress, info = "", "waiting for a worker or an earlier job on this database"
+        else:
+            progress = f"took {seconds(job.duration)}"
+            info = job.error or ""
+        style = "red" if job.state is JobState.FAILED else ""
+        return [f"#{job.id}", job.app, job.source, state_text(state), progress,
+                Text(short(without_folders(info), 90), style=style)]  # fmt: skip
+
+    def record_cells(self, record: JobRecord) -> list[str | Text]:
+        progress: str | Text = ""
+        if record.duration is not None:
+            progress = f"took {seconds(record.duration)}"
+        if record.state == "running" and record.bytes_total:
+            fraction = record.bytes_read / record.bytes_total
+            progress = bar(fraction)
+            progress.append(f" {fraction:4.0%}")
+        info = record.error or ""
+        if record.state == "running" and record.pid != os.getpid():
+            info = f"in another reel process (pid {record.pid})"
+        style = "red" if record.state == "failed" else ""
+        return [f"#{record.id}", record.app, record.source, state_text(record.state), progress,
+                Text(short(without_folders(info), 90), style=style)]  # fmt: skip
+
+
+def run_tui(config_path: Path) -> int:
+    """Run the app until the user quits."""
+    ReelApp(config_path).run()
+    return 0

@@ -1,0 +1,151 @@
+"""Modal screens: confirm a rewind, confirm quitting, help, a job's full log."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RichLog, Static
+
+from reel_tui.plan import RewindPlan
+from reel_tui.reporters import human_size
+
+
+class ConfirmRewind(ModalScreen[bool]):
+    """Names the target the way the user thinks of it; Enter rewinds, Esc cancels.
+
+    A target on another machine asks for its database name to be typed.
+    """
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, plan: RewindPlan) -> None:
+        super().__init__()
+        self.plan = plan
+        self.typed = not plan.engine.is_local()
+
+    def compose(self) -> ComposeResult:
+        app, source = self.plan.app, self.plan.source
+        with Vertical(id="dialog"):
+            yield Label(f"Rewind {app.name}?", id="dialog-title")
+            yield Static(
+                Text.assemble(
+                    "Replace ", (app.name, "bold"), f" ({app.driver} {app.target}) with ",
+                    (source.name, "bold"), f", {human_size(source.size)}?\n",
+                    "The current data is replaced.",
+                ),
+                id="dialog-body",
+            )  # fmt: skip
+            if self.typed:
+                yield Static(
+                    Text.assemble(
+                        f"{app.target} is not on this machine. Type the database name, ",
+                        (app.database, "bold"), ", to confirm:",
+                    )
+                )  # fmt: skip
+                yield Input(placeholder=app.database, id="typed")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Rewind", variant="error", id="rewind")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#typed" if self.typed else "#rewind").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "rewind":
+            self.confirm()
+        else:
+            self.dismiss(False)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.confirm()
+
+    def confirm(self) -> None:
+        if self.typed and self.query_one("#typed", Input).value != self.plan.app.database:
+            self.notify("The name typed is not the database's name.", severity="warning")
+            return
+        self.dismiss(True)
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    """Quitting cancels running jobs: say which, and ask."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Stay")]
+
+    def __init__(self, running: list[str]) -> None:
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Quit reel-tui?", id="dialog-title")
+            yield Static(
+                "Still running: " + ", ".join(self.running) + ".\n"
+                "Quitting cancels them; their databases stay as they were.",
+                id="dialog-body",
+            )
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel jobs and quit", variant="error", id="quit")
+                yield Button("Stay", id="stay")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit")
+
+
+HELP = """\
+[b]Moving[/b]
+  tab / shift+tab   next / previous pane
+  ↑ ↓               move in a list
+
+[b]Rewinding[/b]
+  enter             on a source: rewind the app to it (asks first)
+  d                 rewind the highlighted app to its default source (★)
+  /                 filter the sources; esc clears the filter
+  c                 cancel the highlighted job (or the app's running job)
+
+[b]Looking[/b]
+  l                 the highlighted job's full log, from disk
+  t                 check every app's connection again
+  r                 reload the config file
+  f1 / ?            this help
+  q / ctrl+q        quit (asks while a job is running)
+
+Jobs started by other reel processes (cron, scripts) appear in Jobs too.
+History and logs: reel-tui --history, reel-tui --log JOB_ID."""
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys, grouped by what the user wants to do."""
+
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="help"):
+            yield Label("reel-tui keys", id="dialog-title")
+            yield Static(HELP, markup=True)
+
+
+class FullLogScreen(ModalScreen[None]):
+    """A job's whole log as stored on disk, scrollable."""
+
+    BINDINGS = [Binding("escape,q,l", "dismiss", "Close")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="full-log"):
+            yield Label(self.title_text, id="dialog-title")
+            yield RichLog(wrap=True, markup=False, highlight=False, id="full-log-text")
+
+    def on_mount(self) -> None:
+        log = self.query_one(RichLog)
+        log.write(self.text or "(this job's log is empty)")
+        log.focus()

@@ -1,0 +1,128 @@
+"""Regenerate screenshots/ from the real TUI: ``.venv/bin/python scripts/screenshots.py``.
+
+Drives the app with Textual's Pilot over the demo config of the tests (SQLite
+apps, one with a config error), through a finished rewind, a failed one and
+one caught mid-load, and saves each screen as SVG (what Textual exports) and
+PNG (rendered with cairosvg, for viewers that cannot show SVG).
+Needs the ``screenshots`` extra: ``pip install -e '.[screenshots]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from textual.pilot import Pilot  # noqa: E402
+
+from reel_tui.tui.app import ReelApp  # noqa: E402
+from tui_demo import build_demo  # noqa: E402
+
+OUT = ROOT / "screenshots"
+Scene = Callable[[ReelApp, Pilot], Awaitable[None]]
+
+
+async def settle(app: ReelApp, pilot: Pilot) -> None:
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def rewind(app: ReelApp, pilot: Pilot, app_name: str, source: str, wait: bool) -> None:
+    """Pick the app and source with the real keys, confirm, and wait for the end if asked."""
+    await settle(app, pilot)
+    apps = app.query_one("#apps")
+    apps.focus()
+    apps.move_cursor(row=apps._keys.index(app_name))  # type: ignore[attr-defined]
+    await pilot.pause()
+    await pilot.press("enter")
+    sources = app.query_one("#sources")
+    sources.move_cursor(row=sources._keys.index(source))  # type: ignore[attr-defined]
+    await pilot.press("enter")
+    await settle(app, pilot)
+    await pilot.press("enter")
+    assert app.queue is not None
+    while not app.queue.jobs() or app.queue.jobs()[-1].source != source:
+        await pilot.pause(0.05)
+    job = app.queue.jobs()[-1]
+    if wait:
+        await asyncio.to_thread(app.queue.wait, job, 120)
+    else:
+        while job.fraction < 0.35:
+            await asyncio.sleep(0.05)
+    await settle(app, pilot)
+
+
+async def busy_day(app: ReelApp, pilot: Pilot) -> None:
+    """A finished rewind, a failed one, and one running: the main screen as it is used."""
+    await rewind(app, pilot, "blog", "demo/prospect-acme.sql", wait=True)
+    await rewind(app, pilot, "blog", "broken.sql", wait=True)
+    await rewind(app, pilot, "shop", "big.sql", wait=False)
+    app.clear_notifications()
+    app.query_one("#jobs").focus()  # to show the Jobs pane's keys in the footer
+    await pilot.pause()
+
+
+async def confirm(app: ReelApp, pilot: Pilot) -> None:
+    await settle(app, pilot)
+    app.clear_notifications()
+    await pilot.press("enter", "down", "down", "enter")
+    await settle(app, pilot)
+
+
+async def help_screen(app: ReelApp, pilot: Pilot) -> None:
+    await settle(app, pilot)
+    app.clear_notifications()
+    await pilot.press("f1")
+    await pilot.pause()
+
+
+async def config_error(app: ReelApp, pilot: Pilot) -> None:
+    await settle(app, pilot)
+    await pilot.press("down", "down")
+    await settle(app, pilot)
+
+
+SCENES: list[tuple[str, tuple[int, int], Scene]] = [
+    ("main", (120, 36), busy_day),
+    ("main-80x24", (80, 24), busy_day),
+    ("confirm", (100, 30), confirm),
+    ("config-error", (100, 30), config_error),
+    ("help", (100, 30), help_screen),
+]
+
+
+async def shoot(name: str, size: tuple[int, int], scene: Scene) -> None:
+    os.environ["REEL_STATE_DIR"] = tempfile.mkdtemp(prefix="reel-screenshots-")
+    config = build_demo(big_rows=1_500_000 if scene is busy_day else 0)
+    app = ReelApp(config, poll_history=False)
+    async with app.run_test(size=size) as pilot:
+        await scene(app, pilot)
+        svg = app.export_screenshot(title=f"reel-tui · {name}")
+        (OUT / f"{name}.svg").write_text(svg, encoding="utf-8")
+        if app.queue is not None:
+            await asyncio.to_thread(app.queue.shutdown)
+    try:
+        import cairosvg
+    except ImportError:
+        print(f"{name}.svg written; pip install '.[screenshots]' for the PNG")
+        return
+    cairosvg.svg2png(bytestring=svg.encode(), write_to=str(OUT / f"{name}.png"),
+                     output_width=size[0] * 10)  # fmt: skip
+    print(f"screenshots/{name}.svg and .png")
+
+
+async def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name, size, scene in SCENES:
+        await shoot(name, size, scene)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

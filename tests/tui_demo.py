@@ -1,0 +1,59 @@
+"""A config with three apps for TUI tests, snapshots and screenshots.
+
+Built at a fixed path with fixed file times, so that what the TUI shows
+(paths, "2 days ago") is the same on every machine and snapshots compare.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from conftest import BLOG_SCRIPT, big_dump, make_dump
+
+DEMO_ROOT = Path("/tmp/reel-tui-demo")
+
+CONFIG = """\
+[reel]
+default_app = "blog"
+
+[blog]
+dbdriver = "sqlite"
+database = "data/blog.sqlite3"
+dbsource = "dumps/blog/seed.sql"
+dbsources = "dumps/blog/"
+
+[shop]
+dbdriver = "sqlite"
+database = "data/shop.sqlite3"
+dbsource = "dumps/shop/seed.sql"
+dbsources = "dumps/shop/"
+
+[crm]
+dbdriver = "oracle"
+database = "crm"
+dbsource = "dumps/blog/seed.sql"
+"""
+
+
+def build_demo(root: Path = DEMO_ROOT, big_rows: int = 0) -> Path:
+    """Write the demo config, dumps and folders under ``root``; return the config path."""
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    blog = root / "dumps" / "blog"
+    make_dump(blog, "seed.sql", BLOG_SCRIPT)
+    make_dump(blog / "demo", "prospect-acme.sql", BLOG_SCRIPT + "DELETE FROM posts WHERE id > 1;")
+    (blog / "broken.sql").write_text("CREATE TABLE t (x);\nINSERT INTO missing VALUES (1);\n")
+    shop = root / "dumps" / "shop"
+    make_dump(shop, "seed.sql", "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL);")
+    if big_rows:
+        big_dump(shop / "big.sql", big_rows)
+    config = root / "reel.toml"
+    config.write_text(CONFIG)
+    os.chmod(config, 0o600)
+    two_days_ago = time.time() - 2 * 86400 - 600
+    for path in (root / "dumps").rglob("*"):
+        os.utime(path, (two_days_ago, two_days_ago))
+    return config
