@@ -41,6 +41,9 @@ _ROUTINE_TOKENS = re.compile(
     re.S,
 )
 
+_PLAIN_STRING = re.compile(r"'[^']*'")
+_NEEDS_SCAN = re.compile(r"['\"$]|--|/\*")
+_NOT_PAREN = re.compile(r"[^()]+")
 _END_OF_COPY = frozenset({"\\.\n", "\\.\r\n", "\\."})
 """The lines psql takes as the end of COPY data: a backslash-dot alone on its line."""
 
@@ -108,10 +111,18 @@ class ScriptSplitter:
         scan = _Scanner(self)
         for line in self._lines:
             self.line_number += 1
-            if scan.at_statement_start() and line.startswith("\\"):
-                name, _, argument = line[1:].strip().partition(" ")
-                yield MetaCommand(name, argument.strip(), self.line_number)
-                continue
+            if scan.at_statement_start():
+                if line.startswith("\\"):
+                    name, _, argument = line[1:].strip().partition(" ")
+                    yield MetaCommand(name, argument.strip(), self.line_number)
+                    continue
+                quick = scan.whole_line(line)
+                if quick is not None:
+                    yield quick
+                    if quick.copy_from_stdin and self._copy_pending:
+                        for _ in self.copy_data():
+                            pass
+                    continue
             for statement in scan.feed(line):
                 yield statement
                 if statement.copy_from_stdin:
@@ -225,6 +236,27 @@ class _Scanner:
                     self.mode = CODE
         if seg >= 0:
             self.parts.append(line[seg:])
+
+    def whole_line(self, line: str) -> Statement | None:
+        """The usual dump line, one whole statement with plain strings, without a full scan.
+
+        None when the line needs the scanner: comments, identifiers in double
+        quotes, dollar quotes, backslashes, more than one ``;``, unbalanced
+        parentheses, or anything not starting with a keyword.
+        """
+        if not line.endswith(";\n") or "\\" in line or not self.owner.standard_strings:
+            return None
+        code = _PLAIN_STRING.sub("", line)
+        if code.count(";") != 1 or _NEEDS_SCAN.search(code):
+            return None
+        parens = _NOT_PAREN.sub("", code)
+        while "()" in parens:
+            parens = parens.replace("()", "")
+        text = line.strip()
+        if parens or not text[0].isalpha() or _ROUTINE.match(text):
+            return None
+        self.start = self.owner.line_number
+        return self.statement(text)
 
     def statement(self, text: str) -> Statement | None:
         """The finished statement, or None for an empty one (a lone ``;``)."""
