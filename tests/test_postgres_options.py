@@ -16,7 +16,7 @@ from pg_tools import messages, rewind
 
 from reel_tui.config import AppConfig, load_config
 from reel_tui.engines import pg_restore
-from reel_tui.engines.pg_conn import is_local
+from reel_tui.engines.pg_conn import connect_params, is_local, scrub
 from reel_tui.engines.pg_database import read_database
 from reel_tui.engines.postgres import PostgresEngine
 from reel_tui.jobs import JobState
@@ -238,3 +238,49 @@ def test_check_reports_server_database_and_user(pg_server, pg_config, pg_dbname)
 def test_is_local(server, local, monkeypatch):
     monkeypatch.delenv("PGHOST", raising=False)
     assert is_local(AppConfig("a", "postgres", "shop", server=server)) is local
+
+
+def test_connection_keywords_and_pg_restore_conninfo(monkeypatch):
+    monkeypatch.setenv("SHOP_PW", "pw-s3cret 'x")
+    app = AppConfig("a", "postgres", "shop db", server="/run/postgresql/.s.PGSQL.5433",
+                    port=5433, user="shop", password_env="SHOP_PW", sslmode="require")  # fmt: skip
+    params = connect_params(app, "shop db")
+    assert params["host"] == "/run/postgresql" and params["sslmode"] == "require"
+    assert params["password"] == "pw-s3cret 'x"
+    info = pg_restore.conninfo(app, "shop db")
+    assert "s3cret" not in info
+    assert "dbname='shop db'" in info and "sslmode='require'" in info
+    assert scrub(app, "failed for pw-s3cret 'x\nhere") == "failed for *** here"
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('on_error = "ignore"', "on_error: expected one of stop, continue"),
+        ('rewind_mode = "fast"', "rewind_mode: expected one of auto, swap, in-place"),
+        ("skip_owner = 1", "skip_owner: expected true or false"),
+        ('sslmode = "maybe"', "sslmode: expected one of disable, allow, prefer"),
+    ],
+)
+def test_postgres_keys_are_checked(write_config, tmp_path, line, problem):
+    (tmp_path / "d.sql").write_text("SELECT 1;\n")
+    config = load_config(write_config(
+        f'[shop]\ndbdriver = "postgres"\ndatabase = "shop"\ndbsource = "d.sql"\n{line}\n'
+    ))  # fmt: skip
+    assert "shop" in config.disabled
+    assert any(problem in str(p) for p in config.disabled["shop"])
+
+
+def test_postgres_keys_are_read_and_ignored_elsewhere(write_config, tmp_path):
+    (tmp_path / "d.sql").write_text("SELECT 1;\n")
+    config = load_config(write_config(
+        '[shop]\ndbdriver = "postgres"\ndatabase = "shop"\ndbsource = "d.sql"\n'
+        'skip_owner = true\nskip_privileges = true\non_error = "Continue"\nanalyze = false\n'
+        'sslmode = "verify-full"\nrewind_mode = "in-place"\n'
+        '[blog]\ndatabase = "b.db"\ndbsource = "d.sql"\nskip_owner = true\n'
+    ))  # fmt: skip
+    shop = config.apps["shop"]
+    assert (shop.skip_owner, shop.skip_privileges, shop.on_error) == (True, True, "continue")
+    assert (shop.analyze, shop.sslmode, shop.rewind_mode) == (False, "verify-full", "in-place")
+    assert any(p.app == "blog" and p.key == "skip_owner" and "ignored for sqlite" in str(p)
+               for p in config.warnings)  # fmt: skip
