@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import traceback
@@ -196,18 +197,21 @@ class _JobContext:
         self._in_swap = False
         self._last_progress = 0.0
         self._writer: LogWriter | None = None
+        self._warned: set[str] = set()
 
     def run(self) -> None:
+        """Run the job to a final state; never raises, whatever the engine or the disk do."""
         job, queue = self.job, self.queue
-        self._writer = queue.history.open_log(job.id)
         job.state, job.started = JobState.RUNNING, time.time()
-        queue.history.update(job)
+        self._writer = self._open_log()
+        self._record()
         queue._emit(JobEvent("started", job))
         plan = self.plan
         self.log(f"job #{job.id}: {plan.describe()}")
-        lock = TargetLock(queue.history.lock_dir, job.target_key)
+        lock: TargetLock | None = None
         try:
             self.check_cancelled()
+            lock = TargetLock(queue.history.lock_dir, job.target_key)
             if not lock.try_acquire():
                 self.progress(phase="waiting")
                 self.log(f"waiting for another rewind of {job.target} ({lock.holder()})")
@@ -228,23 +232,48 @@ class _JobContext:
             job.error_code = "internal"
             self.log(traceback.format_exc().rstrip(), "debug")
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
             job.finished = time.time()
             job.phase = "done"
             if job.error:
                 self.log(job.error, "warning" if job.error_code == "cancelled" else "error")
             self.log(f"{job.state.value} in {job.duration:.2f} s")
-            queue.history.update(job)
-            self._writer.close()
+            self._record()
+            if self._writer is not None:
+                self._writer.close()
             queue._emit(JobEvent("progress", job))
             queue._emit(JobEvent("finished", job))
+
+    def _open_log(self) -> LogWriter | None:
+        try:
+            return self.queue.history.open_log(self.job.id)
+        except OSError as exc:
+            self._warn_once(f"cannot write this job's log file: {exc.strerror}")
+            return None
+
+    def _record(self) -> None:
+        """Store the job in the history; a full disk or a locked file is a warning only."""
+        try:
+            self.queue.history.update(self.job)
+        except (sqlite3.Error, OSError) as exc:
+            self._warn_once(f"cannot record this job in the history: {exc}")
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.log(message, "warning")
 
     # --- RewindContext ----------------------------------------------------------
 
     def log(self, message: str, level: LogLevel = "info") -> None:
         line = LogLine(time.time(), message, level)
         if self._writer is not None:
-            self._writer.write(line)
+            try:
+                self._writer.write(line)
+            except OSError as exc:
+                self._writer = None
+                self._warn_once(f"stopped writing this job's log file: {exc.strerror}")
         if level == "debug":
             return
         self.job.log.append(line)

@@ -284,3 +284,17 @@ def test_history_records_every_job_with_its_log(blog, history: HistoryStore):
     assert record.bytes_read == record.bytes_total > 0
     log = history.read_log(ok.id)
     assert "succeeded in" in log and "schema: table authors" in log
+
+
+def test_a_log_file_that_cannot_be_written_does_not_stop_the_rewind(blog, history):
+    (history.logs_dir / "1.log").mkdir()  # job #1's log path is taken by a folder
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(blog, "blog"))
+        assert job.id == 1
+        assert queue.wait(job, 10)
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert any("cannot write this job's log file" in line.message for line in job.log)
+    assert history.get(job.id).state == "succeeded"

@@ -486,8 +486,9 @@ class ReelApp(App[None]):
         rows = []
         if self.config and self.selected_app in self.config.disabled:
             for problem in self.config.disabled[self.selected_app]:
-                rows.append((f"problem-{len(rows)}", [Text(f"✗ {problem.message}", "red"),
-                                                     problem.key or "", "", ""]))  # fmt: skip
+                where = f"line {problem.line}: " if problem.line else ""
+                text = Text(f"✗ {where}{problem.key or ''}: {problem.message}", "red")
+                rows.append((f"problem-{len(rows)}", [text, "", "", ""]))
         for source in self.sources.get(self.selected_app or "", []):
             if self.source_filter and self.source_filter not in source.name.lower():
                 continue
@@ -503,6 +504,9 @@ class ReelApp(App[None]):
         app = self.config.apps.get(self.selected_app or "") if self.config else None
         if app is None:
             pane.border_title = f"Sources · {self.selected_app or ''}"
+            pane.border_subtitle = ""
+            if self.config and self.selected_app in self.config.disabled:
+                pane.border_subtitle = "disabled: fix the config, then press r"
             return
         ok, text = self.connections.get(app.name, (None, ""))
         status = {True: "● reachable", False: "✗ unreachable", None: "… checking"}[ok]
