@@ -20,6 +20,7 @@ from pg_tools import fingerprint, messages, rewind
 
 from conftest import REEL
 from reel_tui.config import load_config
+from reel_tui.engines import pg_swap
 from reel_tui.engines.pg_swap import Names, journal_comment
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
@@ -351,3 +352,30 @@ def test_dump_from_a_newer_server_says_which_made_it(pg_server, pg_dbname, histo
         f"this server runs {here})"
     )
     assert fingerprint(pg_server, pg_dbname) == before
+
+
+def test_connection_lost_mid_swap_lets_clients_back_in_at_once(
+    pg_server, pg_dbname, history, seeded, monkeypatch
+):
+    config, before = seeded
+
+    def lose_the_connection(conn, name, ctx):
+        conn.close()  # as if the server or the network dropped it after ALLOW_CONNECTIONS false
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    end_sessions = pg_swap._end_sessions
+    monkeypatch.setattr(pg_swap, "_end_sessions", lose_the_connection)
+    job = rewind(config, history, "other.sql")
+    assert job.state is JobState.FAILED
+    assert "server closed the connection unexpectedly" in job.error
+    [(allowed,)] = pg_server.execute(
+        f"SELECT datallowconn FROM pg_database WHERE datname = '{pg_dbname}'"
+    )
+    assert allowed is True
+    assert fingerprint(pg_server, pg_dbname) == before
+    # without the connection (and its advisory lock) staging is left for the next run
+    monkeypatch.setattr(pg_swap, "_end_sessions", end_sessions)
+    again = rewind(config, history, "other.sql")
+    assert again.state is JobState.SUCCEEDED, again.error
+    assert any(m.startswith("dropped staging database") for m in messages(again))
+    assert reel_databases(pg_server, pg_dbname) == set()

@@ -62,6 +62,8 @@ def test_role_without_createdb_rewinds_pagila_in_place(pg_server, pg_dbname, his
     assert any(m.startswith("mode: in place, in one transaction (user plain_") and
                "may not create databases (no CREATEDB)" in m for m in log)  # fmt: skip
     assert any(m.startswith("cleared in place: 1 schemas and 3 other objects") for m in log), log
+    phases = [m for m in log if m.startswith("phase: ")]
+    assert phases == ["phase: schema", "phase: data", "phase: indexes and constraints"]
     assert not pg_server.execute("SELECT 1 FROM pg_class WHERE relname = 'junk'", pg_dbname)
     assert pg_dbname + "__reel_staging" not in pg_server.databases()
 

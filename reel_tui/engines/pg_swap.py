@@ -27,6 +27,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2
@@ -138,8 +139,18 @@ def recover(conn: Connection, names: Names, ctx: RewindContext) -> None:
                 f"(pid {staging.get('pid')} on {staging.get('host')})", "warning")  # fmt: skip
 
 
-def swap(conn: Connection, names: Names, old: DatabaseInfo | None, ctx: RewindContext) -> None:
-    """Put the loaded staging database in the target's place (see the module doc)."""
+def swap(
+    conn: Connection,
+    names: Names,
+    old: DatabaseInfo | None,
+    ctx: RewindContext,
+    reconnect: Callable[[], Connection],
+) -> None:
+    """Put the loaded staging database in the target's place (see the module doc).
+
+    ``reconnect`` gives a new maintenance connection, to let connections back
+    into the target at once if ``conn`` is lost halfway.
+    """
     if old is None:
         with ctx.swap():
             _in_transaction(conn, [
@@ -165,12 +176,34 @@ def swap(conn: Connection, names: Names, old: DatabaseInfo | None, ctx: RewindCo
             ] + ([] if old.allow_connections else [
                 f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS false"]))  # fmt: skip
         except BaseException:
-            _allow_connections(conn, names.target, old.allow_connections)
+            _reopen(conn, reconnect, names, old.allow_connections, ctx)
             raise
         ctx.log(f"swapped {names.staging} in as {names.target} "
                 f"({time.monotonic() - started:.2f} s without connections)")  # fmt: skip
         drop(conn, names.old)
         ctx.log(f"dropped the previous content ({names.old})")
+
+
+def _reopen(
+    conn: Connection,
+    reconnect: Callable[[], Connection],
+    names: Names,
+    allow: bool,
+    ctx: RewindContext,
+) -> None:
+    """After a failed swap: the target accepts connections again (the journal says if not)."""
+    try:
+        if not conn.closed:
+            _allow_connections(conn, names.target, allow)
+            return
+        fresh = reconnect()
+        try:
+            _allow_connections(fresh, names.target, allow)
+        finally:
+            fresh.close()
+    except (psycopg2.Error, RewindError) as exc:
+        ctx.log(f"could not let connections into {names.target} again ({exc}); "
+                "the next rewind will", "error")  # fmt: skip
 
 
 def _end_sessions(conn: Connection, name: str, ctx: RewindContext) -> None:

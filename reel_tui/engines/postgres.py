@@ -120,7 +120,7 @@ class PostgresEngine(Engine):
             if old is not None:
                 give_properties(admin, names.staging, old, ctx)
             ctx.progress(phase="swapping")
-            pg_swap.swap(admin, names, old, ctx)
+            pg_swap.swap(admin, names, old, ctx, lambda: connect_maintenance(self.app))
         except BaseException:
             self._drop_staging(admin, names, ctx)
             raise
