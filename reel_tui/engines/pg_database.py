@@ -112,15 +112,11 @@ def give_properties(conn: Connection, name: str, like: DatabaseInfo, ctx: Rewind
     db = ident(name)
     with conn.cursor() as cur:
         for setting in like.settings:
-            cur.execute(f"ALTER DATABASE {db} SET {_setting_sql(setting)}")
+            _keep(cur, f"ALTER DATABASE {db} SET {_setting_sql(setting)}", setting, ctx)
         for role, settings in like.role_settings:
             for setting in settings:
-                try:
-                    cur.execute(f"ALTER ROLE {ident(role)} IN DATABASE {db} "
-                                f"SET {_setting_sql(setting)}")  # fmt: skip
-                except psycopg2.Error as exc:
-                    ctx.log(f"could not keep {role}'s setting {setting} in the database: "
-                            f"{exc.diag.message_primary}", "warning")  # fmt: skip
+                statement = f"ALTER ROLE {ident(role)} IN DATABASE {db} SET {_setting_sql(setting)}"
+                _keep(cur, statement, f"{setting} for {role}", ctx)
         if like.connection_limit != -1:
             cur.execute(f"ALTER DATABASE {db} CONNECTION LIMIT {int(like.connection_limit)}")
         if like.acl is not None:
@@ -130,6 +126,16 @@ def give_properties(conn: Connection, name: str, like: DatabaseInfo, ctx: Rewind
             if sorted(now) != sorted(like.acl):
                 ctx.log(f"privileges differ from the old database's: {now} instead of "
                         f"{like.acl}", "warning")  # fmt: skip
+
+
+def _keep(cur: psycopg2.extensions.cursor, statement: str, what: str, ctx: RewindContext) -> None:
+    """Run one setting's statement; a setting this role may not make is a warning, not a
+    reason to refuse the rewind (the maintenance connection is in autocommit)."""
+    try:
+        cur.execute(statement)
+    except psycopg2.Error as exc:
+        ctx.log(f"could not keep the database setting {what}: {exc.diag.message_primary}",
+                "warning")  # fmt: skip
 
 
 def _give_privileges(cur: psycopg2.extensions.cursor, db: str, like: DatabaseInfo) -> None:

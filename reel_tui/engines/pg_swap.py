@@ -180,8 +180,13 @@ def swap(
             raise
         ctx.log(f"swapped {names.staging} in as {names.target} "
                 f"({time.monotonic() - started:.2f} s without connections)")  # fmt: skip
-        drop(conn, names.old)
-        ctx.log(f"dropped the previous content ({names.old})")
+        try:
+            drop(conn, names.old)
+        except psycopg2.Error as exc:
+            ctx.log(f"could not drop {names.old} ({exc.diag.message_primary}); the next "
+                    "rewind will", "warning")  # fmt: skip
+        else:
+            ctx.log(f"dropped the previous content ({names.old})")
 
 
 def _reopen(
