@@ -307,3 +307,18 @@ async def test_remote_target_needs_its_name_typed(demo: Path, monkeypatch):
         await pilot.press(*str(demo.parent / "data" / "blog.sqlite3"), "enter")
         job = await finished(app, pilot)
         assert job.state is JobState.SUCCEEDED
+
+
+async def test_log_lines_are_not_shown_twice_when_a_running_job_is_selected(demo: Path):
+    from reel_tui.jobs import LogLine
+
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        log = app.query_one(JobLog)
+        lines = [LogLine(1.0, f"line {n}") for n in range(3)]
+        log.show(lines[:2])  # the job's log as it was when selected
+        for line in lines:  # then the events, two of them still queued at that time
+            log.add_live(line)
+        await pilot.pause()
+        assert [s.text.split("  ", 1)[1] for s in log.lines] == ["line 0", "line 1", "line 2"]

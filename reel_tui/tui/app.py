@@ -246,7 +246,7 @@ class ReelApp(App[None]):
         if event.kind == "queued":
             self.select_job(job.id)
         elif event.kind == "log" and event.line is not None and job.id == self.selected_job:
-            self.query_one(JobLog).add(event.line)
+            self.query_one(JobLog).add_live(event.line)
         elif event.kind == "finished":
             self.announce(job)
             self.refresh_history()

@@ -19,11 +19,24 @@ class JobLog(RichLog):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, max_lines=LINES_SHOWN, wrap=True, markup=False, min_width=20)
+        self._shown: set[int] = set()
 
     def show(self, lines: Iterable[LogLine | str]) -> None:
+        """Replace the content; ``lines`` may be a running job's live log."""
+        snapshot = list(lines)  # one C call: the worker cannot append halfway through
         self.clear()
-        for line in lines:
+        for line in snapshot:
             self.add(line)
+        self._shown = {id(line) for line in snapshot}
+
+    def add_live(self, line: LogLine) -> None:
+        """A line from a job event: skipped if ``show`` already had it (the event was
+        still queued when the job's log was shown), else added."""
+        if id(line) in self._shown:
+            self._shown.discard(id(line))
+            return
+        self._shown.clear()
+        self.add(line)
 
     def add(self, line: LogLine | str) -> None:
         if isinstance(line, str):
