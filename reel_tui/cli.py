@@ -26,7 +26,7 @@ from reel_tui.engines import RewindError
 from reel_tui.history import HistoryError, HistoryStore, default_state_dir
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
-from reel_tui.plan import Refused, plan_rewind
+from reel_tui.plan import Refused, RewindPlan, only_app, plan_rewind
 from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReporter, human_size
 from reel_tui.sources import list_sources
 
@@ -90,13 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not (args.list or args.rewind or args.history or args.metrics or args.log is not None):
             return _tui(args)
-        config = _load(args, err)
-        if args.list:
-            return _list(config, args)
-        state = HistoryStore(config.settings.state_dir or default_state_dir(),
-                             config.settings.history_limit)  # fmt: skip
-        if args.rewind:
-            return _rewind(config, state, args, err)
+        if args.list or args.rewind:
+            config = _load(args, err)
+            if args.list:
+                return _list(config, args)
+            return _rewind(config, _history_store(config), args, err)
+        state = _history_store(_load_if_any(args, err))
         if args.history:
             return _history(state, args)
         if args.metrics:
@@ -119,25 +118,48 @@ def _tui(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, err: Console) -> Config:
+    """Load the config; print the problems that matter to this command.
+
+    Errors in ``[reel]`` concern every app, so they stop the command. A rewind
+    prints only its own app's warnings (a cron line should not mail about other
+    apps); its own app's errors come back as the refusal.
+    """
     config = load_config(find_config(args.config))
-    if not args.quiet:
-        for problem in config.problems:
-            err.print(f"{problem.severity}: {problem}", markup=False,
-                      style="yellow" if problem.severity == "warning" else "red")  # fmt: skip
+    fatal = [p for p in config.errors if p.app is None]
+    if fatal:
+        raise _Refusal(str(fatal[0]))
+    target = (args.app or config.settings.default_app or only_app(config)) if args.rewind else None
+    for problem in config.problems:
+        if args.quiet or (args.rewind and problem.app not in (None, target)):
+            continue
+        if args.rewind and problem.severity == "error":
+            continue
+        err.print(f"{problem.severity}: {problem}", markup=False,
+                  style="yellow" if problem.severity == "warning" else "red")  # fmt: skip
     return config
+
+
+def _load_if_any(args: argparse.Namespace, err: Console) -> Config | None:
+    """The config for commands that only read the history: none found is fine."""
+    try:
+        return _load(args, err)
+    except ConfigError:
+        if args.config or os.environ.get("REEL_CONFIG"):
+            raise
+        return None
+
+
+def _history_store(config: Config | None) -> HistoryStore:
+    if config is None:
+        return HistoryStore(default_state_dir())
+    return HistoryStore(config.settings.state_dir or default_state_dir(),
+                        config.settings.history_limit)  # fmt: skip
 
 
 def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: Console) -> int:
     plan = plan_rewind(config, args.app, args.source, allow_remote=args.allow_remote)
     if args.dry_run:
-        try:
-            found = plan.engine.check()
-        except RewindError as exc:
-            err.print(f"reel-tui: {plan.app.name}: {exc}", markup=False, style="red")
-            return EXIT_FAILED
-        print(f"target: {found}")
-        print(f"would {plan.describe()}")
-        return EXIT_OK
+        return _dry_run(plan, args, err)
     reporter = _reporter(args)
     queue = JobQueue(state, workers=1)
     queue.subscribe(reporter)
@@ -157,7 +179,29 @@ def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: 
             signal.signal(sig, handler)
         reporter.close()
         queue.shutdown(cancel=True)
+    if job.state is JobState.FAILED:  # also on stderr, where cron and scripts look
+        err.print(f"reel-tui: {job.app}: {job.error}", markup=False, style="red")
     return _exit_code(job.state, job.error_code, signals)
+
+
+def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: Console) -> int:
+    """Check the target and say what a rewind would do; change nothing."""
+    try:
+        found, error = plan.engine.check(), None
+    except RewindError as exc:
+        found, error = None, str(exc)
+    if args.json:
+        print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "dry-run", "app": plan.app.name,
+                          "source": plan.source.name, "target": plan.app.target,
+                          "ok": error is None, "found": found, "error": error,
+                          "would": plan.describe()}))  # fmt: skip
+    elif found is not None:
+        print(f"target: {found}")
+        print(f"would {plan.describe()}")
+    if error is not None:
+        err.print(f"reel-tui: {plan.app.name}: {error}", markup=False, style="red")
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _exit_code(state: JobState, error_code: str | None, signals: list[int]) -> int:
@@ -205,7 +249,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         )
         return EXIT_OK  # fmt: skip
     console = _console()
-    default = config.settings.default_app or "-"
+    default = config.settings.default_app or only_app(config) or "-"
     console.print(Text.assemble((str(config.path), "bold"), f"  default app: {default}"))
     for app in apps:
         if not app["enabled"]:
@@ -237,7 +281,9 @@ def _console() -> Console:
 
 
 def _history(state: HistoryStore, args: argparse.Namespace) -> int:
-    records = state.records(limit=args.limit, app=args.app)
+    records = state.records(limit=max(args.limit, 1), app=args.app)
+    if args.app and not records and not state.records(limit=1, app=args.app):
+        raise _Refusal(f"no jobs of an app named {args.app!r} in the history")
     if args.json:
         print(json.dumps({"v": EVENT_FORMAT_VERSION, "jobs": [r.to_json() for r in records]},
                          indent=2))  # fmt: skip

@@ -98,7 +98,8 @@ class DumpFormat:
             "sqlite-db": "SQLite database file",
             "unknown": "file of unknown format",
         }
-        text = names.get(self.container) or f"{FLAVOR_NAMES[self.flavor]} SQL dump"
+        flavor = "" if self.flavor in ("sql", "unknown") else f"{FLAVOR_NAMES[self.flavor]} "
+        text = names.get(self.container) or f"{flavor}SQL dump"
         if self.compression != "none":
             text += f", {self.compression}-compressed"
         return text

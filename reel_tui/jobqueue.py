@@ -29,6 +29,8 @@ from reel_tui.plan import RewindPlan
 Subscriber = Callable[[JobEvent], None]
 PROGRESS_INTERVAL = 0.1
 """Least time between two progress events of one job, in seconds."""
+HISTORY_PROGRESS_INTERVAL = 1.0
+"""How often a running job's progress is written to the shared history."""
 _log = logging.getLogger(__name__)
 
 
@@ -196,6 +198,7 @@ class _JobContext:
         self._swap_lock = threading.Lock()
         self._in_swap = False
         self._last_progress = 0.0
+        self._last_recorded = time.monotonic()
         self._writer: LogWriter | None = None
         self._warned: set[str] = set()
 
@@ -291,6 +294,8 @@ class _JobContext:
         changed = False
         if phase is not None and phase != job.phase:
             job.phase, changed = phase, True
+            if phase == "loading" and job.loading_since is None:
+                job.loading_since = time.time()
         if detail is not None and detail != job.detail:
             job.detail, changed = detail, True
         if bytes_read is not None:
@@ -301,6 +306,9 @@ class _JobContext:
         if changed or now - self._last_progress >= PROGRESS_INTERVAL:
             self._last_progress = now
             self.queue._emit(JobEvent("progress", job))
+        if now - self._last_recorded >= HISTORY_PROGRESS_INTERVAL:
+            self._last_recorded = now
+            self._record()  # so other reel processes (a TUI beside cron) see progress
 
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():

@@ -74,6 +74,8 @@ class Job:
     statements: int = 0
     detail: str = ""
     """What is happening now, in words ("data: orders")."""
+    loading_since: float | None = None
+    """When the dump started being read: rates leave out the wait for a lock."""
     error: str | None = None
     error_code: str | None = None
     wait: float | None = None
@@ -95,9 +97,11 @@ class Job:
 
     @property
     def rate(self) -> float | None:
-        """Bytes of the dump read per second so far."""
-        duration = self.duration
-        return self.bytes_read / duration if duration and self.bytes_read else None
+        """Bytes of the dump read per second since reading began."""
+        if self.loading_since is None or not self.bytes_read:
+            return None
+        elapsed = (self.finished or time.time()) - self.loading_since
+        return self.bytes_read / elapsed if elapsed > 0 else None
 
     @property
     def eta(self) -> float | None:

@@ -39,11 +39,9 @@ EngineFactory = Callable[[AppConfig], Engine]
 
 def pick_app(config: Config, app_name: str | None) -> AppConfig:
     """The named app, or ``[reel] default_app``; refused if unknown or disabled."""
-    name = app_name or config.settings.default_app
+    name = app_name or config.settings.default_app or only_app(config)
     if name is None:
-        if len(config.apps) == 1 and not config.disabled:
-            return next(iter(config.apps.values()))
-        raise Refused(f"{config.path}: no app named and no [reel] default_app set")
+        raise Refused(f"{config.path}: name an app: there is no [reel] default_app")
     if name in config.disabled:
         reasons = "; ".join(str(p) for p in config.disabled[name])
         raise Refused(f"app {name!r} is disabled by config errors: {reasons}")
@@ -52,6 +50,12 @@ def pick_app(config: Config, app_name: str | None) -> AppConfig:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise Refused(f"{config.path}: no app named {name!r}{hint}")
     return config.apps[name]
+
+
+def only_app(config: Config) -> str | None:
+    """The app's name when the config has exactly one (usable or not): the implicit default."""
+    names = [*config.apps, *config.disabled]
+    return names[0] if len(names) == 1 else None
 
 
 def plan_rewind(

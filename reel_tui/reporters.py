@@ -78,9 +78,10 @@ class PlainReporter(Reporter):
         ):
             self._next_step = (int(job.fraction * 10) + 1) / 10
             stamp = time.strftime("%H:%M:%S")
+            statements = f", {job.statements:,} statements" if job.statements else ""
             self.write(
                 f"{stamp}  {job.fraction:4.0%} {human_size(job.bytes_read)} of "
-                f"{human_size(job.bytes_total)}, {job.statements:,} statements"
+                f"{human_size(job.bytes_total)}{statements}"
             )
 
     def write(self, text: str) -> None:

@@ -25,6 +25,7 @@ from reel_tui.tui.app import ReelApp  # noqa: E402
 from tui_demo import build_demo  # noqa: E402
 
 OUT = ROOT / "screenshots"
+MONO_FONT = '"DejaVu Sans Mono"'
 Scene = Callable[[ReelApp, Pilot], Awaitable[None]]
 
 
@@ -113,7 +114,10 @@ async def shoot(name: str, size: tuple[int, int], scene: Scene) -> None:
     except ImportError:
         print(f"{name}.svg written; pip install '.[screenshots]' for the PNG")
         return
-    cairosvg.svg2png(bytestring=svg.encode(), write_to=str(OUT / f"{name}.png"),
+    # Textual's SVG asks for Fira Code from the web; offline, name an installed monospace
+    # font, or cairosvg falls back to a proportional one and the columns drift.
+    mono = svg.replace("Fira Code, monospace", MONO_FONT).replace('"Fira Code"', MONO_FONT)
+    cairosvg.svg2png(bytestring=mono.encode(), write_to=str(OUT / f"{name}.png"),
                      output_width=size[0] * 10)  # fmt: skip
     print(f"screenshots/{name}.svg and .png")
 

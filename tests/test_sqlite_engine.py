@@ -325,4 +325,4 @@ def test_log_names_each_table_with_its_rows(blog, blog_app, history):
     job = rewind(blog, history, "tables.sql")
     assert job.state is JobState.SUCCEEDED, job.error
     data = [line.message for line in job.log if line.message.startswith("data:")]
-    assert data == ["data: events 3 rows", "data: events_archive 5 rows", "data: events 1 rows"]
+    assert data == ["data: events 3 rows", "data: events_archive 5 rows", "data: events 1 row"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import RichLog
+from textual.widgets import TextArea
 
 from conftest import REEL, fingerprint
 from reel_tui.jobs import Job, JobState
 from reel_tui.tui.app import ReelApp
-from reel_tui.tui.screens import ConfirmQuit, ConfirmRewind, HelpScreen
+from reel_tui.tui.screens import ConfirmQuit, ConfirmRewind, FullLogScreen, HelpScreen
 from reel_tui.tui.widgets import AppList, JobLog, JobTable, SourceTable
 from tui_demo import build_demo
 
@@ -255,9 +255,11 @@ async def test_help_and_full_log(demo: Path):
         job = await finished(app, pilot)
         await pilot.press("l")
         await settle(app, pilot)
-        full = app.screen.query_one("#full-log-text", RichLog)
-        text = "".join(strip.text for strip in full.lines)
+        text = app.screen.query_one("#full-log-text", TextArea).text
         assert "schema: table authors" in text and f"job #{job.id}" in text
+        await pilot.press("q", "escape")  # q is not quit here: the log has focus
+        assert not isinstance(app.screen, FullLogScreen)
+        assert app.is_running
 
 
 async def test_jobs_of_other_processes_appear(demo: Path):

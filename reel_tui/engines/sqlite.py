@@ -79,7 +79,7 @@ class SqliteEngine(Engine):
         size = self.target.stat().st_size
         return (
             f"SQLite {sqlite3.sqlite_version} database {self.target}: "
-            f"{tables} tables, {size:,} bytes, journal mode {mode}"
+            f"{_count(tables, 'table')}, {size:,} bytes, journal mode {mode}"
         )
 
     def interrupt(self) -> None:
@@ -274,7 +274,7 @@ class _ScriptLoader:
         if self.statements == 0:
             raise RewindError(f"{self.source.path}: the dump holds no SQL statements")
         self.note_table(None)
-        ctx.log(f"loaded {self.statements:,} statements")
+        ctx.log(f"loaded {_count(self.statements, 'statement')}")
 
     def add(self, line: int, text: str) -> None:
         if text.startswith(self.insert_prefix):
@@ -307,7 +307,7 @@ class _ScriptLoader:
         if table == self.table:
             return
         if self.table is not None:
-            self.ctx.log(f"data: {_unquote(self.table)} {self.rows:,} rows")
+            self.ctx.log(f"data: {_unquote(self.table)} {_count(self.rows, 'row')}")
         self.table, self.rows = table, 0
         self.insert_prefix = "\0"
         if table is not None:
@@ -343,6 +343,10 @@ class _ScriptLoader:
                 raise RewindError(
                     f"{self.source.path}:{line}: {exc} in: {_first_line(text)}"
                 ) from None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _first_line(text: str) -> str:

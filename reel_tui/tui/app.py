@@ -57,6 +57,8 @@ from reel_tui.tui.widgets import AppList, FilterInput, JobLog, JobTable, SourceT
 HISTORY_POLL_SECONDS = 2.0
 """How often jobs of other reel processes (cron, scripts) are looked for."""
 JOBS_SHOWN = 50
+PROGRESS_REDRAW_SECONDS = 0.25
+"""Progress is redrawn at most this often, however many jobs report it."""
 
 
 class ReelApp(App[None]):
@@ -66,13 +68,14 @@ class ReelApp(App[None]):
     TITLE = "reel"
     AUTO_FOCUS = "#apps"
     BINDINGS = [
-        Binding("d", "rewind_default", "Default", tooltip="Rewind the app to its dbsource"),
-        Binding("c", "cancel_job", "Cancel", tooltip="Cancel the highlighted or running job"),
-        Binding("t", "test", "Test", tooltip="Check every app's connection"),
-        Binding("r", "reload", "Reload", tooltip="Read the config file again"),
-        Binding("l", "open_log", "Log", show=False),
         Binding("f1,question_mark", "help", "Help", key_display="f1"),
-        Binding("q,ctrl+q", "quit", "Quit", key_display="^q", priority=True),
+        Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True),
+        Binding("q", "quit", "Quit", show=False),  # not a priority: q may be typed in inputs
+        Binding("r", "reload", "Reload", tooltip="Read the config file again"),
+        Binding("c", "cancel_job", "Cancel", tooltip="Cancel the highlighted or running job"),
+        Binding("d", "rewind_default", "Default", show=False),
+        Binding("t", "test", "Test", show=False),
+        Binding("l", "open_log", "Log", show=False),
     ]
 
     def __init__(self, config_path: Path, *, poll_history: bool = True) -> None:
@@ -85,10 +88,12 @@ class ReelApp(App[None]):
         self.queue: JobQueue | None = None
         self.sources: dict[str, list[Source]] = {}
         self.connections: dict[str, tuple[bool | None, str]] = {}
+        self.unsupported: set[str] = set()
         self.records: dict[int, JobRecord] = {}
         self.selected_app: str | None = None
         self.selected_job: int | None = None
         self.source_filter = ""
+        self.progress_pending = False
 
     # --- layout -------------------------------------------------------------------
 
@@ -113,6 +118,7 @@ class ReelApp(App[None]):
         self.query_one("#filter").display = False
         self.update_title()
         self.load_config()
+        self.set_interval(PROGRESS_REDRAW_SECONDS, self.draw_progress)
         if self.poll_history:
             self.set_interval(HISTORY_POLL_SECONDS, self.refresh_history)
 
@@ -152,7 +158,8 @@ class ReelApp(App[None]):
         try:
             text = engine_for(app).check()
         except RewindError as exc:
-            self.post_message(ConnectionChecked(app.name, False, str(exc)))
+            unsupported = exc.code == "refused"
+            self.post_message(ConnectionChecked(app.name, False, str(exc), unsupported))
             return
         self.post_message(ConnectionChecked(app.name, True, text))
 
@@ -223,8 +230,11 @@ class ReelApp(App[None]):
 
     def on_connection_checked(self, message: ConnectionChecked) -> None:
         self.connections[message.app] = (message.ok, message.text)
-        if not message.ok:
-            self.notify(f"{message.app}: {message.text}", title="Connection", severity="error")
+        if message.unsupported:
+            self.unsupported.add(message.app)
+        elif not message.ok:
+            self.notify(message.text, title=f"{message.app}: connection", severity="error",
+                        timeout=8)  # fmt: skip
         self.refresh_apps()
         self.refresh_sources_title()
 
@@ -250,10 +260,21 @@ class ReelApp(App[None]):
         elif event.kind == "finished":
             self.announce(job)
             self.refresh_history()
-        if event.kind != "log":
-            self.refresh_jobs()
-            self.refresh_apps()
-            self.update_title()
+        if event.kind == "progress":
+            self.progress_pending = True  # drawn by the next tick: the loader keeps the GIL
+        elif event.kind != "log":
+            self.refresh_live()
+
+    def refresh_live(self) -> None:
+        """Redraw what running jobs change: their rows, their apps' state, the title."""
+        self.progress_pending = False
+        self.refresh_jobs()
+        self.refresh_apps()
+        self.update_title()
+
+    def draw_progress(self) -> None:
+        if self.progress_pending:
+            self.refresh_live()
 
     def on_rewind_planned(self, message: RewindPlanned) -> None:
         plan = message.plan
@@ -470,11 +491,15 @@ class ReelApp(App[None]):
                 return Text(f"● {job.fraction:.0%}", style="cyan")
             return Text("◌ queued", style="yellow")
         ok, _ = self.connections.get(app.name, (None, ""))
+        if app.name in self.unsupported:
+            return Text("✗ no engine", style="red")
         if ok is False:
             return Text("✗ offline", style="red")
         last = next((r for r in sorted(self.records.values(), key=lambda r: -r.id)
                      if r.app == app.name and r.state != "queued"), None)  # fmt: skip
-        if last is not None and last.state != "running":
+        if last is not None and last.state == "running" and last.bytes_total:
+            return Text(f"● {last.bytes_read / last.bytes_total:.0%}", style="cyan")  # elsewhere
+        if last is not None:
             glyph, colour = STATE_GLYPHS[last.state]
             return Text(f"{glyph} {ago(last.finished)}", style=colour)
         if ok is None:

@@ -30,6 +30,8 @@ class ConnectionChecked(Message):
     app: str
     ok: bool
     text: str
+    unsupported: bool = False
+    """The app's engine is not in this version: no connection was tried."""
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RichLog, Static
+from textual.widgets import Button, Input, Label, Static, TextArea
 
 from reel_tui.plan import RewindPlan
 from reel_tui.reporters import human_size
@@ -82,8 +82,14 @@ class ConfirmQuit(ModalScreen[bool]):
         with Vertical(id="dialog"):
             yield Label("Quit reel-tui?", id="dialog-title")
             yield Static(
-                "Still running: " + ", ".join(self.running) + ".\n"
-                "Quitting cancels them; their databases stay as they were.",
+                "Still running: "
+                + ", ".join(self.running)
+                + ".\n"
+                + (
+                    "Quitting cancels it; its database stays as it was."
+                    if len(self.running) == 1
+                    else "Quitting cancels them; their databases stay as they were."
+                ),
                 id="dialog-body",
             )
             with Horizontal(id="dialog-buttons"):
@@ -99,24 +105,22 @@ class ConfirmQuit(ModalScreen[bool]):
 
 HELP = """\
 [b]Moving[/b]
-  tab / shift+tab   next / previous pane
-  ↑ ↓               move in a list
-
+  tab, shift+tab  next / previous pane
+  ↑ ↓             move in a list
 [b]Rewinding[/b]
-  enter             on a source: rewind the app to it (asks first)
-  d                 rewind the highlighted app to its default source (★)
-  /                 filter the sources; esc clears the filter
-  c                 cancel the highlighted job (or the app's running job)
-
+  enter           on a source: rewind to it (asks first)
+  d               rewind the app to its default source ★
+  /               filter the sources (esc clears)
+  c               cancel the highlighted or running job
 [b]Looking[/b]
-  l                 the highlighted job's full log, from disk
-  t                 check every app's connection again
-  r                 reload the config file
-  f1 / ?            this help
-  q / ctrl+q        quit (asks while a job is running)
+  l               the highlighted job's full log
+  t               check every app's connection again
+  r               reload the config file
+  f1, ?           this help
+  q, ctrl+q       quit (asks while a job runs)
 
-Jobs started by other reel processes (cron, scripts) appear in Jobs too.
-History and logs: reel-tui --history, reel-tui --log JOB_ID."""
+Jobs of other reel processes (cron, scripts) show
+up too. Headless: reel-tui --history, --log JOB_ID."""
 
 
 class HelpScreen(ModalScreen[None]):
@@ -127,7 +131,8 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="help"):
             yield Label("reel-tui keys", id="dialog-title")
-            yield Static(HELP, markup=True)
+            with VerticalScroll(id="help-text"):
+                yield Static(HELP, markup=True)
 
 
 class FullLogScreen(ModalScreen[None]):
@@ -142,10 +147,9 @@ class FullLogScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="full-log"):
-            yield Label(self.title_text, id="dialog-title")
-            yield RichLog(wrap=True, markup=False, highlight=False, id="full-log-text")
+            yield Label(f"{self.title_text}  (esc closes)", id="dialog-title")
+            yield TextArea(self.text or "(this job's log is empty)", read_only=True,
+                           soft_wrap=True, show_line_numbers=False, id="full-log-text")  # fmt: skip
 
     def on_mount(self) -> None:
-        log = self.query_one(RichLog)
-        log.write(self.text or "(this job's log is empty)")
-        log.focus()
+        self.query_one(TextArea).focus()

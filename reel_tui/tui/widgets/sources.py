@@ -11,11 +11,12 @@ from reel_tui.tui.widgets.keyed_table import KeyedTable
 class SourceTable(KeyedTable):
     """Dumps of one app; Enter asks to rewind to the highlighted one."""
 
-    COLUMNS = ("source", "format", "size", "modified")
+    COLUMNS = ("source", "format", "size", "age")
     BINDINGS = [
         Binding("enter", "select_cursor", "Rewind", tooltip="Rewind the app to this source"),
         Binding("slash", "app.filter", "Filter", key_display="/"),
         Binding("d", "app.rewind_default", "Default", tooltip="Rewind to the app's dbsource"),
+        Binding("escape", "app.clear_filter", "Clear filter", show=False),
     ]
 
 
