@@ -44,16 +44,19 @@ def plain_role(pg_server: PgServer, pg_dbname: str, pg_config, tmp_path: Path,
     pg_server.execute(f"DROP ROLE {role}")
 
 
+@pytest.mark.parametrize("dump_format", ["p", "c"], ids=["plain", "custom-archive"])
 def test_role_without_createdb_rewinds_pagila_in_place(pg_server, pg_dbname, history, tmp_path,
-                                                        plain_role):  # fmt: skip
+                                                        plain_role, dump_format):  # fmt: skip
     """pagila-data.sql disables triggers, which only a superuser may: a role like this one
-    loads a pg_dump of the whole database instead, as it would get from production."""
+    loads a pg_dump of the whole database instead, as it would get from production.
+    An archive goes through ``pg_restore -f -`` into the same one transaction."""
     reference = pg_dbname + "_ref"
     psql_reference(pg_server, [SHARED_DATA / "pagila" / f for f in PAGILA_FILES], reference)
     try:
-        subprocess.run(["pg_dump", "-f", str(tmp_path / "dumps" / "pagila.sql"), "-d", reference],
+        dump = tmp_path / "dumps" / "pagila.dump"
+        subprocess.run(["pg_dump", f"-F{dump_format}", "-f", str(dump), "-d", reference],
                        env=pg_server.env(), check=True)  # fmt: skip
-        job = rewind(plain_role, history, "pagila.sql")
+        job = rewind(plain_role, history, "pagila.dump")
         assert job.state is JobState.SUCCEEDED, job.error
         assert table_rows(pg_server, pg_dbname) == table_rows(pg_server, reference)
     finally:
@@ -106,4 +109,14 @@ def test_in_place_cancel_mid_copy_rolls_back(pg_server, pg_dbname, history, tmp_
     finally:
         queue.shutdown()
     assert job.state is JobState.CANCELLED
+    assert fingerprint(pg_server, pg_dbname) == before
+
+
+def test_in_place_unreadable_archive_changes_nothing(pg_server, pg_dbname, history, tmp_path,
+                                                     plain_role):  # fmt: skip
+    before = fingerprint(pg_server, pg_dbname)
+    (tmp_path / "dumps" / "bad.dump").write_bytes(b"PGDMP\x01\x0e\x00" + b"\xff" * 64)
+    job = rewind(plain_role, history, "bad.dump")
+    assert job.state is JobState.FAILED
+    assert "bad.dump: pg_restore could not read it: pg_restore: error:" in job.error, job.error
     assert fingerprint(pg_server, pg_dbname) == before

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import psycopg2
 
@@ -45,6 +45,21 @@ _DUMPED_FROM = re.compile(r"-- Dumped from database version (\d+)[.\d]*")
 _COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
 
 
+class LineSource(Protocol):
+    """Lines of a SQL script with where they are: a :class:`DumpReader`, or pg_restore's output."""
+
+    line_number: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def __enter__(self) -> LineSource: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
 @dataclass
 class LoadResult:
     """What a load did: for the log and for tests."""
@@ -60,9 +75,16 @@ class ScriptLoader:
     """Runs one plain SQL dump into ``conn`` (autocommit, UTF-8)."""
 
     def __init__(
-        self, app: AppConfig, source: Source, conn: Connection, ctx: RewindContext
+        self,
+        app: AppConfig,
+        source: Source,
+        conn: Connection,
+        ctx: RewindContext,
+        script: LineSource | None = None,
     ) -> None:
+        """``script`` defaults to the source file itself, read by :class:`DumpReader`."""
         self.app = app
+        self.script = script
         self.source = source
         self.conn = conn
         self.ctx = ctx
@@ -76,14 +98,15 @@ class ScriptLoader:
         self.phase = ""
         self.table: str | None = None
         self.rows = 0
-        self.reader: DumpReader | None = None
+        self.reader: LineSource | None = None
 
     def run(self) -> LoadResult:
         ctx = self.ctx
         ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
         self.enter_phase("schema")
         try:
-            with DumpReader(self.source.path, self.source.format) as reader:
+            script = self.script or DumpReader(self.source.path, self.source.format)
+            with script as reader:
                 self.reader = reader
                 splitter = ScriptSplitter(self.watch_header(reader))
                 for item in splitter:
@@ -95,8 +118,7 @@ class ScriptLoader:
                         self.add(item)
                 self.flush()
         except (DumpError, ScriptError) as exc:
-            line = f":{exc.line}" if isinstance(exc, ScriptError) else ""
-            prefix = f"{self.source.path}{line}: " if line else ""
+            prefix = f"{self.where(exc.line)}: " if isinstance(exc, ScriptError) else ""
             raise RewindError(prefix + str(exc)) from None
         self.note_table(None)
         if self.result.statements == 0:
@@ -109,7 +131,13 @@ class ScriptLoader:
         ctx.log(f"loaded {self.result.statements:,} statements")
         return self.result
 
-    def watch_header(self, reader: DumpReader) -> Iterator[str]:
+    def where(self, line: int) -> str:
+        """``file:line`` for messages; for an archive, the line of the SQL pg_restore wrote."""
+        if self.script is not None:
+            return f"{self.source.path} (SQL line {line})"
+        return f"{self.source.path}:{line}"
+
+    def watch_header(self, reader: LineSource) -> Iterator[str]:
         """The reader's lines; the first ones are searched for the server that made the dump."""
         for line in reader:
             if reader.line_number <= 20 and line.startswith("-- Dumped from"):
@@ -123,7 +151,7 @@ class ScriptLoader:
     def meta(self, command: MetaCommand) -> None:
         if command.name not in SKIPPED_META:
             raise RewindError(
-                f"{self.source.path}:{command.line}: psql meta-command \\{command.name} is not "
+                f"{self.where(command.line)}: psql meta-command \\{command.name} is not "
                 "supported (only \\connect, \\restrict and \\unrestrict, which are skipped)"
             )
         if command.name in ("connect", "c"):
@@ -135,7 +163,7 @@ class ScriptLoader:
             reason = self.filter.skip(text)
         except UnsupportedEncoding as exc:
             raise RewindError(
-                f"{self.source.path}:{statement.line}: the dump's client_encoding is {exc}; "
+                f"{self.where(statement.line)}: the dump's client_encoding is {exc}; "
                 "reel-tui loads UTF-8 dumps only (re-dump with pg_dump -E UTF8)"
             ) from None
         if reason is not None:
@@ -223,7 +251,7 @@ class ScriptLoader:
 
     def failed(self, line: int, text: str, exc: psycopg2.Error) -> None:
         """Stop with a one-line error, or log it and go on when on_error = "continue"."""
-        message = f"{self.source.path}:{line}: {_message(exc)} in: {first_line(text)}"
+        message = f"{self.where(line)}: {_message(exc)} in: {first_line(text)}"
         if self.keep_going:
             self.result.errors += 1
             self.ctx.log(message, "warning")
@@ -306,8 +334,7 @@ class _CopyStream:
         except (RewindCancelled, ScriptError, DumpError) as exc:
             self.error = exc
             if isinstance(exc, ScriptError):
-                path = self.loader.source.path
-                self.error = RewindError(f"{path}:{exc.line}: {exc}")
+                self.error = RewindError(f"{self.loader.where(exc.line)}: {exc}")
             raise
 
     def readline(self, size: int = -1) -> str:

@@ -4,21 +4,25 @@ Only pg_restore reads those formats, so reel runs it as a child process: the
 password goes through the child's environment (``PGPASSWORD``), never its
 command line, where any user of the machine could read it. Its verbose output
 becomes the job's log (phases and tables); a cancel terminates it.
+:class:`ArchiveScript` instead turns an archive into plain SQL for reel's own
+loader, when the load must run in reel's transaction (in place).
 """
 
 from __future__ import annotations
 
 import glob
+import io
 import os
 import queue
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reel_tui.config import AppConfig
+from reel_tui.dumpfile import DumpError
 from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.pg_conn import APPLICATION_NAME, connect_params, scrub
 from reel_tui.sources import Source
@@ -85,10 +89,7 @@ class ArchiveRestore:
     def run(self) -> None:
         tool = find_pg_restore()
         if tool is None:
-            raise RewindError(
-                f"{self.source.path} is a {self.source.format.describe()}: loading it needs "
-                "pg_restore, which is not installed (apt-get install postgresql-client)"
-            )
+            raise RewindError(_missing_tool(self.source))
         self.ctx.log(f"loading {self.source.format.describe()} {self.source.path} with {tool}")
         self.process = subprocess.Popen(
             self.command(tool), env=self.environment(), stdin=subprocess.DEVNULL,
@@ -162,3 +163,75 @@ def _pump(process: subprocess.Popen[str], put: Callable[[str | None], None]) -> 
     for line in process.stderr:
         put(line)
     put(None)
+
+
+class ArchiveScript:
+    """The plain SQL of an archive, streamed from ``pg_restore -f -`` (no connection, no
+    password): how an in-place rewind, which must load in its own transaction, reads archives.
+
+    A :class:`~reel_tui.engines.pg_loader.LineSource`: ``bytes_read`` is how much of the
+    archive pg_restore has read (from ``/proc``), so progress is measured in the file's bytes.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.line_number = 0
+        self.process: subprocess.Popen[str] | None = None
+        self._errors: list[str] = []
+        self._lines: io.TextIOWrapper | None = None
+
+    def __enter__(self) -> ArchiveScript:
+        tool = find_pg_restore()
+        if tool is None:
+            raise RewindError(_missing_tool(self.source))
+        self.process = subprocess.Popen(
+            [tool, "--file=-", str(self.source.path)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        # the SQL as written: no newline translation (a \r inside a string stays a \r)
+        self._lines = io.TextIOWrapper(self.process.stdout.buffer, encoding="utf-8", newline="")
+        threading.Thread(target=_pump, args=(self.process, self._note_error), daemon=True).start()
+        return self
+
+    def _note_error(self, line: str | None) -> None:
+        if line:
+            self._errors.append(line.strip())
+
+    @property
+    def bytes_read(self) -> int:
+        process = self.process
+        if process is None:
+            return 0
+        try:
+            io = Path(f"/proc/{process.pid}/io").read_text()
+            read = int(io.split("rchar:", 1)[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            return 0
+        return min(read, max(self.source.size - 1, 0))
+
+    def __iter__(self) -> Iterator[str]:
+        assert self.process is not None and self._lines is not None
+        for line in self._lines:
+            self.line_number += 1
+            yield line
+        if self.process.wait() != 0:
+            detail = self._errors[0] if self._errors else f"exit code {self.process.returncode}"
+            raise DumpError(f"{self.source.path}: pg_restore could not read it: {detail}")
+
+    def __exit__(self, *exc_info: object) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if self._lines is not None:
+            self._lines.close()
+
+
+def _missing_tool(source: Source) -> str:
+    return (
+        f"{source.path} is a {source.format.describe()}: loading it needs pg_restore, "
+        "which is not installed (apt-get install postgresql-client)"
+    )

@@ -40,7 +40,7 @@ from reel_tui.engines.pg_database import (
 )
 from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
 from reel_tui.engines.pg_loader import ScriptLoader
-from reel_tui.engines.pg_restore import ArchiveRestore
+from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript
 from reel_tui.sources import Source
 
 
@@ -156,12 +156,6 @@ class PostgresEngine(Engine):
                 "not exist and cannot be created; create it first",
                 code="refused",
             )
-        if source.format.container != "sql":
-            raise RewindError(
-                f"an in-place rewind loads plain SQL dumps only, not a "
-                f"{source.format.describe()}; convert it with pg_restore -f",
-                code="refused",
-            )
         reason = 'rewind_mode = "in-place"' if wanted == "in-place" else why_not
         ctx.log(f"mode: in place, in one transaction ({reason})")
         return "in-place"
@@ -177,7 +171,8 @@ class PostgresEngine(Engine):
             conn.autocommit = False
             ctx.progress(phase="loading", bytes_read=0)
             clear_owned(conn, ctx)
-            ScriptLoader(self.app, source, conn, ctx).run()
+            script = ArchiveScript(source) if source.format.container != "sql" else None
+            ScriptLoader(self.app, source, conn, ctx, script).run()
             ctx.progress(phase="swapping")
             with ctx.swap():
                 conn.commit()
