@@ -34,7 +34,12 @@ LogLevel = Literal["info", "warning", "error", "debug"]
 
 
 class RewindError(Exception):
-    """A rewind failed; the target is unchanged. ``code`` classifies it for exit codes."""
+    """A rewind failed; the target is unchanged. ``code`` classifies it for exit codes.
+
+    Codes: ``failed`` (default), ``refused`` (before anything started), ``busy``
+    (the target stayed locked), ``lock-timeout``, ``auth`` (the server refused the
+    credentials, or wants a password that was not given).
+    """
 
     def __init__(self, message: str, code: str = "failed") -> None:
         super().__init__(message)
@@ -102,3 +107,16 @@ class Engine(ABC):
 
     def interrupt(self) -> None:  # noqa: B027 - optional for engines without long statements
         """Stop a statement that is running now, from another thread. Optional."""
+
+
+_AUTH_HINTS = (
+    "password authentication failed",  # PostgreSQL
+    "no password supplied",  # libpq, when the server asks and none is known
+    "access denied for user",  # MySQL / MariaDB
+)
+
+
+def needs_password(error: RewindError) -> bool:
+    """True when asking the user for a password could fix ``error``."""
+    text = str(error).lower()
+    return error.code == "auth" or any(hint in text for hint in _AUTH_HINTS)

@@ -9,6 +9,7 @@ UI thread never blocks on I/O and no widget is touched from another thread.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -20,6 +21,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from reel_tui.config import AppConfig, Config, ConfigError, load_config
 from reel_tui.engines import RewindError, engine_for
+from reel_tui.engines.base import needs_password
 from reel_tui.history import (
     HistoryError,
     HistoryStore,
@@ -51,7 +53,13 @@ from reel_tui.tui.messages import (
     LogLoaded,
     RewindPlanned,
 )
-from reel_tui.tui.screens import ConfirmQuit, ConfirmRewind, FullLogScreen, HelpScreen
+from reel_tui.tui.screens import (
+    ConfirmQuit,
+    ConfirmRewind,
+    FullLogScreen,
+    HelpScreen,
+    PasswordScreen,
+)
 from reel_tui.tui.widgets import AppList, FilterInput, JobLog, JobTable, SourceTable
 
 HISTORY_POLL_SECONDS = 2.0
@@ -89,6 +97,8 @@ class ReelApp(App[None]):
         self.sources: dict[str, list[Source]] = {}
         self.connections: dict[str, tuple[bool | None, str]] = {}
         self.unsupported: set[str] = set()
+        self.passwords: dict[str, str | None] = {}
+        """Passwords typed in this session (None: asked, not given); never written anywhere."""
         self.records: dict[int, JobRecord] = {}
         self.selected_app: str | None = None
         self.selected_job: int | None = None
@@ -159,7 +169,9 @@ class ReelApp(App[None]):
             text = engine_for(app).check()
         except RewindError as exc:
             unsupported = exc.code == "refused"
-            self.post_message(ConnectionChecked(app.name, False, str(exc), unsupported))
+            self.post_message(
+                ConnectionChecked(app.name, False, str(exc), unsupported, needs_password(exc))
+            )
             return
         self.post_message(ConnectionChecked(app.name, True, text))
 
@@ -212,6 +224,7 @@ class ReelApp(App[None]):
             self.update_title()
             return
         self.config, self.config_error = message.config, None
+        self.apply_passwords(message.config)
         self.sources = message.sources
         if self.history is None and message.history is not None:
             self.history = message.history
@@ -232,11 +245,36 @@ class ReelApp(App[None]):
         self.connections[message.app] = (message.ok, message.text)
         if message.unsupported:
             self.unsupported.add(message.app)
+        elif message.needs_password and message.app not in self.passwords:
+            self.ask_password(message.app, message.text)
         elif not message.ok:
             self.notify(message.text, title=f"{message.app}: connection", severity="error",
                         timeout=8)  # fmt: skip
         self.refresh_apps()
         self.refresh_sources_title()
+
+    def ask_password(self, app_name: str, reason: str) -> None:
+        """Ask once per app; the password lives in this process's memory only."""
+        self.passwords[app_name] = None
+
+        def answered(password: str | None) -> None:
+            if not password or self.config is None or app_name not in self.config.apps:
+                self.notify(reason, title=f"{app_name}: connection", severity="error")
+                return
+            self.passwords[app_name] = password
+            self.apply_passwords(self.config)
+            self.connections[app_name] = (None, "checking…")
+            self.check_connection(self.config.apps[app_name])
+            self.refresh_apps()
+
+        self.push_screen(PasswordScreen(app_name, reason), answered)
+
+    def apply_passwords(self, config: Config) -> None:
+        """Put the passwords typed in this session into the apps (memory only)."""
+        for name, password in self.passwords.items():
+            if password and name in config.apps:
+                app = config.apps[name]
+                config.apps[name] = replace(app, password=password, password_env=None)
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
         self.records = {record.id: record for record in message.records}

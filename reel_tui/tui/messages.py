@@ -32,6 +32,8 @@ class ConnectionChecked(Message):
     text: str
     unsupported: bool = False
     """The app's engine is not in this version: no connection was tried."""
+    needs_password: bool = False
+    """The server refused the credentials: asking for a password may help."""
 
 
 @dataclass

@@ -103,6 +103,33 @@ class ConfirmQuit(ModalScreen[bool]):
         self.dismiss(event.button.id == "quit")
 
 
+class PasswordScreen(ModalScreen[str | None]):
+    """Asks for a password the config does not give; it is kept in memory only."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, app_name: str, reason: str) -> None:
+        super().__init__()
+        self.app_name = app_name
+        self.reason = reason
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="password"):
+            yield Label(f"Password for {self.app_name}", id="dialog-title")
+            yield Static(Text(self.reason, style="red"), id="dialog-body")
+            yield Static(
+                "Type the password to use for this session. It is kept in memory "
+                "only: never written to the config, the logs or the history."
+            )
+            yield Input(password=True, id="password")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value or None)
+
+
 HELP = """\
 [b]Moving[/b]
   tab, shift+tab  next / previous pane
