@@ -15,7 +15,7 @@ import pytest
 from reel_tui.config import AppConfig, Config, load_config
 from reel_tui.history import HistoryStore
 
-pytest_plugins = ["pg_server"]
+pytest_plugins = ["pg_server", "mysql_server"]
 
 REPO = Path(__file__).resolve().parent.parent
 
