@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +26,7 @@ from reel_tui.engines import RewindError
 from reel_tui.history import HistoryError, HistoryStore, default_state_dir
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
-from reel_tui.plan import Refused, RewindPlan, only_app, plan_rewind
+from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind
 from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReporter, human_size
 from reel_tui.sources import list_sources
 
@@ -38,8 +38,22 @@ class _Refusal(Exception):
     """Stop the command with one line on stderr and exit code 2."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit code 2, like every refusal."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_REFUSED, f"reel-tui: {message} (see reel-tui --help)\n")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="reel-tui",
         description="Rewind an application's database to a known state from dump files.",
         epilog="Exit codes: 0 ok, 1 rewind failed (database unchanged), 2 refused, "
@@ -69,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="longest wait for another rewind of the same database",
     )
@@ -223,8 +237,12 @@ def _reporter(args: argparse.Namespace) -> Reporter:
 
 
 def _list(config: Config, args: argparse.Namespace) -> int:
+    if args.app and args.app not in config.apps and args.app not in config.disabled:
+        pick_app(config, args.app)  # refuses, with a "did you mean"
     apps: list[dict[str, Any]] = []
     for name, app in config.apps.items():
+        if args.app and name != args.app:
+            continue
         sources = [
             {"name": s.name, "size": s.size, "modified": s.modified, "format": s.format.label,
              "flavor": s.format.flavor, "compression": s.format.compression,
@@ -234,6 +252,8 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         apps.append({"name": name, "driver": app.driver, "target": app.target,
                      "protected": app.protected, "enabled": True, "sources": sources})  # fmt: skip
     for name, problems in config.disabled.items():
+        if args.app and name != args.app:
+            continue
         apps.append({"name": name, "enabled": False, "problems": [str(p) for p in problems]})
     if args.json:
         print(
@@ -302,6 +322,10 @@ def _history(state: HistoryStore, args: argparse.Namespace) -> int:
 
 def _metrics(state: HistoryStore, args: argparse.Namespace) -> int:
     metrics = state.metrics()
+    if args.app:
+        if args.app not in metrics:
+            raise _Refusal(f"no jobs of an app named {args.app!r} in the history")
+        metrics = {args.app: metrics[args.app]}
     if args.json:
         print(
             json.dumps(

@@ -216,9 +216,11 @@ class _JobContext:
             self.check_cancelled()
             lock = TargetLock(queue.history.lock_dir, job.target_key)
             if not lock.try_acquire():
-                self.progress(phase="waiting")
-                self.log(f"waiting for another rewind of {job.target} ({lock.holder()})")
+                holder = lock.holder()
+                self.progress(phase="waiting", detail=f"waiting for {holder}")
+                self.log(f"waiting for another rewind of {job.target} ({holder})")
                 lock.acquire(job.wait, self.cancel_event)
+                self.progress(phase="preparing", detail="")
             plan.engine.rewind(plan.source, self)
             job.state = JobState.SUCCEEDED
             job.bytes_read = job.bytes_total

@@ -363,3 +363,28 @@ def test_history_and_log_need_no_config(blog: Config, tmp_path):
                             cwd=elsewhere, env=env, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "done: blog now holds seed.sql" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--log", "abc"], "invalid int value"),
+        (["--frobnicate"], "unrecognized arguments"),
+        (["--rewind", "--wait", "-1"], "not a number of seconds"),
+        (["--list", "blgo"], "did you mean 'blog'"),
+        (["--metrics", "nope"], "no jobs of an app named 'nope'"),
+    ],
+)
+def test_usage_mistakes_are_one_line_exit_2(blog: Config, args, message):
+    result = run("-c", str(blog.path), *args)
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+
+
+def test_list_one_app(write_config, tmp_path):
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x);\n")
+    path = write_config(
+        '[a]\ndatabase = "a.db"\ndbsource = "d.sql"\n[b]\ndatabase = "b.db"\ndbsource = "d.sql"\n'
+    )
+    data = json.loads(run("-c", str(path), "--list", "b", "--json").stdout)
+    assert [app["name"] for app in data["apps"]] == ["b"]

@@ -578,7 +578,9 @@ class ReelApp(App[None]):
 
     def refresh_jobs(self) -> None:
         live = {job.id: job for job in self.queue.jobs()} if self.queue else {}
-        ids = sorted(set(live) | set(self.records), reverse=True)[:JOBS_SHOWN]
+        apps = set(self.all_app_names())  # the history may hold other configs' jobs too
+        past = {job_id for job_id, record in self.records.items() if record.app in apps}
+        ids = sorted(set(live) | past, reverse=True)[:JOBS_SHOWN]
         rows = []
         for job_id in ids:
             job = live.get(job_id)
