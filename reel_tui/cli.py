@@ -180,14 +180,15 @@ def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: 
     signals: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        signals.append(signum)
-        queue.cancel(job.id)
+        signals.append(signum)  # only a note: the loop below cancels (handlers can re-enter)
 
     job = queue.submit(plan, wait=args.wait)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not queue.wait(job, timeout=0.2):
-            pass
+        cancelled = False
+        while not queue.wait(job, timeout=0.1):
+            if signals and not cancelled:
+                cancelled = queue.cancel(job.id) or True
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -302,7 +303,7 @@ def _console() -> Console:
 
 def _history(state: HistoryStore, args: argparse.Namespace) -> int:
     records = state.records(limit=max(args.limit, 1), app=args.app)
-    if args.app and not records and not state.records(limit=1, app=args.app):
+    if args.app and not records:
         raise _Refusal(f"no jobs of an app named {args.app!r} in the history")
     if args.json:
         print(json.dumps({"v": EVENT_FORMAT_VERSION, "jobs": [r.to_json() for r in records]},

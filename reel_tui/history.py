@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reel_tui.jobs import Job, JobState, LogLine
+from reel_tui.locks import process_alive
 
 FORMAT_VERSION = 1
 _SCHEMA = """
@@ -113,8 +114,11 @@ class HistoryStore:
         self.limit = limit
         self.logs_dir = state_dir / "logs"
         self.lock_dir = state_dir / "locks"
-        for folder in (state_dir, self.logs_dir, self.lock_dir):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            for folder in (state_dir, self.logs_dir, self.lock_dir):
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise HistoryError(f"{state_dir}: cannot use as state directory: {exc}") from None
         self.path = state_dir / "history.sqlite3"
         self._lock = threading.Lock()
         self._host = socket.gethostname()
@@ -124,7 +128,7 @@ class HistoryStore:
             )
             os.chmod(self.path, 0o600)
             self._open()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise HistoryError(f"{self.path}: cannot open job history: {exc}") from None
 
     def _open(self) -> None:
@@ -237,7 +241,7 @@ class HistoryStore:
                 "SELECT id, pid FROM jobs WHERE state IN ('queued', 'running') AND host = ?",
                 (self._host,),
             ).fetchall()
-            dead = [(job_id, pid) for job_id, pid in rows if not _alive(pid)]
+            dead = [(job_id, pid) for job_id, pid in rows if not process_alive(pid)]
             if not dead:
                 return
             with self._transaction():
@@ -301,18 +305,6 @@ class _Transaction:
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(*row[:14])
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _metrics(app: str, runs: list[tuple[str, float | None, int]]) -> AppMetrics:

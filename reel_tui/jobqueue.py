@@ -161,6 +161,8 @@ class JobQueue:
                 self._contexts[job_id] = context
             try:
                 context.run()
+            except Exception:  # run() reports everything it can; a worker must not die
+                _log.exception("job #%s: unexpected error", job_id)
             finally:
                 with self._cond:
                     self._busy_targets.discard(job.target_key)
@@ -184,7 +186,11 @@ class JobQueue:
             try:
                 subscriber(event)
             except Exception:
-                _log.exception("job event subscriber failed")
+                # once, then never again: a broken pipe would otherwise log every event
+                _log.exception("job event subscriber failed; it gets no more events")
+                with self._cond:
+                    if subscriber in self._subscribers:
+                        self._subscribers.remove(subscriber)
 
 
 class _JobContext:

@@ -55,7 +55,11 @@ class LogLine:
 
 @dataclass
 class Job:
-    """A rewind of one app from one source. Mutated only by its queue's worker."""
+    """A rewind of one app from one source.
+
+    Written by its queue (the worker thread, and ``cancel`` from the caller's
+    thread under the queue's lock); faces read it from events and must not write it.
+    """
 
     id: int
     app: str

@@ -13,6 +13,7 @@ import hashlib
 import os
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from reel_tui.engines.base import RewindCancelled, RewindError
@@ -21,10 +22,10 @@ from reel_tui.engines.base import RewindCancelled, RewindError
 class TargetLock:
     """An exclusive, cross-process lock on one target database."""
 
-    def __init__(self, lock_dir: Path, target_key: str) -> None:
+    def __init__(self, lock_dir: Path, target_key: str, name: str | None = None) -> None:
         lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         digest = hashlib.sha256(target_key.encode()).hexdigest()[:24]
-        self.path = lock_dir / f"{digest}.lock"
+        self.path = lock_dir / (name or f"{digest}.lock")
         self.target_key = target_key
         self._fd: int | None = None
 
@@ -36,9 +37,10 @@ class TargetLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {self.target_key}\n".encode())
         self._fd = fd
+        with suppress(OSError):  # the pid is only for messages; a full disk must not leak
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {self.target_key}\n".encode())
         return True
 
     def holder(self) -> str:
@@ -72,3 +74,16 @@ class TargetLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours, or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

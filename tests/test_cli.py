@@ -388,3 +388,13 @@ def test_list_one_app(write_config, tmp_path):
     )
     data = json.loads(run("-c", str(path), "--list", "b", "--json").stdout)
     assert [app["name"] for app in data["apps"]] == ["b"]
+
+
+def test_unusable_state_dir_is_one_line_exit_2(blog: Config, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {**os.environ, "REEL_STATE_DIR": str(blocker / "state")}
+    for args in (["--history"], ["--rewind"]):
+        result = run("-c", str(blog.path), *args, env=env)
+        assert result.returncode == 2
+        assert "cannot use as state directory" in one_line_error(result)

@@ -211,7 +211,22 @@ def test_swap_gives_up_on_a_lock_held_too_long_and_changes_nothing(
     assert fingerprint(target)[1] == {"other": [(42,)]}
 
 
-def test_exclusively_locked_target_is_reported_busy(blog, blog_app, history):
+def test_exclusively_locked_target_is_waited_for(blog, blog_app, history):
+    target = Path(blog_app.database)
+    assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
+    holder = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # not even readers may pass
+    release = threading.Timer(2.5, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    job = rewind(blog, history)
+    release.join()
+    holder.close()
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert fingerprint(target)[1]["authors"][0] == (1, "Ada")
+
+
+def test_exclusively_locked_target_is_reported_busy(blog, blog_app, history, monkeypatch):
+    monkeypatch.setattr(sqlite_engine, "SWAP_TIMEOUT", 1.5)
     target = Path(blog_app.database)
     assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
     holder = sqlite3.connect(target, isolation_level=None)
@@ -326,3 +341,60 @@ def test_log_names_each_table_with_its_rows(blog, blog_app, history):
     assert job.state is JobState.SUCCEEDED, job.error
     data = [line.message for line in job.log if line.message.startswith("data:")]
     assert data == ["data: events 3 rows", "data: events_archive 5 rows", "data: events 1 row"]
+
+
+def test_wal_database_file_as_source_keeps_the_targets_journal_mode(blog, blog_app, history):
+    snapshot = blog_app.sources_dir / "wal-snapshot.sqlite3"
+    with sqlite3.connect(snapshot) as db:
+        db.execute("PRAGMA page_size = 8192")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(BLOG_SCRIPT)
+    db.close()
+    target = Path(blog_app.database)
+    assert rewind(blog, history, "other.sql").state is JobState.SUCCEEDED
+    job = rewind(blog, history, "wal-snapshot.sqlite3")
+    assert job.state is JobState.SUCCEEDED, job.error
+    with sqlite3.connect(target) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert db.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    assert fingerprint(target) == fingerprint(snapshot)
+
+
+REWIND_IN_ITS_OWN_STATE_DIR = """
+import os, sys
+os.environ["REEL_STATE_DIR"] = sys.argv[2]
+from reel_tui.cli import main
+raise SystemExit(main(["-c", sys.argv[1], "--rewind", "--source", sys.argv[3], "-q"]))
+"""
+
+
+def test_two_processes_with_different_state_dirs_take_turns(blog, blog_app, tmp_path):
+    """Another user's cron, or a run with its own state_dir: the lock beside the file
+    still makes them take turns, and neither deletes the other's temp file."""
+    import subprocess
+    import sys
+
+    big_dump(blog_app.sources_dir / "big.sql", 150_000)
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                REWIND_IN_ITS_OWN_STATE_DIR,
+                str(blog.path),
+                str(tmp_path / f"state-{n}"),
+                source,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n, source in enumerate(("big.sql", "other.sql"))
+    ]
+    results = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    rows = fingerprint(Path(blog_app.database))[1]
+    assert rows == {"other": [(42,)]} or len(rows.get("events", [])) == 150_000
+    assert not list(Path(blog_app.database).parent.glob(".blog.sqlite3.reel-*.tmp*"))

@@ -324,3 +324,19 @@ async def test_log_lines_are_not_shown_twice_when_a_running_job_is_selected(demo
             log.add_live(line)
         await pilot.pause()
         assert [s.text.split("  ", 1)[1] for s in log.lines] == ["line 0", "line 1", "line 2"]
+
+
+async def test_error_text_with_markup_characters_does_not_crash_the_app(demo: Path):
+    (demo.parent / "dumps" / "blog" / "brackets.sql").write_text(
+        "CREATE TABLE t (x);\nINSERT INTO [/]nope VALUES('[/]');\n"
+    )
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        await settle(app, pilot)
+        await choose_source(pilot, app, "blog", "brackets.sql")
+        await pilot.press("enter")
+        job = await finished(app, pilot)
+        await pilot.pause(0.3)  # the toast renders
+        assert job.state is JobState.FAILED
+        assert app.is_running
+        assert any("[/]" in n.message for n in app._notifications)

@@ -23,12 +23,15 @@ import re
 import secrets
 import sqlite3
 import time
-from contextlib import closing
+from collections.abc import Callable
+from contextlib import closing, suppress
 from pathlib import Path
+from typing import TypeVar
 
 from reel_tui.config import AppConfig
 from reel_tui.dumpfile import DumpError, DumpReader
-from reel_tui.engines.base import Engine, RewindContext, RewindError
+from reel_tui.engines.base import Engine, RewindCancelled, RewindContext, RewindError
+from reel_tui.locks import TargetLock, process_alive
 from reel_tui.sources import Source
 
 BATCH_BYTES = 256 * 1024
@@ -58,7 +61,7 @@ class SqliteEngine(Engine):
     def is_local(self) -> bool:
         return True
 
-    def check(self) -> str:
+    def check(self, timeout: float = 2.0) -> str:
         folder = self.target.parent
         if not folder.is_dir():
             raise RewindError(f"folder of the database file does not exist: {folder}")
@@ -68,7 +71,7 @@ class SqliteEngine(Engine):
             return f"{self.target} does not exist yet; a rewind creates it"
         try:
             with closing(
-                sqlite3.connect(f"{self.target.as_uri()}?mode=ro", uri=True, timeout=2)
+                sqlite3.connect(f"{self.target.as_uri()}?mode=ro", uri=True, timeout=timeout)
             ) as db:
                 tables = db.execute(
                     "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
@@ -85,37 +88,60 @@ class SqliteEngine(Engine):
     def interrupt(self) -> None:
         loading = self._loading
         if loading is not None:
-            loading.interrupt()
+            with suppress(sqlite3.ProgrammingError):  # closed meanwhile: nothing to stop
+                loading.interrupt()
 
     def rewind(self, source: Source, ctx: RewindContext) -> None:
+        # A lock beside the file, not only in this user's state directory: another
+        # user's cron, or a run with another state_dir, rewinds the same file.
+        lock = TargetLock(self.target.parent, "", name=f".{self.target.name}.reel.lock")
+        if not lock.try_acquire():
+            ctx.progress(phase="waiting", detail=f"waiting for {lock.holder()}")
+            ctx.log(f"waiting for another rewind of {self.target} ({lock.holder()})")
+            lock.acquire(None, _CancelEvent(ctx))
+        try:
+            self._rewind_locked(source, ctx)
+        finally:
+            lock.release()
+
+    def _rewind_locked(self, source: Source, ctx: RewindContext) -> None:
         self._remove_leftovers(ctx)
-        ctx.progress(phase="preparing")
-        ctx.log(f"checked target: {self.check()}")
+        ctx.progress(phase="preparing", detail="")
+        ctx.log(f"checked target: {_while_busy(ctx, self.check)}")
         temp = self.target.with_name(
             f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
         )
         try:
-            page_size, journal_mode = self._target_settings()
+            page_size, journal_mode = _while_busy(ctx, self._target_settings)
             self._load(source, temp, page_size, ctx)
             ctx.progress(phase="swapping")
             if journal_mode is None:
-                _fsync(temp)
-                with ctx.swap():
-                    os.replace(temp, self.target)
-                    _fsync(self.target.parent)
-                ctx.log(f"created {self.target}")
+                self._create(temp, ctx)
             else:
                 self._swap(temp, ctx)
         finally:
             for leftover in (temp, Path(f"{temp}-journal")):
                 leftover.unlink(missing_ok=True)
 
-    def _target_settings(self) -> tuple[int, str | None]:
+    def _create(self, temp: Path, ctx: RewindContext) -> None:
+        """A first rewind: link the loaded file into place, never over a file that
+        appeared meanwhile (the application may have created it: then swap into it)."""
+        _fsync(temp)
+        try:
+            with ctx.swap():
+                os.link(temp, self.target)
+                _fsync(self.target.parent)
+        except FileExistsError:
+            self._swap(temp, ctx)
+            return
+        ctx.log(f"created {self.target}")
+
+    def _target_settings(self, timeout: float = 1.0) -> tuple[int, str | None]:
         """Page size and journal mode of the existing target; (4096, None) if none."""
         if not self.target.exists():
             return 4096, None
         try:
-            with closing(sqlite3.connect(self.target, timeout=SWAP_TIMEOUT)) as db:
+            with closing(sqlite3.connect(self.target, timeout=timeout)) as db:
                 page_size = db.execute("PRAGMA page_size").fetchone()[0]
                 mode = db.execute("PRAGMA journal_mode").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -132,6 +158,9 @@ class SqliteEngine(Engine):
             db.execute("PRAGMA synchronous = OFF")
             if source.format.container == "sqlite-db":
                 self._copy_database(source, db, ctx)
+                # the copy brought the source's header: a WAL source would make the
+                # temp (and, through the swap, the target) WAL and fix its page size
+                db.execute("PRAGMA journal_mode = OFF")
             else:
                 _ScriptLoader(source, db, ctx).run()
             if db.execute("PRAGMA page_size").fetchone()[0] != page_size:
@@ -165,8 +194,8 @@ class SqliteEngine(Engine):
         deadline = time.monotonic() + SWAP_TIMEOUT
         waited = False
         while True:
-            with (
-                closing(sqlite3.connect(temp)) as src,
+            with (  # read-only: a temp file that vanished must not become an empty database
+                closing(sqlite3.connect(f"{temp.as_uri()}?mode=ro", uri=True)) as src,
                 closing(sqlite3.connect(self.target, timeout=0.25)) as dst,
             ):
                 try:
@@ -195,9 +224,12 @@ class SqliteEngine(Engine):
             time.sleep(0.1)
 
     def _remove_leftovers(self, ctx: RewindContext) -> None:
-        """Delete temp files of interrupted runs; safe because we hold the target lock."""
+        """Delete temp files of interrupted runs: those whose process is gone."""
         pattern = f".{self.target.name}.reel-*.tmp*"
         for leftover in sorted(self.target.parent.glob(pattern)):
+            pid = leftover.name[len(self.target.name) + 7 :].split("-", 1)[0]
+            if pid.isdigit() and process_alive(int(pid)):
+                continue
             leftover.unlink(missing_ok=True)
             ctx.log(f"removed {leftover.name}, left by an interrupted earlier run", "warning")
 
@@ -211,6 +243,37 @@ def _target_error(target: Path, exc: sqlite3.DatabaseError) -> RewindError:
             code="busy",
         )
     return RewindError(f"{target} is not a usable SQLite database: {exc}")
+
+
+T = TypeVar("T")
+
+
+def _while_busy(ctx: RewindContext, read: Callable[..., T]) -> T:
+    """``read(timeout=1)`` again while the target is locked, up to SWAP_TIMEOUT,
+    staying cancellable: an application's transaction ends, usually soon."""
+    deadline = time.monotonic() + SWAP_TIMEOUT
+    while True:
+        try:
+            return read(timeout=1.0)
+        except RewindError as exc:
+            if exc.code != "busy" or time.monotonic() > deadline:
+                raise
+        ctx.check_cancelled()
+
+
+class _CancelEvent:
+    """The job's cancel, shaped like the threading.Event that TargetLock waits on."""
+
+    def __init__(self, ctx: RewindContext) -> None:
+        self.ctx = ctx
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)
+        try:
+            self.ctx.check_cancelled()
+        except RewindCancelled:
+            return True
+        return False
 
 
 class _TargetBusy(Exception):
@@ -325,9 +388,9 @@ class _ScriptLoader:
                 self.ctx.check_cancelled()
             self.replay()
             raise RewindError(f"{self.source.path}: {exc}") from None
-        except sqlite3.DatabaseError:
-            self.replay()
-            raise
+        except sqlite3.DatabaseError as exc:
+            self.replay()  # names the line when a single statement fails
+            raise RewindError(f"{self.source.path}: {exc}") from None
         self.statements += len(self.batch)
         self.batch, self.batch_bytes = [], 0
         self.ctx.progress(bytes_read=bytes_read, statements=self.statements)

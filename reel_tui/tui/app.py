@@ -17,7 +17,9 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
 from reel_tui.config import AppConfig, Config, ConfigError, load_config
 from reel_tui.engines import RewindError, engine_for
@@ -137,7 +139,7 @@ class ReelApp(App[None]):
 
     # --- workers: everything that touches a file or a database ------------------------
 
-    @work(thread=True, exclusive=True, group="config")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="config")
     def load_config(self) -> None:
         try:
             config = load_config(self.config_path)
@@ -163,7 +165,7 @@ class ReelApp(App[None]):
                 return
         self.post_message(ConfigLoaded(config, sources, history))
 
-    @work(thread=True, group="checks")
+    @work(thread=True, exit_on_error=False, group="checks")
     def check_connection(self, app: AppConfig) -> None:
         try:
             text = engine_for(app).check()
@@ -175,17 +177,17 @@ class ReelApp(App[None]):
             return
         self.post_message(ConnectionChecked(app.name, True, text))
 
-    @work(thread=True, exclusive=True, group="history")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="history")
     def refresh_history(self) -> None:
         if self.history is not None:
             self.post_message(HistoryLoaded(self.history.records(limit=JOBS_SHOWN)))
 
-    @work(thread=True, exclusive=True, group="log")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="log")
     def load_log(self, job_id: int) -> None:
         if self.history is not None:
             self.post_message(LogLoaded(job_id, self.history.read_log(job_id)))
 
-    @work(thread=True, group="plan")
+    @work(thread=True, exit_on_error=False, group="plan")
     def plan(self, app_name: str, source_name: str | None) -> None:
         assert self.config is not None
         try:
@@ -195,21 +197,41 @@ class ReelApp(App[None]):
             return
         self.post_message(RewindPlanned(plan))
 
-    @work(thread=True, group="submit")
+    @work(thread=True, exit_on_error=False, group="submit")
     def submit(self, plan: object) -> None:
         assert self.queue is not None
         self.queue.submit(plan)  # type: ignore[arg-type]
 
-    @work(thread=True, group="cancel")
+    @work(thread=True, exit_on_error=False, group="cancel")
     def cancel(self, job_id: int) -> None:
         if self.queue is not None and not self.queue.cancel(job_id):
             self.notify(f"job #{job_id} has already finished", severity="warning")
 
-    @work(thread=True, exclusive=True, group="quit")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="quit")
     def shutdown_and_exit(self) -> None:
         if self.queue is not None:
             self.queue.shutdown(cancel=True)
         self.call_from_thread(self.exit)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """As App.notify, but text is literal by default: messages carry SQL, paths and
+        config text, and a ``[/]`` in them must not be read as markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed unexpectedly is reported, never a crash of the app."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title="Unexpected error",
+                        severity="error", timeout=15)  # fmt: skip
 
     # --- messages from workers -------------------------------------------------------
 
@@ -398,7 +420,10 @@ class ReelApp(App[None]):
             self.notify("Nothing to cancel: no queued or running job here", severity="warning")
         elif self.live_job(job_id) is None:
             record = self.records.get(job_id)
-            owner = f"pid {record.pid}" if record else "another process"
+            if record is None or record.state not in ("queued", "running"):
+                self.notify(f"#{job_id} has already finished", severity="warning")
+                return
+            owner = f"pid {record.pid}"
             self.notify(f"#{job_id} runs in another reel process ({owner}); cancel it there",
                         severity="warning")  # fmt: skip
         else:
@@ -411,7 +436,7 @@ class ReelApp(App[None]):
         for job in reversed(self.queue.jobs() if self.queue else []):
             if job.app == self.selected_app and not job.state.is_final:
                 return job.id
-        return self.selected_job
+        return None
 
     def action_open_log(self) -> None:
         if self.selected_job is None or self.history is None:
@@ -419,7 +444,7 @@ class ReelApp(App[None]):
             return
         self.open_full_log(self.selected_job)
 
-    @work(thread=True, group="full-log")
+    @work(thread=True, exit_on_error=False, group="full-log")
     def open_full_log(self, job_id: int) -> None:
         assert self.history is not None
         text = self.history.read_log(job_id)

@@ -7,18 +7,17 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from reel_tui.jobs import LogLine
+from reel_tui.jobs import LOG_LINES_KEPT, LogLine
 
-LINES_SHOWN = 5000
-"""Lines the pane keeps; the full log is on disk (``l`` opens it)."""
 _STYLES = {"error": "bold red", "warning": "yellow"}
 
 
 class JobLog(RichLog):
-    """Timestamped lines; warnings in yellow, errors in red."""
+    """Timestamped lines; warnings in yellow, errors in red. It keeps as many lines as a
+    job keeps in memory; the full log is on disk (``l`` opens it)."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, max_lines=LINES_SHOWN, wrap=True, markup=False, min_width=20)
+        super().__init__(id=id, max_lines=LOG_LINES_KEPT, wrap=True, markup=False, min_width=20)
         self._shown: set[int] = set()
 
     def show(self, lines: Iterable[LogLine | str]) -> None:
