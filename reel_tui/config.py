@@ -114,6 +114,9 @@ class AppConfig:
     """PostgreSQL: libpq's sslmode, passed through."""
     rewind_mode: Literal["auto", "swap", "in-place"] = "auto"
     """PostgreSQL: staging database and swap, or in place in one transaction."""
+    definers: Literal["auto", "keep", "strip"] = "auto"
+    """MySQL: DEFINER clauses naming accounts missing here are stripped (auto), all kept, or
+    all stripped; a stripped object belongs to the user reel connects as."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -259,6 +262,7 @@ APP_KEYS: dict[str, Checker] = {
     "analyze": _bool,
     "sslmode": _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "rewind_mode": _choice("auto", "swap", "in-place"),
+    "definers": _choice("auto", "keep", "strip"),
 }
 POSTGRES_KEYS = ("skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode")
 """App keys only the PostgreSQL engine reads; other drivers warn that they are ignored."""
@@ -591,6 +595,7 @@ class _Validator:
             analyze=values.get("analyze", True),
             sslmode=values.get("sslmode"),
             rewind_mode=values.get("rewind_mode", "auto"),
+            definers=values.get("definers", "auto"),
             line=self.lines.get((name, None)),
         )
 

@@ -34,8 +34,8 @@ def test_single_app_needs_no_default(blog: Config):
     assert plan_rewind(blog, None).app.name == "blog"
 
 
-def test_engines_not_yet_available_are_refused_clearly(blog: Config, tmp_path):
+def test_a_dump_of_another_engine_is_refused_clearly(blog: Config, tmp_path):
     app = AppConfig(name="my", driver="mysql", database="shop", source=blog.apps["blog"].source)
     blog.apps["my"] = app
-    with pytest.raises(Refused, match="mysql engine is not available"):
+    with pytest.raises(Refused, match="is a SQLite SQL dump; a mysql app cannot load it"):
         plan_rewind(blog, "my")

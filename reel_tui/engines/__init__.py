@@ -22,6 +22,10 @@ def engine_for(app: AppConfig) -> Engine:
         from reel_tui.engines.postgres import PostgresEngine
 
         return PostgresEngine(app)
+    if app.driver == "mysql":
+        from reel_tui.engines.mysql import MysqlEngine
+
+        return MysqlEngine(app)
     raise RewindError(
         f"app {app.name!r}: the {app.driver} engine is not available in this version yet",
         code="refused",

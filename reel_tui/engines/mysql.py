@@ -1,0 +1,169 @@
+"""The MySQL / MariaDB engine: load into a staging schema, then swap it in.
+
+How a rewind runs (see :mod:`reel_tui.engines.mysql_swap` for the swap):
+
+1. connect (config, then ``~/.my.cnf``) and take ``GET_LOCK('reel-tui:<db>')``,
+   so reel processes on other machines wait for each other too;
+2. finish or undo what a killed run left (its journal is on the server);
+3. create ``<db>__reel_staging`` with the target's character set and
+   collation, and stream the dump into it over one connection
+   (:class:`~reel_tui.engines.mysql_loader.ScriptLoader`), foreign-key checks
+   off on that session only;
+4. swap it in under ``with ctx.swap():`` and drop the old content.
+
+A failure, a cancel or a lost connection before step 4 drops the staging
+schema and leaves the target as it was. :meth:`MysqlEngine.interrupt` stops
+the running statement with ``KILL QUERY`` from a second connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pymysql
+
+from reel_tui.config import AppConfig
+from reel_tui.engines import mysql_swap
+from reel_tui.engines.base import Engine, RewindContext, RewindError
+from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
+from reel_tui.engines.mysql_loader import ScriptLoader
+from reel_tui.engines.mysql_swap import Names, query
+from reel_tui.sources import Source
+
+
+class MysqlEngine(Engine):
+    """Rewinds a MySQL or MariaDB database from mysqldump / mariadb-dump output."""
+
+    driver = "mysql"
+    accepts = frozenset({"mysql", "sql"})
+    accepts_containers = frozenset({"sql"})
+
+    def __init__(self, app: AppConfig) -> None:
+        super().__init__(app)
+        self._guard = threading.Lock()
+        self._loading_id: int | None = None
+
+    def is_local(self) -> bool:
+        return is_local(self.app)
+
+    def check(self) -> str:
+        conn = connect(self.app)
+        try:
+            version, user = query(conn, "SELECT VERSION(), CURRENT_USER()")[0]
+            size = query(
+                conn,
+                """SELECT COUNT(*), COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0)
+                FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s""",
+                (self.app.database,),
+            )
+            exists = mysql_swap.schema_exists(conn, self.app.database)
+        except pymysql.Error as exc:
+            raise RewindError(f"{where(self.app)}: {message(exc)}") from None
+        finally:
+            conn.close()
+        found = f"database {self.app.database} does not exist yet; a rewind creates it"
+        if exists:
+            count, size_bytes = size[0]
+            found = f"database {self.app.database} ({count} tables, {int(size_bytes):,} bytes)"
+        return f"{version} at {where(self.app)}, {found}, user {user}"
+
+    def interrupt(self) -> None:
+        with self._guard:
+            thread = self._loading_id
+        if thread is None:
+            return
+        try:
+            killer = connect(self.app)
+        except RewindError:
+            return
+        try:
+            query(killer, f"KILL QUERY {int(thread)}")
+        except pymysql.Error:
+            pass  # the statement ended meanwhile
+        finally:
+            killer.close()
+
+    def rewind(self, source: Source, ctx: RewindContext) -> None:
+        ctx.progress(phase="connecting")
+        admin = connect(self.app)
+        try:
+            query(admin, f"SET SESSION lock_wait_timeout = {mysql_swap.LOCK_WAIT}")
+            self._rewind(admin, source, ctx)
+        except pymysql.Error as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"{self.app.target}: {message(exc)}") from None
+        finally:
+            admin.close()
+
+    def _rewind(self, admin: Connection, source: Source, ctx: RewindContext) -> None:
+        names = Names.of(self.app.database)
+        mysql_swap.get_lock(admin, names.target, ctx)
+        mysql_swap.recover(admin, names, ctx)
+        ctx.progress(phase="preparing")
+        ctx.log(f"checked target: {self.check()}")
+        charset = query(
+            admin,
+            """SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME
+            FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s""",
+            (names.target,),
+        )
+        options = f" CHARACTER SET {charset[0][0]} COLLATE {charset[0][1]}" if charset else ""
+        query(admin, f"CREATE DATABASE {ident(names.staging)}{options}")
+        try:
+            mysql_swap.create_journal(admin, names.staging)
+            mysql_swap.write_journal(admin, names.staging, mysql_swap.Plan())
+            ctx.log(f"loading into staging schema {names.staging}")
+            database_options = self._load(source, names.staging, ctx, admin)
+            ctx.progress(phase="swapping")
+            plan = mysql_swap.prepare(admin, names, database_options)
+            mysql_swap.swap(admin, names, plan, ctx)
+        except BaseException:
+            self._drop_staging(admin, names, ctx)
+            raise
+
+    def _load(self, source: Source, staging: str, ctx: RewindContext, admin: Connection) -> str:
+        ctx.progress(phase="loading", bytes_read=0)
+        started = time.monotonic()
+        accounts = _accounts(admin)
+        conn = connect(self.app, staging)
+        with self._guard:
+            self._loading_id = conn.thread_id()
+        try:
+            query(conn, "SET SESSION foreign_key_checks = 0")
+            loader = ScriptLoader(source, conn, ctx, staging, self.app.definers, accounts)
+            result = loader.run()
+            ctx.log(f"load took {time.monotonic() - started:.1f} s")
+            return result.database_options
+        except pymysql.Error as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"{source.path}: {message(exc)}") from None
+        finally:
+            with self._guard:
+                self._loading_id = None
+            conn.close()  # an uncommitted transaction left by the dump is rolled back
+
+    def _drop_staging(self, admin: Connection, names: Names, ctx: RewindContext) -> None:
+        """Best effort after a failure: the next run drops what this could not."""
+        try:
+            if admin.open and mysql_swap.schema_exists(admin, names.staging):
+                plan = mysql_swap.read_journal(admin, names.staging)
+                if plan is not None and plan.state in ("swapping", "renamed"):
+                    return  # the swap's own handling (or the next run) decides
+                mysql_swap.drop_schema(admin, names.staging)
+                mysql_swap.drop_schema(admin, names.old)
+                ctx.log(f"dropped staging schema {names.staging}; {names.target} is unchanged")
+        except pymysql.Error as exc:
+            ctx.log(f"could not drop {names.staging} ({message(exc)}); the next run will",
+                    "warning")  # fmt: skip
+
+
+def _accounts(conn: Connection) -> frozenset[tuple[str, str]]:
+    """Accounts that exist here, for definers = "auto"; only the current one if unreadable."""
+    current = str(query(conn, "SELECT CURRENT_USER()")[0][0])
+    user, _, host = current.rpartition("@")
+    found = {(user, host)}
+    with contextlib.suppress(pymysql.Error):
+        found |= {(str(u), str(h)) for u, h in query(conn, "SELECT User, Host FROM mysql.user")}
+    return frozenset(found)

@@ -1,0 +1,282 @@
+"""Loading a mysqldump / mariadb-dump script into one connection, streaming, without mysql.
+
+Statements go to the server in batches of about :data:`BATCH_BYTES` as one
+multi-statement query (``CLIENT_MULTI_STATEMENTS``); the server runs them in
+order and stops at the first error, and since every statement gives exactly
+one result, the number of results read before the error names the failing
+statement and its line, without running anything twice. Statements are sent
+as the file's bytes (binary strings included), on a utf8mb4 connection; the
+dump's own ``SET NAMES`` then applies, as with the mysql client.
+
+The dump's own database (``CREATE DATABASE`` / ``USE`` of ``mysqldump
+--databases``) is mapped to the schema being loaded; a second database is
+refused before any statement for it runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pymysql
+
+from reel_tui.dumpfile import DumpError, DumpReader
+from reel_tui.engines import mysql_rewrite as rewrite
+from reel_tui.engines.base import RewindContext, RewindError
+from reel_tui.engines.mysql_conn import Connection, error_code, message
+from reel_tui.engines.mysql_script import ClientCommand, ScriptError, ScriptSplitter, Statement
+from reel_tui.sources import Source
+
+BATCH_BYTES = 512 * 1024
+NO_BACKSLASH_ESCAPES = 512
+"""SERVER_STATUS_NO_BACKSLASH_ESCAPES: the server says backslashes are literal."""
+EMPTY_QUERY = 1065
+LOST = (2006, 2013, 2014, 2055)
+_INSERT = re.compile(
+    r"(?:INSERT|REPLACE)\s+(?:(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE)\s+)*"
+    r"(?:INTO\s+)?(`(?:[^`]|``)+`(?:\.`(?:[^`]|``)+`)?|[^\s(]+)",
+    re.I,
+)
+_SQL_MODE = re.compile(r"\bsql_mode\b", re.I)
+_DUMP_HEADER = re.compile(r"-- (MySQL|MariaDB) dump ")
+
+
+@dataclass
+class LoadResult:
+    """What a load did: for the log, for the swap and for tests."""
+
+    statements: int = 0
+    dump_database: str | None = None
+    """The database the dump names for itself (mysqldump --databases), if any."""
+    database_options: str = ""
+    """Character set / collation of the dump's CREATE DATABASE."""
+    definers_stripped: dict[str, int] = field(default_factory=dict)
+
+
+class _Lines(DumpReader):
+    """The dump's lines; bytes that are not UTF-8 (binary strings) pass through unchanged.
+
+    They become lone surrogates here and their original bytes again when the
+    statement is encoded with ``surrogateescape``. A line ending in CRLF ends in
+    LF, as the mysql client reads it (routine bodies then equal the client's).
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        text = self._text
+        while True:
+            try:
+                line = text.readline()
+            except EOFError:
+                raise DumpError(
+                    f"{self.path}: the {self.format.compression} data ends early "
+                    f"(truncated file?) after line {self.line_number}"
+                ) from None
+            except OSError as exc:
+                raise DumpError(f"{self.path}: corrupt data after line {self.line_number}: "
+                                f"{exc}") from None  # fmt: skip
+            if not line:
+                return
+            self.line_number += 1
+            if line.endswith("\r\n"):  # the mysql client reads CRLF lines as LF lines
+                line = line[:-2] + "\n"
+            yield line
+
+
+class ScriptLoader:
+    """Runs one dump into ``conn``, whose default database is ``schema``."""
+
+    def __init__(
+        self,
+        source: Source,
+        conn: Connection,
+        ctx: RewindContext,
+        schema: str,
+        definers: str = "auto",
+        accounts: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
+        self.source = source
+        self.conn = conn
+        self.ctx = ctx
+        self.schema = schema
+        self.definers = definers
+        self.accounts = accounts
+        self.result = LoadResult()
+        self.batch: list[Statement] = []
+        self.batch_bytes = 0
+        self.table: str | None = None
+        self.rows = 0
+        self.reader: _Lines | None = None
+        self.splitter: ScriptSplitter | None = None
+        self.dump_kind: str | None = None
+        self.completed = False
+
+    def run(self) -> LoadResult:
+        self.ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
+        try:
+            with _Lines(self.source.path, self.source.format) as reader:
+                self.reader = reader
+                self.splitter = ScriptSplitter(self._watch(reader))
+                for item in self.splitter:
+                    if isinstance(item, ClientCommand):
+                        self._command(item)
+                    else:
+                        self._add(item)
+                self._flush()
+        except ScriptError as exc:
+            raise RewindError(f"{self.source.path}:{exc.line}: {exc}") from None
+        except DumpError as exc:
+            raise RewindError(str(exc)) from None
+        self._note_table(None)
+        if self.result.statements == 0:
+            raise RewindError(f"{self.source.path}: the dump holds no SQL statements")
+        if self.dump_kind and not self.completed:
+            raise RewindError(
+                f"{self.source.path}: this {self.dump_kind} dump has no '-- Dump completed' "
+                "line at its end: it was cut short (truncated file?)"
+            )
+        for who, count in self.result.definers_stripped.items():
+            self.ctx.log(f"DEFINER={who} names no account here: {count} object(s) are "
+                         "defined by the user reel connects as instead", "warning")  # fmt: skip
+        self.ctx.log(f"loaded {self.result.statements:,} statements")
+        return self.result
+
+    def _watch(self, reader: _Lines) -> Iterator[str]:
+        """The reader's lines, noting the dump header and its "Dump completed" trailer."""
+        for line in reader:
+            if line.startswith("--"):
+                if reader.line_number <= 5 and _DUMP_HEADER.match(line):
+                    self.dump_kind = line.split()[1]
+                elif line.startswith("-- Dump completed"):
+                    self.completed = True
+            yield line
+
+    def _command(self, command: ClientCommand) -> None:
+        if command.name == "sandbox":
+            self.ctx.log("mariadb-dump sandbox mode line: reel runs no client commands anyway")
+
+    def _where(self, line: int) -> str:
+        return f"{self.source.path}:{line}"
+
+    def _add(self, statement: Statement) -> None:
+        text = statement.text
+        database = rewrite.database_statement(text)
+        if database is not None:
+            self._database(database, statement.line)
+            return
+        own = self.result.dump_database
+        if own is not None and own in text:
+            escapes = self.splitter.backslash_escapes if self.splitter else True
+            text = rewrite.rename_schema(text, own, self.schema, escapes)
+        if text[:1] in ("C", "c", "/"):
+            text = self._definer(text)
+        insert = _INSERT.match(text) if text[:7].upper() in ("INSERT ", "REPLACE") else None
+        if insert:
+            self._note_table(insert.group(1).replace("`", ""))
+        if text != statement.text:
+            statement = Statement(text, statement.line)
+        self.batch.append(statement)
+        self.batch_bytes += len(text)
+        if _SQL_MODE.search(text[:300]) and text[:3].upper() in ("SET", "/*!"):
+            self._flush()
+            if self.splitter is not None:
+                self.splitter.backslash_escapes = not (
+                    self.conn.server_status & NO_BACKSLASH_ESCAPES
+                )
+        elif self.batch_bytes >= BATCH_BYTES:
+            self._flush()
+
+    def _database(self, database: rewrite.DatabaseStatement, line: int) -> None:
+        """Map the dump's own database to ours; refuse a second one before it is touched."""
+        own = self.result.dump_database
+        if own is None:
+            self.result.dump_database = own = database.name
+            self.ctx.log(f"the dump names its own database {own}: loading it into {self.schema}")
+        if database.name != own:
+            raise RewindError(
+                f"{self._where(line)}: the dump holds more than one database ({own} and "
+                f"{database.name}); reel-tui rewinds one database per app (dump each "
+                "database on its own). Nothing was changed"
+            )
+        if database.kind == "create" and database.options:
+            self._flush()
+            options = database.options.replace("IF NOT EXISTS", "").strip()
+            self._execute(f"ALTER DATABASE {rewrite.quote(self.schema)} {options}")
+            self.result.database_options = options
+
+    def _definer(self, text: str) -> str:
+        if self.definers == "keep" or rewrite.definition_kind(text) is None:
+            return text
+        written = rewrite.definer(text)
+        if written is None:
+            return text
+        if self.definers == "auto":
+            account = rewrite.account(written)
+            if account is None or account in self.accounts:
+                return text
+            stripped = self.result.definers_stripped
+            stripped[written] = stripped.get(written, 0) + 1
+        return rewrite.strip_definer(text)
+
+    def _note_table(self, table: str | None) -> None:
+        if table == self.table:
+            return
+        if self.table is not None:
+            self._flush()  # so its rows are counted
+            self.ctx.log(f"data: {self.table} {self.rows:,} rows")
+        self.table, self.rows = table, 0
+        if table is not None:
+            self.ctx.progress(detail=f"data: {table}")
+
+    def _execute(self, sql: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+
+    def _flush(self) -> None:
+        self.ctx.check_cancelled()
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        while batch:
+            done = self._run(batch)
+            batch = batch[done:]
+        if self.reader is not None:
+            self.ctx.progress(bytes_read=self.reader.bytes_read, statements=self.result.statements)
+
+    def _run(self, batch: list[Statement]) -> int:
+        """Send ``batch`` as one query; return how many statements ran (all, or past an
+        empty one the server skips); raise RewindError naming the one that failed."""
+        done = 0
+        cur = self.conn.cursor()
+        try:
+            cur.execute(";\n".join(s.text for s in batch))
+            while True:
+                self._count(batch[done], cur.rowcount)
+                done += 1
+                if not cur.nextset():
+                    break
+        except pymysql.Error as exc:
+            self.ctx.check_cancelled()
+            failed = batch[min(done, len(batch) - 1)]
+            if error_code(exc) == EMPTY_QUERY:
+                self.result.statements += 1
+                return done + 1
+            if error_code(exc) in LOST:
+                raise RewindError(f"{self._where(failed.line)}: lost the connection to the "
+                                  f"server: {message(exc)}") from None  # fmt: skip
+            raise RewindError(
+                f"{self._where(failed.line)}: {message(exc)} in: {first_line(failed.text)}"
+            ) from None
+        finally:
+            cur.close()
+        return done
+
+    def _count(self, statement: Statement, rowcount: int) -> None:
+        self.result.statements += 1
+        if rowcount > 0 and statement.text[:7].upper() in ("INSERT ", "REPLACE"):
+            self.rows += rowcount
+
+
+def first_line(text: str) -> str:
+    """A statement's first line, cut to 80 characters, for one-line errors."""
+    first = text.strip().split("\n", 1)[0]
+    first = first.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return first if len(first) <= 80 else first[:77] + "..."

@@ -1,0 +1,449 @@
+"""The MySQL swap: staging schema to target in one ``RENAME TABLE``, journaled on the server.
+
+MySQL cannot rename a database, and DDL commits on its own, so the swap is a
+short sequence (``T`` the target, ``S`` = ``T__reel_staging`` the loaded copy,
+``O`` = ``T__reel_old``):
+
+1. the definitions of ``S``'s triggers, views, routines and events are read
+   (``SHOW CREATE``, with the sql_mode and character set they were made under)
+   into the *journal*, a table in ``S``; ``S``'s triggers are dropped (a table
+   with triggers cannot change schema);
+2. the journal says ``swapping`` and holds ``T``'s own triggers and the views
+   in the way of a new table; schema ``O`` is created;
+3. ``T``'s triggers (and those views) are dropped, then **one** ``RENAME TABLE``
+   moves every table of ``T`` to ``O`` and every table of ``S`` to ``T``: the
+   server does it atomically, and other sessions wait on its metadata locks;
+4. the journal says ``renamed``; triggers, routines, views and events are
+   created in ``T`` (views with ``CREATE OR REPLACE``, so a view the app reads
+   is never missing); views of the old content that the dump lacks are dropped;
+5. the journal says ``done``; ``O`` and ``S`` are dropped.
+
+A run killed anywhere is finished by the next one (:func:`recover`), which
+holds the same ``GET_LOCK``: before the rename it restores ``T``'s triggers
+and drops ``S``; after it, it redoes step 4 (each step can run twice) and
+drops ``O`` and ``S``. Schemas named like ours but without reel's journal are
+never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import pymysql
+
+from reel_tui.engines.base import RewindContext, RewindError
+from reel_tui.engines.mysql_conn import Connection, ident, message
+from reel_tui.engines.mysql_rewrite import rename_schema
+
+JOURNAL = "__reel_journal"
+MAX_NAME = 64
+LOCK_WAIT = 10
+"""Seconds reel's own DDL waits for an application's open transaction before giving up."""
+_UTF8 = ("utf8", "utf8mb3", "utf8mb4")
+
+
+def derived_name(target: str, kind: str) -> str:
+    """``<target>__reel_<kind>``, shortened with a hash when it would pass 64 characters."""
+    name = f"{target}__reel_{kind}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(target.encode()).hexdigest()[:8]
+    suffix = f"_{digest}__reel_{kind}"
+    return target[: MAX_NAME - len(suffix)] + suffix
+
+
+@dataclass(frozen=True)
+class Names:
+    target: str
+    staging: str
+    old: str
+
+    @classmethod
+    def of(cls, target: str) -> Names:
+        return cls(target, derived_name(target, "staging"), derived_name(target, "old"))
+
+
+@dataclass
+class Definition:
+    """One trigger, routine, view or event, as ``SHOW CREATE`` gives it, and its context."""
+
+    kind: str
+    name: str
+    sql: str
+    sql_mode: str | None = None
+    charset_client: str | None = None
+    collation: str | None = None
+    time_zone: str | None = None
+
+
+@dataclass
+class Plan:
+    """What the journal holds: enough to finish or undo the swap from another process."""
+
+    state: str = "loading"
+    new_tables: list[str] = field(default_factory=list)
+    old_tables: list[str] = field(default_factory=list)
+    new: list[Definition] = field(default_factory=list)
+    old_triggers: list[Definition] = field(default_factory=list)
+    old_views_in_the_way: list[Definition] = field(default_factory=list)
+    old_routines: list[tuple[str, str]] = field(default_factory=list)
+    old_views: list[str] = field(default_factory=list)
+    database_options: str = ""
+    target_existed: bool = True
+
+    def dump(self) -> str:
+        entry = asdict(self)
+        entry.update(pid=os.getpid(), host=socket.gethostname(), time=round(time.time()))
+        return json.dumps(entry)
+
+    @classmethod
+    def load(cls, text: str) -> Plan:
+        entry = json.loads(text)
+        plan = cls(**{k: v for k, v in entry.items() if k in cls.__dataclass_fields__})
+        plan.new = [Definition(**d) for d in entry.get("new", [])]
+        plan.old_triggers = [Definition(**d) for d in entry.get("old_triggers", [])]
+        plan.old_views_in_the_way = [Definition(**d) for d in entry.get("old_views_in_the_way", [])]
+        plan.old_routines = [tuple(r) for r in entry.get("old_routines", [])]  # type: ignore[misc]
+        return plan
+
+
+def query(conn: Connection, sql: str, args: object = None) -> list[tuple]:  # type: ignore[type-arg]
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return list(cur.fetchall()) if cur.description else []
+
+
+def schema_exists(conn: Connection, name: str) -> bool:
+    return bool(query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                      (name,)))  # fmt: skip
+
+
+def tables(conn: Connection, schema: str) -> list[str]:
+    rows = query(
+        conn,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_TYPE <> 'VIEW' AND TABLE_NAME <> %s ORDER BY TABLE_NAME",
+        (schema, JOURNAL),
+    )
+    return [str(r[0]) for r in rows]
+
+
+def create_journal(conn: Connection, schema: str) -> None:
+    query(conn, f"CREATE TABLE {ident(schema)}.{JOURNAL} (id INT PRIMARY KEY, "
+                "entry LONGTEXT NOT NULL) ENGINE=InnoDB")  # fmt: skip
+
+
+def write_journal(conn: Connection, schema: str, plan: Plan) -> None:
+    query(conn, f"REPLACE INTO {ident(schema)}.{JOURNAL} VALUES (1, %s)", (plan.dump(),))
+
+
+def read_journal(conn: Connection, schema: str) -> Plan | None:
+    """The journal in ``schema``; None when it has none (not ours, or just created)."""
+    has = query(conn, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                      "AND TABLE_NAME = %s", (schema, JOURNAL))  # fmt: skip
+    if not has:
+        return None
+    rows = query(conn, f"SELECT entry FROM {ident(schema)}.{JOURNAL} WHERE id = 1")
+    return Plan.load(rows[0][0]) if rows else Plan()
+
+
+def drop_schema(conn: Connection, name: str) -> None:
+    query(conn, f"DROP DATABASE IF EXISTS {ident(name)}")
+
+
+# --- reading definitions --------------------------------------------------------------
+
+
+def definitions(conn: Connection, schema: str, target: str, source: str) -> list[Definition]:
+    """Triggers, routines, views and events of ``schema``, references to ``source`` as
+    ``target`` (the staging schema's name never reaches the target)."""
+    found: list[Definition] = []
+    query(conn, f"USE {ident(schema)}")
+    for name, mode, cs, coll in query(conn, """SELECT TRIGGER_NAME, SQL_MODE, CHARACTER_SET_CLIENT,
+            COLLATION_CONNECTION FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s
+            ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER""",
+                                      (schema,)):  # fmt: skip
+        sql = query(conn, f"SHOW CREATE TRIGGER {ident(name)}")[0][2]
+        found.append(Definition("trigger", name, sql, mode, cs, coll))
+    for name, kind, mode, cs, coll in query(
+        conn,
+        """SELECT ROUTINE_NAME, ROUTINE_TYPE, SQL_MODE,
+            CHARACTER_SET_CLIENT, COLLATION_CONNECTION FROM information_schema.ROUTINES
+            WHERE ROUTINE_SCHEMA = %s ORDER BY ROUTINE_TYPE DESC, ROUTINE_NAME""",
+        (schema,),
+    ):
+        sql = query(conn, f"SHOW CREATE {kind} {ident(name)}")[0][2]
+        found.append(Definition(str(kind).lower(), name, sql, mode, cs, coll))
+    for name, cs, coll in query(conn, """SELECT TABLE_NAME, CHARACTER_SET_CLIENT,
+            COLLATION_CONNECTION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s
+            ORDER BY TABLE_NAME""", (schema,)):  # fmt: skip
+        sql = query(conn, f"SHOW CREATE VIEW {ident(name)}")[0][1]
+        found.append(Definition("view", name, sql, None, cs, coll))
+    for name, mode, zone, cs, coll in query(conn, """SELECT EVENT_NAME, SQL_MODE, TIME_ZONE,
+            CHARACTER_SET_CLIENT, COLLATION_CONNECTION FROM information_schema.EVENTS
+            WHERE EVENT_SCHEMA = %s ORDER BY EVENT_NAME""", (schema,)):  # fmt: skip
+        sql = query(conn, f"SHOW CREATE EVENT {ident(name)}")[0][3]
+        found.append(Definition("event", name, sql, mode, cs, coll, zone))
+    for definition in found:
+        definition.sql = rename_schema(definition.sql, source, target)
+    return found
+
+
+def create(conn: Connection, definition: Definition) -> None:
+    """Create ``definition`` in the current database under the session settings it was made
+    with; an existing object of that name is replaced (so this can run twice)."""
+    kind, name = definition.kind, ident(definition.name)
+    sql = definition.sql
+    if kind == "view":
+        sql = "CREATE OR REPLACE " + sql[len("CREATE ") :]
+    else:
+        query(conn, f"DROP {kind.upper()} IF EXISTS {name}")
+    with _session(conn, definition):
+        query(conn, sql)
+
+
+@contextmanager
+def _session(conn: Connection, definition: Definition) -> Iterator[None]:
+    saved = query(conn, "SELECT @@SESSION.sql_mode, @@SESSION.collation_connection, "
+                        "@@SESSION.character_set_client, @@SESSION.time_zone")[0]  # fmt: skip
+    settings, values = [], []
+    if definition.sql_mode is not None:
+        settings.append("sql_mode = %s")
+        values.append(definition.sql_mode)
+    if definition.charset_client in _UTF8:
+        settings.append("character_set_client = %s")
+        values.append(definition.charset_client)
+    if definition.collation and definition.collation.split("_")[0] in _UTF8:
+        settings.append("collation_connection = %s")
+        values.append(definition.collation)
+    if definition.time_zone:
+        settings.append("time_zone = %s")
+        values.append(definition.time_zone)
+    if settings:
+        query(conn, "SET SESSION " + ", ".join(settings), values)
+    try:
+        yield
+    finally:
+        query(conn, "SET SESSION sql_mode = %s, collation_connection = %s, "
+                    "character_set_client = %s, time_zone = %s", saved)  # fmt: skip
+
+
+# --- the swap ---------------------------------------------------------------------------
+
+
+def prepare(conn: Connection, names: Names, database_options: str) -> Plan:
+    """Step 1 and 2's reading: what moves and what must be recreated; nothing in T changes."""
+    plan = Plan(state="prepared", database_options=database_options)
+    plan.new_tables = tables(conn, names.staging)
+    plan.new = definitions(conn, names.staging, names.target, names.staging)
+    for definition in plan.new:
+        if definition.kind == "trigger":
+            query(conn, f"DROP TRIGGER {ident(names.staging)}.{ident(definition.name)}")
+    write_journal(conn, names.staging, plan)
+    plan.target_existed = schema_exists(conn, names.target)
+    if plan.target_existed:
+        old = definitions(conn, names.target, names.target, names.target)
+        plan.old_tables = tables(conn, names.target)
+        plan.old_triggers = [d for d in old if d.kind == "trigger"]
+        plan.old_views_in_the_way = [d for d in old
+                                     if d.kind == "view" and d.name in plan.new_tables]  # fmt: skip
+        plan.old_views = [d.name for d in old if d.kind == "view"]
+        plan.old_routines = [(d.kind, d.name) for d in old if d.kind in ("procedure", "function",
+                                                                        "event")]  # fmt: skip
+    query(conn, "USE information_schema")
+    return plan
+
+
+def swap(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None:
+    """Steps 2 to 5 (see the module doc); RewindError with T unchanged if it cannot start."""
+    plan.state = "swapping"
+    write_journal(conn, names.staging, plan)
+    query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
+    if not read_journal(conn, names.old):
+        create_journal(conn, names.old)
+    write_journal(conn, names.old, Plan(state="old"))
+    if not plan.target_existed:
+        query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.target)}")
+    with ctx.swap():
+        started = time.monotonic()
+        try:
+            for trigger in plan.old_triggers:
+                query(conn, f"DROP TRIGGER IF EXISTS {ident(names.target)}.{ident(trigger.name)}")
+            for view in plan.old_views_in_the_way:
+                query(conn, f"DROP VIEW IF EXISTS {ident(names.target)}.{ident(view.name)}")
+            moves = [f"{ident(names.target)}.{ident(t)} TO {ident(names.old)}.{ident(t)}"
+                     for t in plan.old_tables]  # fmt: skip
+            moves += [f"{ident(names.staging)}.{ident(t)} TO {ident(names.target)}.{ident(t)}"
+                      for t in plan.new_tables]  # fmt: skip
+            if moves:
+                query(conn, "RENAME TABLE " + ", ".join(moves))
+        except pymysql.Error as exc:
+            rollback(conn, names, plan, ctx)
+            code = "busy" if _is_lock_timeout(exc) else "failed"
+            raise RewindError(f"swap into {names.target} failed, nothing was changed: "
+                              f"{message(exc)}{_blockers(conn)}", code=code) from None  # fmt: skip
+        renamed = time.monotonic()
+        plan.state = "renamed"
+        write_journal(conn, names.staging, plan)
+        finish(conn, names, plan)
+        ctx.log(f"swapped {len(plan.new_tables)} tables into {names.target} in one RENAME TABLE "
+                f"({(renamed - started) * 1000:.0f} ms), then {len(plan.new)} triggers, routines,"
+                f" views and events ({(time.monotonic() - renamed) * 1000:.0f} ms)")  # fmt: skip
+    cleanup(conn, names, ctx)
+
+
+def finish(conn: Connection, names: Names, plan: Plan) -> None:
+    """Step 4: objects of the new content in T; may run again after a kill."""
+    query(conn, f"USE {ident(names.target)}")
+    if plan.database_options:
+        query(conn, f"ALTER DATABASE {ident(names.target)} {plan.database_options}")
+    order = {"trigger": 0, "procedure": 1, "function": 1, "view": 2, "event": 3}
+    new_routines = {(d.kind, d.name) for d in plan.new}
+    for kind, name in plan.old_routines:
+        if (kind, name) not in new_routines:
+            query(conn, f"DROP {kind.upper()} IF EXISTS {ident(name)}")
+    views = [d for d in plan.new if d.kind == "view"]
+    for definition in sorted(plan.new, key=lambda d: order[d.kind]):
+        if definition.kind != "view":
+            create(conn, definition)
+    _create_views(conn, views)
+    new_views = {d.name for d in views}
+    for name in plan.old_views:
+        if name not in new_views and name not in plan.new_tables:
+            query(conn, f"DROP VIEW IF EXISTS {ident(name)}")
+    plan.state = "done"
+    query(conn, "USE information_schema")
+    write_journal(conn, names.staging, plan)
+
+
+def _create_views(conn: Connection, views: list[Definition]) -> None:
+    """Views in any order: one that reads a view not created yet is retried after it."""
+    pending = list(views)
+    while pending:
+        failed: list[Definition] = []
+        error: pymysql.Error | None = None
+        for view in pending:
+            try:
+                create(conn, view)
+            except pymysql.Error as exc:
+                failed.append(view)
+                error = exc
+        if len(failed) == len(pending):
+            assert error is not None
+            raise error
+        pending = failed
+
+
+def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None:
+    """Before the rename happened: T's triggers and views back as they were."""
+    try:
+        query(conn, f"USE {ident(names.target)}")
+        for definition in plan.old_triggers + plan.old_views_in_the_way:
+            create(conn, definition)
+        query(conn, "USE information_schema")
+    except pymysql.Error as exc:
+        ctx.log(f"could not restore the triggers of {names.target} ({message(exc)}); the "
+                "next rewind will", "error")  # fmt: skip
+
+
+def cleanup(conn: Connection, names: Names, ctx: RewindContext) -> None:
+    for name in (names.old, names.staging):
+        try:
+            drop_schema(conn, name)
+        except pymysql.Error as exc:
+            ctx.log(f"could not drop {name} ({message(exc)}); the next rewind will", "warning")
+
+
+def recover(conn: Connection, names: Names, ctx: RewindContext) -> None:
+    """Finish or undo what an interrupted run left; refuse look-alikes that aren't ours."""
+    staging = old = None
+    for name in (names.staging, names.old):
+        if not schema_exists(conn, name):
+            continue
+        journal = read_journal(conn, name)
+        if journal is None and tables(conn, name):
+            raise RewindError(
+                f"database {name} exists but was not made by reel-tui: rename or drop it; "
+                f"reel-tui uses that name while rewinding {names.target}"
+            )
+        if name == names.staging:
+            staging = journal or Plan()
+        else:
+            old = journal or Plan()
+    if staging is None and old is None:
+        return
+    _end_sessions_in(conn, names.staging, ctx)
+    if staging is not None and staging.state in ("swapping", "renamed"):
+        moved = not any(t in tables(conn, names.staging) for t in staging.new_tables)
+        if staging.state == "renamed" or moved:
+            finish(conn, names, staging)
+            ctx.log(f"completed an interrupted swap of {names.target}", "warning")
+        else:
+            rollback(conn, names, staging, ctx)
+            ctx.log(f"rolled back an interrupted swap: {names.target} is as it was", "warning")
+    cleanup(conn, names, ctx)
+    ctx.log(f"removed {names.staging} / {names.old} left by an interrupted run", "warning")
+
+
+def _end_sessions_in(conn: Connection, schema: str, ctx: RewindContext) -> None:
+    """A killed run's loading session may still run its statement on the server: end it."""
+    sessions = query(conn, "SELECT ID FROM information_schema.PROCESSLIST "
+                           "WHERE DB = %s AND ID <> CONNECTION_ID()", (schema,))  # fmt: skip
+    for (session,) in sessions:
+        try:
+            query(conn, f"KILL {int(session)}")
+            ctx.log(f"ended server session {session}, left loading {schema} by a killed run",
+                    "warning")  # fmt: skip
+        except pymysql.Error:
+            pass  # it ended meanwhile
+
+
+def _is_lock_timeout(exc: pymysql.Error) -> bool:
+    return bool(exc.args) and exc.args[0] in (1205, 1213)
+
+
+def _blockers(conn: Connection) -> str:
+    """Who holds the target's tables: sessions with an open transaction, for the message."""
+    try:
+        rows = query(
+            conn,
+            """SELECT p.ID, p.USER, p.HOST, p.DB, p.COMMAND, p.TIME
+            FROM information_schema.INNODB_TRX t
+            JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+            WHERE p.ID <> CONNECTION_ID()""",
+        )
+    except pymysql.Error:
+        return ""
+    if not rows:
+        return ""
+    held = "; ".join(f"session {r[0]} of {r[1]} from {r[2]} (db {r[3]}, {r[4]} {r[5]} s)"
+                     for r in rows[:5])  # fmt: skip
+    return f" (open transactions: {held})"
+
+
+def get_lock(conn: Connection, target: str, ctx: RewindContext) -> None:
+    """Take the server-side lock for ``target``, waiting (cancellably) while another holds it.
+
+    The server releases it when this connection ends, also when reel dies.
+    """
+    name = "reel-tui:" + target
+    if len(name) > 64:
+        name = "reel-tui:" + hashlib.sha256(target.encode()).hexdigest()[:40]
+    if query(conn, "SELECT GET_LOCK(%s, 0)", (name,))[0][0] == 1:
+        return
+    holder = query(conn, "SELECT IS_USED_LOCK(%s)", (name,))[0][0]
+    ctx.progress(phase="waiting")
+    ctx.log(f"waiting: another reel-tui is rewinding {target} on this server "
+            f"(server session {holder})")  # fmt: skip
+    while True:
+        ctx.check_cancelled()
+        if query(conn, "SELECT GET_LOCK(%s, 0.2)", (name,))[0][0] == 1:
+            ctx.log("the other rewind is over; going on")
+            return

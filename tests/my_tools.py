@@ -1,0 +1,83 @@
+"""Helpers for the MySQL engine tests: rewinds through the real queue, fingerprints, and the
+reference every load is compared with (``mysql --comments --default-character-set=utf8mb4``)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mysql_server import MysqlServer
+
+from reel_tui.config import load_config
+from reel_tui.history import HistoryStore
+from reel_tui.jobqueue import JobQueue
+from reel_tui.jobs import Job
+from reel_tui.plan import plan_rewind
+
+Fingerprint = dict[str, object]
+
+
+def rewind(config: Path, history: HistoryStore, source: str | None = None) -> Job:
+    """One rewind of app "crm" through the job queue, as the faces run it."""
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(load_config(config), "crm", source))
+        assert queue.wait(job, timeout=120)
+        return job
+    finally:
+        queue.shutdown()
+
+
+def messages(job: Job) -> list[str]:
+    return [line.message for line in job.log]
+
+
+def mysql_reference(server: MysqlServer, dump: Path, database: str) -> None:
+    """Load ``dump`` with the mysql client into ``database`` (created when missing)."""
+    server.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    with open(dump, "rb") as stdin:
+        subprocess.run(
+            ["mysql", *server.client_args(), "--comments", "--default-character-set=utf8mb4",
+             database],
+            stdin=stdin, env=server.client_env(), check=True, capture_output=True,
+        )  # fmt: skip
+
+
+def fingerprint(server: MysqlServer, database: str) -> Fingerprint:
+    """SHOW CREATE of every table, view, trigger, routine and event (the database's own name
+    replaced by ``DB``), and CHECKSUM TABLE of every table."""
+    conn = server.connect(database)
+    found: Fingerprint = {}
+    try:
+        with conn.cursor() as cur:
+
+            def rows(sql: str) -> list[tuple[object, ...]]:
+                cur.execute(sql)
+                return list(cur.fetchall())
+
+            def same(value: object) -> object:
+                if isinstance(value, str):
+                    return value.replace(f"`{database}`.", "`DB`.").replace(f"{database}.", "DB.")
+                return value
+
+            for name, kind in rows("SHOW FULL TABLES"):
+                if kind == "VIEW":
+                    found[f"view {name}"] = [same(v) for v in rows(f"SHOW CREATE VIEW `{name}`")[0]]
+                else:
+                    found[f"table {name}"] = same(rows(f"SHOW CREATE TABLE `{name}`")[0][1])
+                    found[f"rows {name}"] = rows(f"CHECKSUM TABLE `{name}`")[0][1]
+            for (name,) in rows(f"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                                f"WHERE TRIGGER_SCHEMA = '{database}'"):  # fmt: skip
+                found[f"trigger {name}"] = [
+                    same(v) for v in rows(f"SHOW CREATE TRIGGER `{name}`")[0][:6]
+                ]
+            routines = rows("SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+                            f"WHERE ROUTINE_SCHEMA = '{database}'")  # fmt: skip
+            for name, kind in routines:
+                found[f"{kind} {name}"] = [same(v) for v in rows(f"SHOW CREATE {kind} `{name}`")[0]]
+            for (name,) in rows(f"SELECT EVENT_NAME FROM information_schema.EVENTS "
+                                f"WHERE EVENT_SCHEMA = '{database}'"):  # fmt: skip
+                found[f"event {name}"] = [same(v) for v in rows(f"SHOW CREATE EVENT `{name}`")[0]]
+    finally:
+        conn.close()
+    return found
