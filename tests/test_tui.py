@@ -340,3 +340,13 @@ async def test_error_text_with_markup_characters_does_not_crash_the_app(demo: Pa
         assert job.state is JobState.FAILED
         assert app.is_running
         assert any("[/]" in n.message for n in app._notifications)
+
+
+async def test_reload_says_which_settings_wait_for_a_restart(demo: Path):
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        demo.write_text(demo.read_text().replace("[reel]", "[reel]\nworkers = 4"))
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert any("next start" in n.message for n in app._notifications)

@@ -245,9 +245,18 @@ class ReelApp(App[None]):
                                              "Fix it and press r to reload."])  # fmt: skip
             self.update_title()
             return
+        previous = self.config.settings if self.config else None
         self.config, self.config_error = message.config, None
         self.apply_passwords(message.config)
         self.sources = message.sources
+        settings = message.config.settings
+        if previous and (previous.state_dir, previous.workers, previous.history_limit) != (
+            settings.state_dir,
+            settings.workers,
+            settings.history_limit,
+        ):
+            self.notify("state_dir, workers and history_limit take effect at the next start",
+                        title="Config", severity="warning")  # fmt: skip
         if self.history is None and message.history is not None:
             self.history = message.history
             self.queue = JobQueue(self.history, workers=message.config.settings.workers)
