@@ -4,6 +4,7 @@ compares the target's fingerprint (SHOW CREATE + CHECKSUM TABLE) before and afte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from mysql_server import MysqlServer
 
 from conftest import REEL
 from reel_tui.config import load_config
+from reel_tui.engines import mysql_swap
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import JobState
@@ -226,3 +228,111 @@ def test_a_schema_only_named_like_staging_is_never_dropped(seeded, mysql_server,
     assert "exists but was not made by reel-tui" in str(job.error)
     assert mysql_server.execute(f"SHOW TABLES FROM `{staging}`") == [("precious",)]
     assert fingerprint(mysql_server, my_dbname) == before
+
+
+class _Killed(BaseException):
+    """Stands for the process dying at that point: nothing after it runs."""
+
+
+def test_kill_during_swap_before_the_rename_is_rolled_back(seeded, mysql_server, my_dbname,
+                                                           history, monkeypatch):  # fmt: skip
+    config, before = seeded
+    real = mysql_swap.query
+
+    def dying(conn, sql, args=None):  # type: ignore[no-untyped-def]
+        if sql.startswith("RENAME TABLE"):
+            raise _Killed
+        return real(conn, sql, args)
+
+    monkeypatch.setattr(mysql_swap, "query", dying)
+    with pytest.raises(_Killed):
+        _run_engine(config, "seed.sql")
+    monkeypatch.setattr(mysql_swap, "query", real)
+    assert "count_parent" not in str(fingerprint(mysql_server, my_dbname))  # dropped for the move
+    job = rewind(config, history, "seed.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert any("rolled back an interrupted swap" in m for m in messages(job))
+    assert fingerprint(mysql_server, my_dbname) == before
+    assert leftovers(mysql_server, my_dbname) == set()
+
+
+def test_kill_during_swap_after_the_rename_is_completed(seeded, mysql_server, my_dbname,
+                                                        history, monkeypatch):  # fmt: skip
+    config, before = seeded
+    mysql_server.execute("INSERT INTO parent VALUES (7, 'seven')", my_dbname)
+    real = mysql_swap.finish
+
+    def dying(*args: object) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(mysql_swap, "finish", dying)
+    with pytest.raises(_Killed):
+        _run_engine(config, "seed.sql")
+    monkeypatch.setattr(mysql_swap, "finish", real)
+    assert f"{my_dbname}__reel_old" in mysql_server.databases()
+    job = rewind(config, history, "seed.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert any("completed an interrupted swap" in m for m in messages(job))
+    assert fingerprint(mysql_server, my_dbname) == before
+    assert leftovers(mysql_server, my_dbname) == set()
+
+
+def test_open_transaction_of_the_app_makes_the_swap_give_up_cleanly(
+    seeded, mysql_server, my_dbname, history, monkeypatch
+):
+    config, before = seeded
+    monkeypatch.setattr(mysql_swap, "LOCK_WAIT", 1)
+    app = mysql_server.connect(my_dbname, autocommit=False)
+    try:
+        with app.cursor() as cur:
+            cur.execute("SELECT * FROM child")  # holds a metadata lock until the transaction ends
+        job = rewind(config, history, "seed.sql")
+    finally:
+        app.rollback()
+        app.close()
+    assert job.state is JobState.FAILED
+    assert job.error_code == "busy"
+    assert "nothing was changed" in str(job.error) and "open transactions: session" in str(
+        job.error
+    )
+    assert fingerprint(mysql_server, my_dbname) == before
+    assert leftovers(mysql_server, my_dbname) == set()
+
+
+def test_definers_naming_missing_accounts_are_stripped(seeded, mysql_server, my_dbname, history):
+    config, _ = seeded
+    (config.parent / "dumps" / "ghost.sql").write_text(
+        "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n"
+        "/*!50001 CREATE ALGORITHM=UNDEFINED */\n"
+        "/*!50013 DEFINER=`ghost`@`nowhere` SQL SECURITY DEFINER */\n"
+        "/*!50001 VIEW `v` AS select `t`.`x` AS `x` from `t` */;\n"
+    )
+    job = rewind(config, history, "ghost.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert "DEFINER=`ghost`@`nowhere` names no account here: 1 object(s) are defined by the " \
+           "user reel connects as instead" in messages(job)  # fmt: skip
+    assert mysql_server.execute("SELECT x FROM v", my_dbname) == [(1,)]
+    [(definer,)] = mysql_server.execute(
+        f"SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{my_dbname}'"
+    )
+    assert str(definer).startswith(mysql_server.user + "@")
+
+
+def _run_engine(config, source: str) -> None:  # type: ignore[no-untyped-def]
+    """The engine itself, without the queue, so an exception standing for a kill gets out."""
+    plan = plan_rewind(load_config(config), "crm", source)
+    plan.engine.rewind(plan.source, _Context())
+
+
+class _Context:
+    def log(self, message: str, level: str = "info") -> None:
+        pass
+
+    def progress(self, **kwargs: object) -> None:
+        pass
+
+    def check_cancelled(self) -> None:
+        pass
+
+    def swap(self):  # type: ignore[no-untyped-def]
+        return contextlib.nullcontext()

@@ -247,7 +247,8 @@ class ScriptLoader:
         done = 0
         cur = self.conn.cursor()
         try:
-            cur.execute(";\n".join(s.text for s in batch))
+            sql = ";\n".join(s.text for s in batch)
+            cur.execute(sql.encode("utf-8", "surrogateescape"))  # the file's own bytes
             while True:
                 self._count(batch[done], cur.rowcount)
                 done += 1

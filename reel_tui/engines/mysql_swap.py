@@ -285,7 +285,8 @@ def swap(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None
             if moves:
                 query(conn, "RENAME TABLE " + ", ".join(moves))
         except pymysql.Error as exc:
-            rollback(conn, names, plan, ctx)
+            if rollback(conn, names, plan, ctx):
+                cleanup(conn, names, ctx)  # else the journal stays for the next run
             code = "busy" if _is_lock_timeout(exc) else "failed"
             raise RewindError(f"swap into {names.target} failed, nothing was changed: "
                               f"{message(exc)}{_blockers(conn)}", code=code) from None  # fmt: skip
@@ -341,8 +342,8 @@ def _create_views(conn: Connection, views: list[Definition]) -> None:
         pending = failed
 
 
-def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None:
-    """Before the rename happened: T's triggers and views back as they were."""
+def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> bool:
+    """Before the rename happened: T's triggers and views back as they were; False if not."""
     try:
         query(conn, f"USE {ident(names.target)}")
         for definition in plan.old_triggers + plan.old_views_in_the_way:
@@ -351,6 +352,8 @@ def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> 
     except pymysql.Error as exc:
         ctx.log(f"could not restore the triggers of {names.target} ({message(exc)}); the "
                 "next rewind will", "error")  # fmt: skip
+        return False
+    return True
 
 
 def cleanup(conn: Connection, names: Names, ctx: RewindContext) -> None:
