@@ -15,6 +15,7 @@ from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind
 
 from conftest import SHARED_DATA
 from reel_tui.config import load_config
+from reel_tui.engines.pg_filter import StatementFilter
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import JobState
 from reel_tui.plan import plan_rewind
@@ -120,3 +121,53 @@ def test_in_place_unreadable_archive_changes_nothing(pg_server, pg_dbname, histo
     assert job.state is JobState.FAILED
     assert "bad.dump: pg_restore could not read it: pg_restore: error:" in job.error, job.error
     assert fingerprint(pg_server, pg_dbname) == before
+
+
+@pytest.mark.parametrize(
+    ("control", "refused"),
+    [
+        ("COMMIT AND CHAIN;", True),
+        ("ROLLBACK AND CHAIN;", True),
+        ("COMMIT /* x */;", False),
+        ("END -- done\n;", False),
+        ("BEGIN ISOLATION LEVEL SERIALIZABLE;", True),
+        ("SAVEPOINT mine;", True),
+        ("RELEASE SAVEPOINT reel_batch;", True),
+        ("PREPARE TRANSACTION 'x';", True),
+        ("commit;", False),
+    ],
+)
+def test_in_place_the_dumps_transaction_control_never_commits_a_half_rewind(
+    pg_server, pg_dbname, history, tmp_path, plain_role, control, refused
+):
+    """A stray COMMIT AND CHAIN (or any other form) in hand-written SQL would commit the
+    clear and the statements before it: plain forms are skipped, others refused."""
+    before = fingerprint(pg_server, pg_dbname)
+    dump = tmp_path / "dumps" / "stray.sql"
+    dump.write_text(
+        "CREATE TABLE public.t1 (a int);\nINSERT INTO public.t1 VALUES (1);\n"
+        f"{control}\nCREATE TABLE public.t2 (a int);\nSELECT 1/0;\n"
+    )
+    job = rewind(plain_role, history, "stray.sql")
+    assert job.state is JobState.FAILED
+    assert fingerprint(pg_server, pg_dbname) == before, job.error
+    if refused:
+        assert job.error.startswith(f"{dump}:3: the dump's own transaction control is not "
+                                    "supported"), job.error  # fmt: skip
+    else:
+        assert job.error.startswith(f"{dump}:"), job.error
+        assert "division by zero" in job.error
+
+
+def test_in_place_a_transaction_end_the_filter_misses_fails_the_rewind(
+    pg_server, pg_dbname, history, tmp_path, plain_role, monkeypatch
+):
+    """The backstop: should a statement end reel's transaction anyway, the load stops
+    there and says so, instead of going on in a transaction of its own."""
+    monkeypatch.setattr(StatementFilter, "skip", lambda self, text: None)
+    dump = tmp_path / "dumps" / "stray.sql"
+    dump.write_text("CREATE TABLE public.t1 (a int);\nCOMMIT;\nCREATE TABLE public.t2 (a int);\n")
+    job = rewind(plain_role, history, "stray.sql")
+    assert job.state is JobState.FAILED
+    assert job.error.startswith(f"{dump}:1: a statement of the dump near here ended reel-tui's "
+                                "transaction"), job.error  # fmt: skip

@@ -13,6 +13,7 @@ from pg_server import PgServer
 from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind
 
 from conftest import SHARED_DATA
+from reel_tui.engines.pg_filter import StatementFilter, TransactionControl
 from reel_tui.jobs import JobState
 
 PAGILA = SHARED_DATA / "pagila"
@@ -82,3 +83,79 @@ def test_custom_format_goes_through_pg_restore(pg_server, pg_config, pg_dbname, 
     assert job.state is JobState.SUCCEEDED, job.error
     assert fingerprint(pg_server, pg_dbname) == pagila_reference[1]
     assert any("with " in m and "pg_restore" in m for m in messages(job))
+
+
+def test_a_dumps_begin_with_options_cannot_leave_the_staging_load_uncommitted(
+    pg_server, pg_config, pg_dbname, history, tmp_path
+):
+    """``BEGIN ISOLATION LEVEL …`` sent with its plain ``COMMIT`` skipped would keep the
+    rest of the load in a transaction never committed, and swap in an empty database."""
+    config = pg_config("analyze = false")
+    pg_server.execute(f'CREATE DATABASE "{pg_dbname}"')
+    pg_server.execute("CREATE TABLE keep (a int); INSERT INTO keep VALUES (1)", pg_dbname)
+    before = fingerprint(pg_server, pg_dbname)
+    dump = tmp_path / "dumps" / "tx.sql"
+    dump.write_text(
+        "BEGIN ISOLATION LEVEL SERIALIZABLE;\nCREATE TABLE public.t (a int);\n"
+        "INSERT INTO public.t VALUES (1);\nCOMMIT;\n"
+    )
+    job = rewind(config, history, "tx.sql")
+    assert job.state is JobState.FAILED
+    refused = "the dump's own transaction control is not supported: BEGIN ISOLATION LEVEL"
+    assert job.error.startswith(f"{dump}:1: {refused} SERIALIZABLE;"), job.error
+    assert fingerprint(pg_server, pg_dbname) == before
+    assert pg_dbname + "__reel_staging" not in pg_server.databases()
+
+
+def test_a_transaction_left_open_the_filter_misses_fails_the_load(
+    pg_server, pg_config, pg_dbname, history, tmp_path, monkeypatch
+):
+    """The backstop: a batch that leaves a transaction open stops the load."""
+    monkeypatch.setattr(StatementFilter, "skip", lambda self, text: None)
+    config = pg_config("analyze = false")
+    pg_server.execute(f'CREATE DATABASE "{pg_dbname}"')
+    before = fingerprint(pg_server, pg_dbname)
+    dump = tmp_path / "dumps" / "tx.sql"
+    dump.write_text("BEGIN;\nCREATE TABLE public.t (a int);\n")
+    job = rewind(config, history, "tx.sql")
+    assert job.state is JobState.FAILED
+    assert job.error.startswith(f"{dump}:1: a statement of the dump near here left a "
+                                "transaction open"), job.error  # fmt: skip
+    assert fingerprint(pg_server, pg_dbname) == before
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("BEGIN;", "transaction"),
+        ("begin work;", "transaction"),
+        ("START TRANSACTION;", "transaction"),
+        ("COMMIT /* x */;", "transaction"),
+        ("END\n-- why\n;", "transaction"),
+        ("ABORT TRANSACTION;", "transaction"),
+        ("COMMIT AND CHAIN;", None),
+        ("ROLLBACK AND CHAIN;", None),
+        ("ROLLBACK TO SAVEPOINT a;", None),
+        ("BEGIN ISOLATION LEVEL REPEATABLE READ;", None),
+        ("START TRANSACTION READ ONLY;", None),
+        ("SAVEPOINT a;", None),
+        ("RELEASE a;", None),
+        ("PREPARE /* x */ TRANSACTION 'a';", None),
+        ("COMMIT PREPARED 'a';", None),
+        ("commit/*x*/and chain;", None),
+    ],
+)
+def test_filter_skips_plain_transaction_control_and_refuses_the_rest(statement, expected):
+    if expected is None:
+        with pytest.raises(TransactionControl):
+            StatementFilter().skip(statement)
+    else:
+        assert StatementFilter().skip(statement) == expected
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["PREPARE q AS SELECT 1;", "ENDPOINT;", "begin_x();", "CREATE TABLE begin (a int);"],
+)
+def test_filter_lets_look_alikes_through(statement):
+    assert StatementFilter().skip(statement) is None

@@ -6,6 +6,12 @@ reel does not load into (``pg_dump -C``), and its own transaction control.
 Each rule here mirrors a pg_restore option or what loading into a staging
 database makes unnecessary; the engine logs every kind of statement it drops
 once, so nothing is skipped silently.
+
+The dump's transaction control is never sent: plain ``BEGIN;`` / ``COMMIT;``
+(and their synonyms) are skipped, and any other form (``COMMIT AND CHAIN``,
+``BEGIN ISOLATION LEVEL …``, ``SAVEPOINT``, ``PREPARE TRANSACTION``) is refused,
+as it would commit a half-done in-place rewind, or leave a staging load in a
+transaction that is never committed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,22 @@ _TRANSACTION = re.compile(
     r"(?:BEGIN|COMMIT|END|START\s+TRANSACTION|ABORT|ROLLBACK)\b(?:\s+(?:WORK|TRANSACTION))?\s*;\Z",
     re.I,
 )
+_TRANSACTION_CONTROL = re.compile(
+    r"(?:COMMIT|END|ROLLBACK|ABORT|BEGIN|START|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.I
+)
+"""Statements that end, start or cut up a transaction: never sent to the server."""
+_CONTROL_HEADS = (
+    "COMMIT",
+    "END",
+    "ROLLBA",
+    "ABORT",
+    "BEGIN",
+    "START",
+    "SAVEPO",
+    "RELEAS",
+    "PREPAR",
+)
+_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
 _CREATE_DATABASE = re.compile(r"(?:CREATE|DROP)\s+DATABASE\b", re.I)
 _DATABASE_LEVEL = re.compile(
     r"(?:ALTER\s+DATABASE|COMMENT\s+ON\s+DATABASE|SECURITY\s+LABEL\s+ON\s+DATABASE)\b|"
@@ -34,7 +56,7 @@ _CLIENT_ENCODING = re.compile(r"SET\s+client_encoding\s*(?:=|TO)\s*'?([\w-]+)'?\
 REASONS = {
     "owner": "ownership statements (skip_owner = true)",
     "privileges": "GRANT / REVOKE statements (skip_privileges = true)",
-    "transaction": "the dump's own BEGIN / COMMIT (the staging database is the transaction)",
+    "transaction": "the dump's own BEGIN / COMMIT (reel-tui loads it in a transaction of its own)",
     "create-database": "CREATE / DROP DATABASE (pg_dump -C): loading into the app's database",
     "database-level": "settings, comment and privileges of the dump's database "
     "(the rewound database keeps its own)",
@@ -44,6 +66,15 @@ REASONS = {
 
 class UnsupportedEncoding(Exception):
     """The dump sets a client_encoding other than UTF-8."""
+
+
+class TransactionControl(Exception):
+    """The dump holds transaction control reel-tui cannot just skip (``COMMIT AND CHAIN``,
+    ``BEGIN ISOLATION LEVEL …``, ``SAVEPOINT``, ``PREPARE TRANSACTION``, …).
+
+    Sent, it would end or split the transaction reel loads in (in place: commit a
+    half-done rewind) or leave one open that is never committed (staging database).
+    """
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,10 @@ class StatementFilter:
             return "create-database"
         if head.startswith("COMMEN") or head.startswith("SECURI"):
             return "database-level" if _DATABASE_LEVEL.match(text) else None
-        if len(text) < 40 and _TRANSACTION.match(text):
-            return "transaction"
+        if head.startswith(_CONTROL_HEADS):
+            code = _COMMENT.sub(" ", text).strip()
+            if _TRANSACTION.match(code):
+                return "transaction"
+            if _TRANSACTION_CONTROL.match(code):
+                raise TransactionControl(text)
         return None

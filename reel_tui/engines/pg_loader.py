@@ -20,7 +20,12 @@ import psycopg2
 from reel_tui.dumpfile import DumpError, DumpReader
 from reel_tui.engines.base import RewindCancelled, RewindContext, RewindError
 from reel_tui.engines.pg_conn import Connection
-from reel_tui.engines.pg_filter import REASONS, StatementFilter, UnsupportedEncoding
+from reel_tui.engines.pg_filter import (
+    REASONS,
+    StatementFilter,
+    TransactionControl,
+    UnsupportedEncoding,
+)
 from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
 
 if TYPE_CHECKING:
@@ -166,6 +171,12 @@ class ScriptLoader:
                 f"{self.where(statement.line)}: the dump's client_encoding is {exc}; "
                 "reel-tui loads UTF-8 dumps only (re-dump with pg_dump -E UTF8)"
             ) from None
+        except TransactionControl:
+            raise RewindError(
+                f"{self.where(statement.line)}: the dump's own transaction control is not "
+                f"supported: {first_line(text)} (reel-tui loads the dump in a transaction of "
+                "its own; remove the statement from the dump)"
+            ) from None
         if reason is not None:
             self.result.skipped[reason] = self.result.skipped.get(reason, 0) + 1
             return
@@ -204,9 +215,9 @@ class ScriptLoader:
             return
         batch, self.batch, self.batch_bytes = self.batch, [], 0
         try:
-            self.execute(self.guarded("\n".join(s.text for s in batch)))
+            self.execute(self.guarded("\n".join(s.text for s in batch)), batch[0].line)
         except psycopg2.Error as exc:
-            self.after_error(exc)
+            self.after_error(exc, batch[0].line)
             self.undo()
             self.replay(batch)
         else:
@@ -218,17 +229,45 @@ class ScriptLoader:
         for statement in batch:
             self.ctx.check_cancelled()
             try:
-                self.execute(self.guarded(statement.text))
+                self.execute(self.guarded(statement.text), statement.line)
             except psycopg2.Error as exc:
-                self.after_error(exc)
+                self.after_error(exc, statement.line)
                 self.undo()
                 self.failed(statement.line, statement.text, exc)
             else:
                 self.result.statements += 1
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, line: int = 0) -> None:
         with self.conn.cursor() as cur:
             cur.execute(sql)
+        self.check_transaction(line)
+
+    def check_transaction(self, line: int, failed: bool = False) -> None:
+        """A backstop behind the filter: the dump must not have ended or opened a transaction.
+
+        In place the whole load is one transaction, which must still be open (aborted,
+        after a ``failed`` statement); into a staging database every batch commits on
+        its own, so none may be left open (it would never be committed, and what it
+        holds would be lost).
+        """
+        status = self.conn.info.transaction_status
+        extensions = psycopg2.extensions
+        if self.transactional:
+            expected = (
+                extensions.TRANSACTION_STATUS_INERROR if failed
+                else extensions.TRANSACTION_STATUS_INTRANS
+            )  # fmt: skip
+            if status != expected:
+                raise RewindError(
+                    f"{self.where(line)}: a statement of the dump near here ended reel-tui's "
+                    "transaction; what was loaded up to it may be committed in the target: "
+                    "remove the dump's transaction control and rewind again"
+                )
+        elif status != extensions.TRANSACTION_STATUS_IDLE:
+            raise RewindError(
+                f"{self.where(line)}: a statement of the dump near here left a transaction "
+                "open; remove the dump's transaction control"
+            )
 
     def guarded(self, sql: str) -> str:
         """``sql`` inside a savepoint when the load is one transaction, else as it is."""
@@ -241,13 +280,15 @@ class ScriptLoader:
         if self.transactional:
             self.execute("ROLLBACK TO SAVEPOINT reel_batch; RELEASE SAVEPOINT reel_batch")
 
-    def after_error(self, exc: psycopg2.Error) -> None:
-        """A cancel or a lost connection ends the load whatever ``on_error`` says."""
+    def after_error(self, exc: psycopg2.Error, line: int) -> None:
+        """A cancel, a lost connection or a transaction the dump ended (or left open) ends
+        the load whatever ``on_error`` says."""
         self.ctx.check_cancelled()
         if self.conn.closed:
             raise RewindError(
                 f"{self.source.path}: lost the connection to the server: {_message(exc)}"
             ) from None
+        self.check_transaction(line, failed=True)
 
     def failed(self, line: int, text: str, exc: psycopg2.Error) -> None:
         """Stop with a one-line error, or log it and go on when on_error = "continue"."""
@@ -292,11 +333,13 @@ class ScriptLoader:
                 cur.copy_expert(statement.text, stream, size=COPY_CHUNK)
                 rows = cur.rowcount
             if self.transactional:
-                self.execute("RELEASE SAVEPOINT reel_batch")
+                self.execute("RELEASE SAVEPOINT reel_batch", statement.line)
+            else:
+                self.check_transaction(statement.line)
         except psycopg2.Error as exc:
             if stream.error is not None:
                 raise stream.error from None
-            self.after_error(exc)
+            self.after_error(exc, statement.line)
             self.undo()
             stream.drain()
             self.failed(statement.line + _copy_line(exc), statement.text, exc)
