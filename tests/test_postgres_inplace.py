@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 from pg_server import PASSWORD_ENV, PgServer
 from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind, table_rows
@@ -171,3 +173,48 @@ def test_in_place_a_transaction_end_the_filter_misses_fails_the_rewind(
     assert job.state is JobState.FAILED
     assert job.error.startswith(f"{dump}:1: a statement of the dump near here ended reel-tui's "
                                 "transaction"), job.error  # fmt: skip
+
+
+def test_in_place_a_cancel_during_analyze_after_the_commit_is_not_a_cancelled_rewind(
+    pg_server, pg_dbname, history, tmp_path, plain_role
+):
+    """The new content is committed before ANALYZE: a cancel then stops the ANALYZE only,
+    and the rewind is reported as done, never as "left as it was"."""
+    (tmp_path / "dumps" / "new.sql").write_text(
+        "CREATE TABLE public.newt (a int);\nINSERT INTO public.newt VALUES (1);\n"
+    )
+    blocker = pg_server.connect(pg_dbname)
+    blocker.autocommit = False
+
+    def block_analyze() -> None:  # takes the lock ANALYZE needs as soon as newt exists
+        while True:
+            try:
+                with blocker.cursor() as cur:
+                    cur.execute("LOCK TABLE public.newt IN SHARE UPDATE EXCLUSIVE MODE")
+                return
+            except psycopg2.Error:
+                blocker.rollback()
+                time.sleep(0.005)
+
+    locker = threading.Thread(target=block_analyze, daemon=True)
+    locker.start()
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan_rewind(load_config(plain_role), "shop", "new.sql"))
+        deadline = time.monotonic() + 30
+        while job.detail != "ANALYZE" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        locker.join(timeout=10)
+        assert job.detail == "ANALYZE" and not locker.is_alive()
+        time.sleep(0.2)  # ANALYZE is waiting for the lock
+        queue.cancel(job.id)
+        assert queue.wait(job, timeout=10)
+    finally:
+        queue.shutdown()
+        blocker.close()
+    assert job.state is JobState.SUCCEEDED, job.error
+    log = messages(job)
+    assert "committed the new content" in log
+    assert any(m.startswith("ANALYZE did not finish (canceling statement due to user request)")
+               for m in log), log  # fmt: skip
+    assert pg_server.execute("SELECT a FROM public.newt", pg_dbname) == [(1,)]

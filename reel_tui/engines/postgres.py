@@ -18,6 +18,9 @@ A failure, a cancel or a lost connection before step 4 drops the staging
 database and leaves the target as it was. Cancel is checked between
 statement batches and COPY chunks; :meth:`PostgresEngine.interrupt` also
 cancels the running statement on the server and terminates pg_restore.
+Once the new content is in (the swap, or the in-place commit), nothing
+reports the rewind as cancelled or failed: a cancel or an error during the
+ANALYZE that follows an in-place commit only logs a warning.
 """
 
 from __future__ import annotations
@@ -166,27 +169,39 @@ class PostgresEngine(Engine):
         with self._guard:
             self._loading = conn
         try:
-            conn.set_client_encoding("UTF8")
-            end_own_sessions(conn, self.app.database, ctx)
-            conn.autocommit = False
-            ctx.progress(phase="loading", bytes_read=0)
-            clear_owned(conn, ctx)
-            script = ArchiveScript(source) if source.format.container != "sql" else None
-            ScriptLoader(self.app, source, conn, ctx, script).run()
-            ctx.progress(phase="swapping")
-            with ctx.swap():
-                conn.commit()
+            try:
+                conn.set_client_encoding("UTF8")
+                end_own_sessions(conn, self.app.database, ctx)
+                conn.autocommit = False
+                ctx.progress(phase="loading", bytes_read=0)
+                clear_owned(conn, ctx)
+                script = ArchiveScript(source) if source.format.container != "sql" else None
+                ScriptLoader(self.app, source, conn, ctx, script).run()
+                ctx.progress(phase="swapping")
+                with ctx.swap():
+                    conn.commit()
+            except psycopg2.Error as exc:
+                ctx.check_cancelled()
+                raise RewindError(f"{source.path}: {_primary(exc)}") from None
+            # Committed: from here on nothing may report the rewind as failed or cancelled.
+            # A cancel still interrupts the ANALYZE (``_loading`` is still this
+            # connection), which then only logs a warning: the rewind has succeeded.
             ctx.log("committed the new content")
             if self.app.analyze:
-                conn.autocommit = True
-                self._analyze(conn, ctx)
-        except psycopg2.Error as exc:
-            ctx.check_cancelled()
-            raise RewindError(f"{source.path}: {_primary(exc)}") from None
+                self._analyze_committed(conn, ctx)
         finally:
             with self._guard:
                 self._loading = None
             conn.close()  # an uncommitted transaction is rolled back by the server
+
+    def _analyze_committed(self, conn: Connection, ctx: RewindContext) -> None:
+        """ANALYZE after the commit: optional, so a cancel or an error only skips it."""
+        try:
+            conn.autocommit = True
+            self._analyze(conn, ctx)
+        except psycopg2.Error as exc:
+            ctx.log(f"ANALYZE did not finish ({_primary(exc)}); the new content is committed: "
+                    "the server's autovacuum analyzes it later", "warning")  # fmt: skip
 
     def _analyze(self, conn: Connection, ctx: RewindContext) -> None:
         ctx.progress(phase="finishing", detail="ANALYZE")
