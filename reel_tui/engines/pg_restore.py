@@ -179,6 +179,7 @@ class ArchiveScript:
         self.process: subprocess.Popen[str] | None = None
         self._errors: list[str] = []
         self._lines: io.TextIOWrapper | None = None
+        self._stderr: threading.Thread | None = None
 
     def __enter__(self) -> ArchiveScript:
         tool = find_pg_restore()
@@ -191,7 +192,10 @@ class ArchiveScript:
         assert self.process.stdout is not None
         # the SQL as written: no newline translation (a \r inside a string stays a \r)
         self._lines = io.TextIOWrapper(self.process.stdout.buffer, encoding="utf-8", newline="")
-        threading.Thread(target=_pump, args=(self.process, self._note_error), daemon=True).start()
+        self._stderr = threading.Thread(
+            target=_pump, args=(self.process, self._note_error), daemon=True
+        )
+        self._stderr.start()
         return self
 
     def _note_error(self, line: str | None) -> None:
@@ -216,6 +220,8 @@ class ArchiveScript:
             self.line_number += 1
             yield line
         if self.process.wait() != 0:
+            if self._stderr is not None:
+                self._stderr.join(5)  # its message may still be on the way
             detail = self._errors[0] if self._errors else f"exit code {self.process.returncode}"
             raise DumpError(f"{self.source.path}: pg_restore could not read it: {detail}")
 
