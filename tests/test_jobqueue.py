@@ -213,7 +213,8 @@ def test_events_reach_subscribers_in_order_and_progress_is_throttled(blog, blog_
     assert kinds[0] == "queued" and kinds[1] == "started" and kinds[-1] == "finished"
     assert kinds.count("finished") == 1
     assert "log" in kinds and "progress" in kinds
-    assert len(broken_calls) == 1, "a failing subscriber is dropped after its first failure"
+    # dropped after its first failure (a call already under way in another thread may land)
+    assert len(broken_calls) <= 2 < len(events)
     progress = [e for e in events if e.kind == "progress"]
     phases = {e.job.phase for e in progress}
     duration = job.duration or 0
