@@ -77,7 +77,8 @@ def connect(app: AppConfig, database: str | None = None) -> Connection:
     try:
         return pymysql.connect(**connect_params(app, database))  # type: ignore[arg-type]
     except pymysql.Error as exc:
-        raise RewindError(f"cannot connect to {where(app)}: {scrub(app, message(exc))}") from None
+        text = scrub(app, message(exc)) + _password_hint(app)
+        raise RewindError(f"cannot connect to {where(app)}: {text}") from None
 
 
 def message(exc: BaseException) -> str:
@@ -125,7 +126,7 @@ def ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def environment_password_hint(app: AppConfig) -> str:
+def _password_hint(app: AppConfig) -> str:
     """Why there may be no password: the variable named by dbpassword_env is unset."""
     if app.password_env and app.password_env not in os.environ:
         return f" (${app.password_env} is not set)"

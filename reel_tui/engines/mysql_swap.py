@@ -32,21 +32,18 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import pymysql
 
 from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, ident, message
-from reel_tui.engines.mysql_rewrite import rename_schema
+from reel_tui.engines.mysql_objects import Definition, create, create_views, definitions, query
 
 JOURNAL = "__reel_journal"
 MAX_NAME = 64
 LOCK_WAIT = 10
 """Seconds reel's own DDL waits for an application's open transaction before giving up."""
-_UTF8 = ("utf8", "utf8mb3", "utf8mb4")
 
 
 def derived_name(target: str, kind: str) -> str:
@@ -68,19 +65,6 @@ class Names:
     @classmethod
     def of(cls, target: str) -> Names:
         return cls(target, derived_name(target, "staging"), derived_name(target, "old"))
-
-
-@dataclass
-class Definition:
-    """One trigger, routine, view or event, as ``SHOW CREATE`` gives it, and its context."""
-
-    kind: str
-    name: str
-    sql: str
-    sql_mode: str | None = None
-    charset_client: str | None = None
-    collation: str | None = None
-    time_zone: str | None = None
 
 
 @dataclass
@@ -112,12 +96,6 @@ class Plan:
         plan.old_views_in_the_way = [Definition(**d) for d in entry.get("old_views_in_the_way", [])]
         plan.old_routines = [tuple(r) for r in entry.get("old_routines", [])]  # type: ignore[misc]
         return plan
-
-
-def query(conn: Connection, sql: str, args: object = None) -> list[tuple]:  # type: ignore[type-arg]
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall()) if cur.description else []
 
 
 def schema_exists(conn: Connection, name: str) -> bool:
@@ -156,83 +134,6 @@ def read_journal(conn: Connection, schema: str) -> Plan | None:
 
 def drop_schema(conn: Connection, name: str) -> None:
     query(conn, f"DROP DATABASE IF EXISTS {ident(name)}")
-
-
-# --- reading definitions --------------------------------------------------------------
-
-
-def definitions(conn: Connection, schema: str, target: str, source: str) -> list[Definition]:
-    """Triggers, routines, views and events of ``schema``, references to ``source`` as
-    ``target`` (the staging schema's name never reaches the target)."""
-    found: list[Definition] = []
-    query(conn, f"USE {ident(schema)}")
-    for name, mode, cs, coll in query(conn, """SELECT TRIGGER_NAME, SQL_MODE, CHARACTER_SET_CLIENT,
-            COLLATION_CONNECTION FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s
-            ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER""",
-                                      (schema,)):  # fmt: skip
-        sql = query(conn, f"SHOW CREATE TRIGGER {ident(name)}")[0][2]
-        found.append(Definition("trigger", name, sql, mode, cs, coll))
-    for name, kind, mode, cs, coll in query(
-        conn,
-        """SELECT ROUTINE_NAME, ROUTINE_TYPE, SQL_MODE,
-            CHARACTER_SET_CLIENT, COLLATION_CONNECTION FROM information_schema.ROUTINES
-            WHERE ROUTINE_SCHEMA = %s ORDER BY ROUTINE_TYPE DESC, ROUTINE_NAME""",
-        (schema,),
-    ):
-        sql = query(conn, f"SHOW CREATE {kind} {ident(name)}")[0][2]
-        found.append(Definition(str(kind).lower(), name, sql, mode, cs, coll))
-    for name, cs, coll in query(conn, """SELECT TABLE_NAME, CHARACTER_SET_CLIENT,
-            COLLATION_CONNECTION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s
-            ORDER BY TABLE_NAME""", (schema,)):  # fmt: skip
-        sql = query(conn, f"SHOW CREATE VIEW {ident(name)}")[0][1]
-        found.append(Definition("view", name, sql, None, cs, coll))
-    for name, mode, zone, cs, coll in query(conn, """SELECT EVENT_NAME, SQL_MODE, TIME_ZONE,
-            CHARACTER_SET_CLIENT, COLLATION_CONNECTION FROM information_schema.EVENTS
-            WHERE EVENT_SCHEMA = %s ORDER BY EVENT_NAME""", (schema,)):  # fmt: skip
-        sql = query(conn, f"SHOW CREATE EVENT {ident(name)}")[0][3]
-        found.append(Definition("event", name, sql, mode, cs, coll, zone))
-    for definition in found:
-        definition.sql = rename_schema(definition.sql, source, target)
-    return found
-
-
-def create(conn: Connection, definition: Definition) -> None:
-    """Create ``definition`` in the current database under the session settings it was made
-    with; an existing object of that name is replaced (so this can run twice)."""
-    kind, name = definition.kind, ident(definition.name)
-    sql = definition.sql
-    if kind == "view":
-        sql = "CREATE OR REPLACE " + sql[len("CREATE ") :]
-    else:
-        query(conn, f"DROP {kind.upper()} IF EXISTS {name}")
-    with _session(conn, definition):
-        query(conn, sql)
-
-
-@contextmanager
-def _session(conn: Connection, definition: Definition) -> Iterator[None]:
-    saved = query(conn, "SELECT @@SESSION.sql_mode, @@SESSION.collation_connection, "
-                        "@@SESSION.character_set_client, @@SESSION.time_zone")[0]  # fmt: skip
-    settings, values = [], []
-    if definition.sql_mode is not None:
-        settings.append("sql_mode = %s")
-        values.append(definition.sql_mode)
-    if definition.charset_client in _UTF8:
-        settings.append("character_set_client = %s")
-        values.append(definition.charset_client)
-    if definition.collation and definition.collation.split("_")[0] in _UTF8:
-        settings.append("collation_connection = %s")
-        values.append(definition.collation)
-    if definition.time_zone:
-        settings.append("time_zone = %s")
-        values.append(definition.time_zone)
-    if settings:
-        query(conn, "SET SESSION " + ", ".join(settings), values)
-    try:
-        yield
-    finally:
-        query(conn, "SET SESSION sql_mode = %s, collation_connection = %s, "
-                    "character_set_client = %s, time_zone = %s", saved)  # fmt: skip
 
 
 # --- the swap ---------------------------------------------------------------------------
@@ -314,7 +215,7 @@ def finish(conn: Connection, names: Names, plan: Plan) -> None:
     for definition in sorted(plan.new, key=lambda d: order[d.kind]):
         if definition.kind != "view":
             create(conn, definition)
-    _create_views(conn, views)
+    create_views(conn, views)
     new_views = {d.name for d in views}
     for name in plan.old_views:
         if name not in new_views and name not in plan.new_tables:
@@ -322,24 +223,6 @@ def finish(conn: Connection, names: Names, plan: Plan) -> None:
     plan.state = "done"
     query(conn, "USE information_schema")
     write_journal(conn, names.staging, plan)
-
-
-def _create_views(conn: Connection, views: list[Definition]) -> None:
-    """Views in any order: one that reads a view not created yet is retried after it."""
-    pending = list(views)
-    while pending:
-        failed: list[Definition] = []
-        error: pymysql.Error | None = None
-        for view in pending:
-            try:
-                create(conn, view)
-            except pymysql.Error as exc:
-                failed.append(view)
-                error = exc
-        if len(failed) == len(pending):
-            assert error is not None
-            raise error
-        pending = failed
 
 
 def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> bool:
