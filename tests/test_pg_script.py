@@ -54,6 +54,34 @@ def test_semicolons_that_do_not_end_a_statement(statement: str):
     ]
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE FUNCTION public.begin() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;",
+        'CREATE FUNCTION public."ébegin"() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;',
+        "CREATE FUNCTION ébegin() RETURNS int LANGUAGE sql RETURN 1;",
+        "CREATE OR REPLACE PROCEDURE begin() LANGUAGE sql AS 'SELECT 1';",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $é$ BEGIN ATOMIC SELECT 1; $é$;",
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql RETURN E'\\' BEGIN ATOMIC';",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql /* BEGIN /* ATOMIC */ */ RETURN 1;",
+        "CREATE FUNCTION f(begin int, atomic int) RETURNS int LANGUAGE sql RETURN begin;",
+        'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS begin "x" atomic;',
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1 AS éend;\nEND;",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1 AS écase;\nEND;",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nbegin -- x\n atomic SELECT 1; end;",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN /* x */ ATOMIC SELECT 1; END;",
+    ],
+)
+def test_routines_end_where_psql_ends_them(statement: str):
+    """Only BEGIN ATOMIC opens a block: not a function named begin, ébegin, nor BEGIN
+    ATOMIC inside a dollar quote (tag ``$é$``), an E'' string or a nested comment."""
+    assert texts(f"SET x = 1;\n{statement}\nSELECT 'after';\n") == [
+        "SET x = 1;",
+        statement,
+        "SELECT 'after';",
+    ]
+
+
 def test_copy_data_is_handed_over_raw_up_to_the_terminator():
     script = (
         "COPY public.t (a, b) FROM stdin;\n1\tit's; not SQL\n2\t\\\\.\\N\n\\.\nSELECT 'next';\n"
@@ -186,3 +214,44 @@ def test_property_copy_data_comes_back_exactly(rows: list[str]):
     next(items)
     assert list(splitter.copy_data()) == data
     assert next(items).text == "SELECT 1;"
+
+
+_routine_word = st.sampled_from(
+    ["begin", "BEGIN", "ébegin", "beginé", "begin_x", "x$begin", "éend", "écase", "case_x", "1"]
+)
+_hidden_atomic = st.sampled_from(
+    [
+        "'begin atomic;'",
+        '"begin" atomic',
+        "$é$ begin atomic; $é$",
+        "$$ begin atomic; $$",
+        "/* begin /* atomic; */ */",
+        "-- begin atomic;\n",
+        "E'\\' begin atomic;'",
+        "éatomic",
+        ", atomic",
+    ]
+)
+_routine_body = st.lists(st.one_of(_fragment, _routine_word, _hidden_atomic), max_size=6).map(
+    " ".join
+)
+_routine = st.one_of(
+    _routine_body.map(lambda body: f"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS {body};"),
+    _routine_body.map(
+        lambda body: f"CREATE PROCEDURE p() LANGUAGE sql BEGIN ATOMIC SELECT {body}; END;"
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(_statement, _routine), _separator), min_size=1, max_size=6))
+def test_property_routines_come_back_exactly(pairs: list[tuple[str, str]]):
+    """Routine bodies with words like begin, ébegin, éend, and BEGIN ATOMIC hidden in
+    strings, quoted names, dollar quotes and comments: only a real BEGIN ATOMIC opens."""
+    script = ""
+    expected: list[tuple[str, int]] = []
+    for statement, separator in pairs:
+        expected.append((statement, script.count("\n") + 1))
+        script += statement + separator
+    found = [(s.text, s.line) for s in split(script) if isinstance(s, Statement)]
+    assert found == expected

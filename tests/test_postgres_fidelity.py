@@ -127,3 +127,39 @@ def test_error_in_a_big_insert_batch_names_its_line(pg_server, pg_config, pg_dbn
     assert f"{dump}:12346: duplicate key value violates unique constraint" in job.error
     assert job.error.endswith("in: INSERT INTO public.t VALUES (7, 'duplicate');")
     assert pg_dbname not in pg_server.databases()
+
+
+BEGINS = [
+    "CREATE FUNCTION public.begin() RETURNS integer LANGUAGE sql AS $$SELECT 1$$",
+    'CREATE FUNCTION public."ébegin"() RETURNS integer LANGUAGE sql AS $é$SELECT 2$é$',
+    "CREATE FUNCTION public.begin(x integer) RETURNS integer LANGUAGE sql\n"
+    "BEGIN ATOMIC\n  SELECT CASE WHEN x > 0 THEN x END;\nEND",
+    'CREATE PROCEDURE public."end"() LANGUAGE sql BEGIN ATOMIC SELECT 1 AS "begin"; END',
+    "CREATE TABLE public.after_them (id integer, v text)",
+    "INSERT INTO public.after_them SELECT n, 'row; ' || n FROM generate_series(1, 50) n",
+]
+
+
+def test_functions_named_begin_in_a_real_pg_dump(pg_server, pg_config, pg_dbname, history,
+                                                 tmp_path):  # fmt: skip
+    """pg_dump writes ``CREATE FUNCTION public.begin()`` unquoted: no BEGIN ATOMIC block
+    opens there, so the statement ends at its ``;`` and the COPY data after it loads.
+    (psql 15's own heuristic swallows everything after it into one statement.)"""
+    source = pg_dbname + "_src"
+    pg_server.execute(f'CREATE DATABASE "{source}"')
+    try:
+        for statement in BEGINS:
+            pg_server.execute(statement, source)
+        dump = tmp_path / "dumps" / "begins.sql"
+        subprocess.run(["pg_dump", "-f", str(dump), "-d", source], env=pg_server.env(),
+                       check=True)  # fmt: skip
+        assert "CREATE FUNCTION public.begin() RETURNS integer" in dump.read_text()
+        expected = fingerprint(pg_server, source)
+    finally:
+        pg_server.execute(f'DROP DATABASE "{source}"')
+    job = rewind(pg_config(), history, "begins.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert fingerprint(pg_server, pg_dbname) == expected
+    begins = 'SELECT public.begin(), public."ébegin"(), public.begin(7)'
+    assert pg_server.execute(begins, pg_dbname) == [(1, 2, 7)]
+    assert "data: public.after_them 50 rows" in messages(job)

@@ -35,11 +35,25 @@ _COPY_STDIN = re.compile(r"COPY\b.*\bFROM\s+stdin\b", re.I | re.S)
 _ROUTINE = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE)\b", re.I)
 _SCS = re.compile(r"SET\s+(?:SESSION\s+)?standard_conforming_strings\s*(?:=|TO)\s*'?(\w+)'?", re.I)
 # For BEGIN ATOMIC bodies only: a rough tokenizer that is enough to count BEGIN/CASE/END.
-_ROUTINE_TOKENS = re.compile(
-    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|"
-    r"(\$(?:[A-Za-z_][\w]*)?\$).*?\1|[()]|[A-Za-z_][\w$]*",
-    re.S,
-)
+# Words and dollar tags are those of the main scanner: an identifier may hold non-ASCII
+# letters (``ébegin`` is one word, not ``é`` and ``begin``), and so may a tag (``$é$``).
+_ESCAPE_STRING = r"'(?:[^'\\]|\\.|'')*'"
+
+
+def _routine_tokens(plain_string: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(?<![\w$\x80-\U0010ffff])[Ee]{_ESCAPE_STRING}|{plain_string}|"
+        r"(?P<word>[()]|[A-Za-z_\x80-\U0010ffff][\w$\x80-\U0010ffff]*)|(?P<comment>/\*)|"
+        r"\"(?:[^\"]|\"\")*\"|(?P<line>--[^\n]*)|\d[\w$.\x80-\U0010ffff]*|"
+        r"(?P<tag>\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$).*?(?P=tag)|\S",
+        re.S,
+    )
+
+
+_ROUTINE_TOKENS = {True: _routine_tokens(r"'(?:[^']|'')*'"), False: _routine_tokens(_ESCAPE_STRING)}
+"""Per standard_conforming_strings: words and parentheses (``word``), comments
+(``comment`` starts a nested one, ``line``), and other tokens: strings, quoted
+names, numbers, dollar quotes, any other character."""
 
 _PLAIN_STRING = re.compile(r"'[^']*'")
 _NEEDS_SCAN = re.compile(r"['\"$]|--|/\*")
@@ -175,7 +189,10 @@ class _Scanner:
                     if self.parens > 0:
                         continue
                     text = "".join(self.parts) + line[seg:pos]
-                    if _ROUTINE.match(text) and _atomic_depth(text) > 0:
+                    if (
+                        _ROUTINE.match(text)
+                        and _atomic_depth(text, self.owner.standard_strings) > 0
+                    ):
                         continue
                     self.parts = []
                     seg = -1
@@ -279,18 +296,51 @@ class _Scanner:
             )
 
 
-def _atomic_depth(text: str) -> int:
-    """How many BEGIN (and, inside one, CASE) blocks are open: psql's heuristic."""
+def _routine_words(text: str, standard_strings: bool) -> Iterator[str]:
+    """The words and parentheses of ``text``, and "" for any other token (a string, a
+    quoted name, a number, a dollar quote); comments left out."""
+    tokens = _ROUTINE_TOKENS[standard_strings]
+    pos = 0
+    while True:
+        match = tokens.search(text, pos)
+        if match is None:
+            return
+        pos = match.end()
+        if match.group("comment"):  # nested, as in the main scanner
+            depth = 1
+            while depth:
+                block = _BLOCK.search(text, pos)
+                if block is None:
+                    return
+                pos = block.end()
+                depth += 1 if block.group() == "/*" else -1
+        elif not match.group("line"):
+            yield match.group("word") or ""
+
+
+def _atomic_depth(text: str, standard_strings: bool = True) -> int:
+    """How many ``BEGIN ATOMIC`` (and, inside one, CASE) blocks are open.
+
+    psql's heuristic, narrowed to ``BEGIN`` followed by ``ATOMIC``: a function
+    named ``begin`` (``CREATE FUNCTION public.begin()``) opens no block.
+    """
     depth = parens = 0
-    for match in _ROUTINE_TOKENS.finditer(text):
-        word = match.group()
+    after_begin = False
+    for word in _routine_words(text, standard_strings):
+        lower = word.lower()
+        if after_begin:
+            after_begin = False
+            if lower == "atomic":
+                depth += 1
+                continue
         if word == "(":
             parens += 1
         elif word == ")":
             parens -= 1
         elif parens == 0:
-            lower = word.lower()
-            if lower == "begin" or (lower == "case" and depth > 0):
+            if lower == "begin":
+                after_begin = True
+            elif lower == "case" and depth > 0:
                 depth += 1
             elif lower == "end" and depth > 0:
                 depth -= 1
