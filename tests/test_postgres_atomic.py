@@ -219,6 +219,48 @@ def test_a_database_that_only_looks_like_staging_is_never_dropped(pg_server, pg_
     assert fingerprint(pg_server, pg_dbname) == before
 
 
+def test_staging_left_without_a_journal_by_a_kill_after_create_is_dropped(
+    pg_server, pg_dbname, history, seeded
+):
+    """Killed between CREATE DATABASE staging and writing its journal: the empty staging
+    database, owned by the user reel connects as, is reel's own leftover."""
+    config, _ = seeded
+    names = Names.of(pg_dbname)
+    pg_server.execute(f'CREATE DATABASE "{names.staging}" TEMPLATE template0')
+    job = rewind(config, history, "other.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    dropped = f"dropped staging database {names.staging} left by a run killed before it wrote"
+    assert any(m.startswith(f"{dropped} its journal (empty, owned by ") for m in messages(job))
+    assert reel_databases(pg_server, pg_dbname) == set()
+
+
+@pytest.mark.parametrize("why", ["holds a table", "owned by another role"])
+def test_a_journal_less_staging_that_is_not_a_leftover_is_refused_with_the_command(
+    pg_server, pg_dbname, history, seeded, why
+):
+    config, before = seeded
+    names = Names.of(pg_dbname)
+    owner = ""
+    if why == "owned by another role":
+        owner = " OWNER someone_" + pg_dbname
+        pg_server.execute(f"CREATE ROLE someone_{pg_dbname}")
+    try:
+        pg_server.execute(f'CREATE DATABASE "{names.staging}" TEMPLATE template0{owner}')
+        if why == "holds a table":
+            pg_server.execute("CREATE TABLE precious (x int)", names.staging)
+        job = rewind(config, history, "other.sql")
+        assert job.state is JobState.FAILED
+        assert job.error.startswith(
+            f"database {names.staging} exists but was not made by reel-tui: rename it, or "
+            f'drop it with DROP DATABASE "{names.staging}";'
+        ), job.error
+        assert names.staging in pg_server.databases()
+        assert fingerprint(pg_server, pg_dbname) == before
+    finally:
+        pg_server.execute(f'DROP DATABASE IF EXISTS "{names.staging}"')
+        pg_server.execute(f"DROP ROLE IF EXISTS someone_{pg_dbname}")
+
+
 def test_client_holding_a_connection_is_ended_and_the_swap_succeeds(
     pg_server, pg_dbname, history, seeded
 ):

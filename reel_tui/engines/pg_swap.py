@@ -17,7 +17,11 @@ The journal lives on the server, not on this machine, so a run from any
 machine finds it. A run killed after step 1 or 2 is rolled back by the next
 run (``T`` accepts connections again, staging is dropped); one killed after
 step 4 is completed (the old copy is dropped). Databases named like ours but
-without reel's journal are never touched.
+without reel's journal are never touched, with one exception: a run killed
+between ``CREATE DATABASE`` staging and writing its journal leaves a staging
+database with no comment, owned by the target's owner or by reel's user, and
+with no objects in it; that one is dropped. Any other is refused, and the
+message gives the ``DROP DATABASE`` command.
 """
 
 from __future__ import annotations
@@ -109,13 +113,30 @@ def drop(conn: Connection, name: str) -> None:
         cur.execute(f"DROP DATABASE IF EXISTS {ident(name)}{force}")
 
 
-def recover(conn: Connection, names: Names, ctx: RewindContext) -> None:
-    """Complete or roll back what an interrupted run left; refuse look-alikes that aren't ours."""
+def recover(
+    conn: Connection,
+    names: Names,
+    ctx: RewindContext,
+    connect_to: Callable[[str], Connection] | None = None,
+) -> None:
+    """Complete or roll back what an interrupted run left; refuse look-alikes that aren't ours.
+
+    ``connect_to`` opens a connection to a database by name: with it, a staging
+    database without a journal that is empty and ours (see :func:`_unjournaled_leftover`)
+    is dropped as the leftover of a run killed before it wrote its journal.
+    """
+    if read_journal(conn, names.staging) == {} and connect_to is not None:
+        owner = _unjournaled_leftover(conn, names, connect_to)
+        if owner is not None:
+            drop(conn, names.staging)
+            ctx.log(f"dropped staging database {names.staging} left by a run killed before "
+                    f"it wrote its journal (empty, owned by {owner})", "warning")  # fmt: skip
     for name in (names.old, names.staging):
         if read_journal(conn, name) == {}:
             raise RewindError(
-                f"database {name} exists but was not made by reel-tui: rename or drop it; "
-                f"reel-tui uses that name while rewinding {names.target}"
+                f"database {name} exists but was not made by reel-tui: rename it, or drop "
+                f"it with DROP DATABASE {ident(name)}; reel-tui uses that name while "
+                f"rewinding {names.target}"
             )
     old = read_journal(conn, names.old)
     if old is not None:
@@ -137,6 +158,50 @@ def recover(conn: Connection, names: Names, ctx: RewindContext) -> None:
         drop(conn, names.staging)
         ctx.log(f"dropped staging database {names.staging} left by an interrupted run "
                 f"(pid {staging.get('pid')} on {staging.get('host')})", "warning")  # fmt: skip
+
+
+FIRST_NORMAL_OID = 16384
+"""Objects made after initdb have OIDs from here on: a new database from template0 has none."""
+_CATALOGS = "pg_class pg_proc pg_type pg_namespace pg_extension pg_largeobject_metadata "
+_CATALOGS += "pg_event_trigger pg_foreign_server pg_publication"
+_USER_OBJECTS = " UNION ALL ".join(
+    f"SELECT 1 FROM {catalog} WHERE oid >= {FIRST_NORMAL_OID}" for catalog in _CATALOGS.split()
+)
+
+
+def _unjournaled_leftover(
+    conn: Connection, names: Names, connect_to: Callable[[str], Connection]
+) -> str | None:
+    """Whether the journal-less staging database is what a run killed between its
+    ``CREATE DATABASE`` and its journal left: no comment at all, owned by the target's
+    owner or by the user reel connects as, and no objects in it. Its owner if so."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT pg_get_userbyid(d.datdba), d.datallowconn
+               FROM pg_database d
+               WHERE d.datname = %s AND shobj_description(d.oid, 'pg_database') IS NULL
+                 AND pg_get_userbyid(d.datdba) IN (
+                     current_user,
+                     COALESCE((SELECT pg_get_userbyid(datdba) FROM pg_database
+                               WHERE datname = %s), current_user))""",
+            (names.staging, names.target),
+        )
+        row = cur.fetchone()
+    if row is None or not row[1]:
+        return None
+    try:
+        inside = connect_to(names.staging)
+    except (psycopg2.Error, RewindError):
+        return None
+    try:
+        with inside.cursor() as cur:
+            cur.execute(f"SELECT EXISTS ({_USER_OBJECTS})")
+            empty = not cur.fetchone()[0]
+    except psycopg2.Error:
+        return None
+    finally:
+        inside.close()
+    return str(row[0]) if empty else None
 
 
 def swap(

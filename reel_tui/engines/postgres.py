@@ -108,7 +108,7 @@ class PostgresEngine(Engine):
     def _rewind(self, admin: Connection, source: Source, ctx: RewindContext) -> None:
         names = pg_swap.Names.of(self.app.database)
         pg_swap.advisory_lock(admin, names.target, ctx)
-        pg_swap.recover(admin, names, ctx)
+        pg_swap.recover(admin, names, ctx, lambda name: connect(self.app, name))
         ctx.progress(phase="preparing")
         ctx.log(f"checked target: {self.check()}")
         old = read_database(admin, names.target)
