@@ -192,6 +192,35 @@ def test_interrupted_swap_is_rolled_back_by_the_next_run(pg_server, pg_dbname, h
     assert reel_databases(pg_server, pg_dbname) == set()
 
 
+@pytest.mark.parametrize(
+    ("recorded", "allowed"),
+    [({"allow_connections": True}, True), ({"allow_connections": False}, False), ({}, True)],
+    ids=["allowed", "not-allowed", "journal-without-it"],
+)
+def test_an_old_copy_renamed_back_accepts_connections_as_it_did(
+    pg_server, pg_dbname, history, seeded, recorded, allowed
+):
+    """The target went missing after the renames: the old copy is renamed back, and
+    opened to connections again as it was before the swap shut it (step 2)."""
+    config, _ = seeded
+    names = Names.of(pg_dbname)
+    pg_server.execute(f'ALTER DATABASE "{pg_dbname}" RENAME TO "{names.old}"')
+    journal = journal_comment(names, "old", comment="the app's", **recorded)
+    pg_server.execute(f'COMMENT ON DATABASE "{names.old}" IS $j${journal}$j$')
+    pg_server.execute(f'ALTER DATABASE "{names.old}" ALLOW_CONNECTIONS false')
+    job = rewind(config, history, "other.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert f"rolled back an interrupted swap: {names.old} is {pg_dbname} again" in messages(job)
+    [(allow, comment)] = pg_server.execute(
+        "SELECT datallowconn, shobj_description(oid, 'pg_database') FROM pg_database "
+        f"WHERE datname = '{pg_dbname}'"
+    )
+    assert (allow, comment) == (allowed, "the app's")
+    assert reel_databases(pg_server, pg_dbname) == set()
+    pg_server.execute(f'ALTER DATABASE "{pg_dbname}" ALLOW_CONNECTIONS true')
+    assert pg_server.execute("SELECT x FROM public.other", pg_dbname) == [(42,)]
+
+
 def test_interrupted_drop_of_the_old_copy_is_completed(pg_server, pg_dbname, history, seeded):
     """Killed after the renames, before the old content was dropped."""
     config, _ = seeded

@@ -141,8 +141,15 @@ def recover(
     old = read_journal(conn, names.old)
     if old is not None:
         if not exists(conn, names.target):
-            _rename(conn, names.old, names.target)
-            write_journal(conn, names.target, str(old.get("comment") or ""))
+            comment = old.get("comment")
+            allow = bool(old.get("allow_connections", True))  # journals before it: true
+            # the swap had shut it to connections (step 2): open it as it was, at once
+            _in_transaction(conn, [
+                f"ALTER DATABASE {ident(names.old)} RENAME TO {ident(names.target)}",
+                f"COMMENT ON DATABASE {ident(names.target)} IS "
+                + ("NULL" if comment is None else literal(str(comment))),
+                f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS {str(allow).lower()}",
+            ])  # fmt: skip
             ctx.log(f"rolled back an interrupted swap: {names.old} is {names.target} again",
                     "warning")  # fmt: skip
         else:
@@ -237,7 +244,8 @@ def swap(
                 f"COMMENT ON DATABASE {ident(names.target)} IS "
                 + ("NULL" if old.comment is None else literal(old.comment)),
                 f"COMMENT ON DATABASE {ident(names.old)} IS "
-                + literal(journal_comment(names, "old", comment=old.comment)),
+                + literal(journal_comment(names, "old", comment=old.comment,
+                                          allow_connections=old.allow_connections)),
             ] + ([] if old.allow_connections else [
                 f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS false"]))  # fmt: skip
         except BaseException:
@@ -316,11 +324,6 @@ def _end_sessions(conn: Connection, name: str, ctx: RewindContext) -> None:
 def _allow_connections(conn: Connection, name: str, allow: bool) -> None:
     with conn.cursor() as cur:
         cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS {str(allow).lower()}")
-
-
-def _rename(conn: Connection, old: str, new: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute(f"ALTER DATABASE {ident(old)} RENAME TO {ident(new)}")
 
 
 def _in_transaction(conn: Connection, statements: list[str]) -> None:
