@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 from pg_server import PgServer
 from pg_tools import messages, rewind
@@ -19,7 +20,9 @@ from reel_tui.engines import pg_restore
 from reel_tui.engines.pg_conn import connect_params, is_local, scrub
 from reel_tui.engines.pg_database import read_database
 from reel_tui.engines.postgres import PostgresEngine
+from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import JobState
+from reel_tui.plan import plan_rewind
 
 FOREIGN = """\
 CREATE TABLE public.orders (id integer, total numeric);
@@ -284,3 +287,55 @@ def test_postgres_keys_are_read_and_ignored_elsewhere(write_config, tmp_path):
     assert (shop.analyze, shop.sslmode, shop.rewind_mode) == (False, "verify-full", "in-place")
     assert any(p.app == "blog" and p.key == "skip_owner" and "ignored for sqlite" in str(p)
                for p in config.warnings)  # fmt: skip
+
+
+class _Loading:
+    """Stands in for the loading connection: notes whether the guard was held."""
+
+    closed = 0
+
+    def __init__(self, engine: PostgresEngine, error: Exception | None) -> None:
+        self.engine, self.error, self.guarded = engine, error, []
+
+    def cancel(self) -> None:
+        self.guarded.append(self.engine._guard.locked())
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [None, psycopg2.InterfaceError("connection already closed")])
+def test_interrupt_cancels_under_the_guard_and_a_lost_connection_is_no_error(error):
+    """The engine thread may close the connection as a cancel comes in from the queue:
+    the cancel runs under the guard the close takes, and its error never escapes."""
+    engine = PostgresEngine(AppConfig("a", "postgres", "shop"))
+    loading = _Loading(engine, error)
+    engine._loading = loading  # type: ignore[assignment]
+    engine.interrupt()
+    assert loading.guarded == [True]
+
+
+def test_the_loading_connection_is_closed_under_the_guard(
+    pg_server, pg_config, pg_dbname, history, tmp_path, monkeypatch
+):
+    (tmp_path / "dumps" / "s.sql").write_text("CREATE TABLE public.t (a int);\n")
+    plan = plan_rewind(load_config(pg_config()), "shop", "s.sql")
+    engine = plan.engine
+    closes: list[tuple[str, bool]] = []
+
+    class Watched(psycopg2.extensions.connection):
+        def close(self) -> None:
+            closes.append((self.info.dbname, engine._guard.locked()))
+            super().close()
+
+    real = psycopg2.connect
+    monkeypatch.setattr(psycopg2, "connect",
+                        lambda *a, **kw: real(*a, connection_factory=Watched, **kw))  # fmt: skip
+    queue = JobQueue(history, workers=1)
+    try:
+        job = queue.submit(plan)
+        assert queue.wait(job, timeout=60)
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.SUCCEEDED, job.error
+    staging = [guarded for name, guarded in closes if name.endswith("__reel_staging")]
+    assert staging == [True]

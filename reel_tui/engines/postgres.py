@@ -25,6 +25,7 @@ ANALYZE that follows an in-place commit only logs a warning.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Literal
@@ -87,12 +88,22 @@ class PostgresEngine(Engine):
         return f"PostgreSQL {version} at {where(self.app)}, {found}, user {user} ({role})"
 
     def interrupt(self) -> None:
+        # Under the guard: the engine thread clears and closes ``_loading`` under it too,
+        # so the cancel never meets a connection being closed.
         with self._guard:
             loading, restore = self._loading, self._restore
-        if loading is not None and not loading.closed:
-            loading.cancel()
+            if loading is not None and not loading.closed:
+                with contextlib.suppress(psycopg2.Error):  # it may have just been lost
+                    loading.cancel()
         if restore is not None:
             restore.terminate()
+
+    def _release(self, conn: Connection) -> None:
+        """Forget and close the loading connection, under the guard ``interrupt`` takes."""
+        with self._guard:
+            if self._loading is conn:
+                self._loading = None
+            conn.close()
 
     def rewind(self, source: Source, ctx: RewindContext) -> None:
         ctx.progress(phase="connecting")
@@ -190,9 +201,7 @@ class PostgresEngine(Engine):
             if self.app.analyze:
                 self._analyze_committed(conn, ctx)
         finally:
-            with self._guard:
-                self._loading = None
-            conn.close()  # an uncommitted transaction is rolled back by the server
+            self._release(conn)  # an uncommitted transaction is rolled back by the server
 
     def _analyze_committed(self, conn: Connection, ctx: RewindContext) -> None:
         """ANALYZE after the commit: optional, so a cancel or an error only skips it."""
@@ -238,9 +247,7 @@ class PostgresEngine(Engine):
             ctx.check_cancelled()
             raise RewindError(f"{source.path}: {_primary(exc)}") from None
         finally:
-            with self._guard:
-                self._loading = None
-            conn.close()
+            self._release(conn)
 
     def _drop_staging(self, admin: Connection, names: pg_swap.Names, ctx: RewindContext) -> None:
         """Best effort after a failure: the next run drops what this could not."""
