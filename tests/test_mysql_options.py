@@ -135,3 +135,19 @@ def test_second_rewind_waits_for_the_server_lock_and_says_so(
     assert job.state is JobState.SUCCEEDED, job.error
     assert "the other rewind is over; going on" in messages(job)
     assert mysql_server.execute(f"SELECT x FROM `{my_dbname}`.t") == [(42,)]
+
+
+def test_no_backslash_escapes_set_by_the_dump_is_followed(mysql_server, my_config, my_dbname,
+                                                          history):  # fmt: skip
+    config = my_config()
+    (config.parent / "dumps" / "nbe.sql").write_text(
+        "CREATE TABLE t (s varchar(10));\n"
+        "/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_BACKSLASH_ESCAPES' */;\n"
+        "INSERT INTO t VALUES ('a\\'), ('b;c');\n"
+        "/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n"
+        "INSERT INTO t VALUES ('d\\'e');\n"
+    )
+    job = rewind(config, history, "nbe.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    rows = mysql_server.execute(f"SELECT s FROM `{my_dbname}`.t")
+    assert rows == [("a\\",), ("b;c",), ("d'e",)]

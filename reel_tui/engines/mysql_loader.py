@@ -25,10 +25,13 @@ from reel_tui.dumpfile import DumpError, DumpReader
 from reel_tui.engines import mysql_rewrite as rewrite
 from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, message
+from reel_tui.engines.mysql_prefetch import Prefetch
 from reel_tui.engines.mysql_script import ClientCommand, ScriptError, ScriptSplitter, Statement
 from reel_tui.sources import Source
 
 BATCH_BYTES = 512 * 1024
+PREFETCH = 16
+"""Statements split ahead of the server on the reader thread (a mysqldump one is ~1 MB)."""
 NO_BACKSLASH_ESCAPES = 512
 """SERVER_STATUS_NO_BACKSLASH_ESCAPES: the server says backslashes are literal."""
 EMPTY_QUERY = 1065
@@ -110,6 +113,7 @@ class ScriptLoader:
         self.splitter: ScriptSplitter | None = None
         self.dump_kind: str | None = None
         self.completed = False
+        self.prefetch: Prefetch[Statement | ClientCommand] | None = None
 
     def run(self) -> LoadResult:
         self.ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
@@ -117,12 +121,14 @@ class ScriptLoader:
             with _Lines(self.source.path, self.source.format) as reader:
                 self.reader = reader
                 self.splitter = ScriptSplitter(self._watch(reader))
-                for item in self.splitter:
-                    if isinstance(item, ClientCommand):
-                        self._command(item)
-                    else:
-                        self._add(item)
-                self._flush()
+                with Prefetch(iter(self.splitter), PREFETCH, _sets_sql_mode) as items:
+                    self.prefetch = items
+                    for item in items:
+                        if isinstance(item, ClientCommand):
+                            self._command(item)
+                        else:
+                            self._add(item)
+                    self._flush()
         except ScriptError as exc:
             raise RewindError(f"{self.source.path}:{exc.line}: {exc}") from None
         except DumpError as exc:
@@ -177,12 +183,14 @@ class ScriptLoader:
             statement = Statement(text, statement.line)
         self.batch.append(statement)
         self.batch_bytes += len(text)
-        if _SQL_MODE.search(text[:300]) and text[:3].upper() in ("SET", "/*!"):
+        if _sets_sql_mode(statement):
             self._flush()
             if self.splitter is not None:
                 self.splitter.backslash_escapes = not (
                     self.conn.server_status & NO_BACKSLASH_ESCAPES
                 )
+            if self.prefetch is not None:
+                self.prefetch.resume()
         elif self.batch_bytes >= BATCH_BYTES:
             self._flush()
 
@@ -274,6 +282,14 @@ class ScriptLoader:
         self.result.statements += 1
         if rowcount > 0 and statement.text[:7].upper() in ("INSERT ", "REPLACE"):
             self.rows += rowcount
+
+
+def _sets_sql_mode(item: Statement | ClientCommand) -> bool:
+    """A statement that may change sql_mode (and with it, whether backslashes escape)."""
+    if not isinstance(item, Statement):
+        return False
+    text = item.text
+    return text[:3].upper() in ("SET", "/*!") and bool(_SQL_MODE.search(text[:300]))
 
 
 def first_line(text: str) -> str:

@@ -194,7 +194,13 @@ def swap(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None
         renamed = time.monotonic()
         plan.state = "renamed"
         write_journal(conn, names.staging, plan)
-        finish(conn, names, plan)
+        try:
+            finish(conn, names, plan)
+        except pymysql.Error as exc:
+            raise RewindError(
+                f"the new tables are in {names.target}, but recreating its triggers, routines "
+                f"and views failed ({message(exc)}); the next rewind finishes or redoes it"
+            ) from None
         ctx.log(f"swapped {len(plan.new_tables)} tables into {names.target} in one RENAME TABLE "
                 f"({(renamed - started) * 1000:.0f} ms), then {len(plan.new)} triggers, routines,"
                 f" views and events ({(time.monotonic() - renamed) * 1000:.0f} ms)")  # fmt: skip
