@@ -218,3 +218,41 @@ def test_in_place_a_cancel_during_analyze_after_the_commit_is_not_a_cancelled_re
     assert any(m.startswith("ANALYZE did not finish (canceling statement due to user request)")
                for m in log), log  # fmt: skip
     assert pg_server.execute("SELECT a FROM public.newt", pg_dbname) == [(1,)]
+
+
+@pytest.mark.parametrize("outcome", ["committed", "rolled-back"])
+def test_in_place_a_lost_commit_reply_is_settled_by_asking_the_server(
+    pg_server, pg_dbname, history, tmp_path, plain_role, monkeypatch, outcome
+):
+    """The connection is lost as COMMIT is sent: the server knows whether the transaction
+    committed (txid_status), so the rewind is reported as done or as unchanged, truly."""
+    before = fingerprint(pg_server, pg_dbname)
+    (tmp_path / "dumps" / "new.sql").write_text("CREATE TABLE public.newt (a int);\n")
+
+    class LosesCommit(psycopg2.extensions.connection):
+        def commit(self) -> None:
+            if self.info.dbname != pg_dbname or self.autocommit:
+                return super().commit()
+            if outcome == "committed":  # the server commits, the reply never arrives
+                super().commit()
+                super().close()
+                raise psycopg2.OperationalError("server closed the connection unexpectedly")
+            pg_server.execute(f"SELECT pg_terminate_backend({self.get_backend_pid()})")
+            return super().commit()
+
+    real = psycopg2.connect
+    factory = LosesCommit
+    monkeypatch.setattr(
+        psycopg2, "connect", lambda *a, **kw: real(*a, connection_factory=factory, **kw)
+    )
+    job = rewind(plain_role, history, "new.sql")
+    log = messages(job)
+    assert any(m.startswith("lost the connection during the commit (") for m in log), log
+    if outcome == "committed":
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert "the server committed it before the connection was lost" in log
+        assert pg_server.execute("SELECT count(*) FROM public.newt", pg_dbname) == [(0,)]
+    else:
+        assert job.state is JobState.FAILED
+        assert job.error.endswith(f"which the server rolled back; {job.target} is unchanged")
+        assert fingerprint(pg_server, pg_dbname) == before

@@ -47,6 +47,9 @@ from reel_tui.engines.pg_loader import ScriptLoader
 from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript
 from reel_tui.sources import Source
 
+COMMIT_STATUS_WAIT = 10.0
+"""How long to wait for a commit whose reply was lost to be over on the server."""
+
 
 class PostgresEngine(Engine):
     """Rewinds a PostgreSQL database from plain (optionally gzipped) dumps or archives."""
@@ -188,9 +191,17 @@ class PostgresEngine(Engine):
                 clear_owned(conn, ctx)
                 script = ArchiveScript(source) if source.format.container != "sql" else None
                 ScriptLoader(self.app, source, conn, ctx, script).run()
+                with conn.cursor() as cur:
+                    cur.execute("SELECT txid_current()")
+                    xid = int(cur.fetchone()[0])
                 ctx.progress(phase="swapping")
                 with ctx.swap():
-                    conn.commit()
+                    try:
+                        conn.commit()
+                    except psycopg2.Error as exc:
+                        if not conn.closed:
+                            raise  # the server answered: the commit failed
+                        self._committed_after_all(xid, exc, ctx)
             except psycopg2.Error as exc:
                 ctx.check_cancelled()
                 raise RewindError(f"{source.path}: {_primary(exc)}") from None
@@ -198,10 +209,48 @@ class PostgresEngine(Engine):
             # A cancel still interrupts the ANALYZE (``_loading`` is still this
             # connection), which then only logs a warning: the rewind has succeeded.
             ctx.log("committed the new content")
-            if self.app.analyze:
+            if self.app.analyze and not conn.closed:
                 self._analyze_committed(conn, ctx)
         finally:
             self._release(conn)  # an uncommitted transaction is rolled back by the server
+
+    def _committed_after_all(self, xid: int, lost: psycopg2.Error, ctx: RewindContext) -> None:
+        """The connection was lost during COMMIT: ask the server whether it committed.
+
+        Returns if it did; raises RewindError saying the target is unchanged if it
+        did not, or that the outcome is unknown if the server cannot tell.
+        """
+        target = self.app.target
+        ctx.log(f"lost the connection during the commit ({_primary(lost)}); asking the "
+                "server whether it committed", "warning")  # fmt: skip
+        status = None
+        deadline = time.monotonic() + COMMIT_STATUS_WAIT
+        try:
+            check = connect_maintenance(self.app)
+            try:
+                with check.cursor() as cur:
+                    while True:
+                        cur.execute("SELECT txid_status(%s)", (xid,))
+                        status = cur.fetchone()[0]
+                        if status != "in progress" or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.1)
+            finally:
+                check.close()
+        except (psycopg2.Error, RewindError) as exc:
+            reason = _primary(exc) if isinstance(exc, psycopg2.Error) else str(exc)
+            ctx.log(f"could not ask: {reason}", "warning")
+        if status == "committed":
+            ctx.log("the server committed it before the connection was lost", "warning")
+            return
+        if status == "aborted":
+            raise RewindError(f"{target}: lost the connection during the commit, which the "
+                              f"server rolled back; {target} is unchanged") from None  # fmt: skip
+        raise RewindError(
+            f"{target}: lost the connection during the commit and the server cannot say "
+            f"whether it committed (transaction {xid}: {status or 'no answer'}); check "
+            f"{target} before using it"
+        ) from None
 
     def _analyze_committed(self, conn: Connection, ctx: RewindContext) -> None:
         """ANALYZE after the commit: optional, so a cancel or an error only skips it."""
