@@ -450,3 +450,53 @@ def test_connection_lost_mid_swap_lets_clients_back_in_at_once(
     assert again.state is JobState.SUCCEEDED, again.error
     assert any(m.startswith("dropped staging database") for m in messages(again))
     assert reel_databases(pg_server, pg_dbname) == set()
+
+
+@pytest.mark.parametrize("outcome", ["committed", "rolled-back"])
+def test_a_lost_reply_to_the_swaps_commit_is_settled_by_asking_the_server(
+    pg_server, pg_dbname, history, seeded, monkeypatch, outcome
+):
+    """The connection is lost as the renames' COMMIT is sent: txid_status says whether
+    the swap happened, so a done swap is reported done (and its old copy dropped)."""
+    config, before = seeded
+    names = Names.of(pg_dbname)
+
+    class LosesCommit(psycopg2.extensions.cursor):
+        def execute(self, query, vars=None):
+            conn = self.connection
+            if f'RENAME TO "{names.old}"' in str(query):
+                conn.armed = True  # type: ignore[attr-defined]
+            if query != "COMMIT" or not getattr(conn, "armed", False):
+                return super().execute(query, vars)
+            if outcome == "committed":  # the server commits, the reply never arrives
+                super().execute(query)
+                conn.close()
+                raise psycopg2.OperationalError("server closed the connection unexpectedly")
+            pg_server.execute(f"SELECT pg_terminate_backend({conn.get_backend_pid()})")
+            return super().execute(query)
+
+    class Watched(psycopg2.extensions.connection):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.cursor_factory = LosesCommit
+
+    real = psycopg2.connect
+    factory = Watched
+    monkeypatch.setattr(
+        psycopg2, "connect", lambda *a, **kw: real(*a, connection_factory=factory, **kw)
+    )
+    job = rewind(config, history, "other.sql")
+    monkeypatch.undo()
+    [(allowed,)] = pg_server.execute(
+        f"SELECT datallowconn FROM pg_database WHERE datname = '{pg_dbname}'"
+    )
+    assert allowed is True
+    if outcome == "committed":
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert ("lost the connection during the swap's commit, which the server had committed"
+                in messages(job))  # fmt: skip
+        assert pg_server.execute("SELECT x FROM public.other", pg_dbname) == [(42,)]
+        assert reel_databases(pg_server, pg_dbname) == set()
+    else:
+        assert job.state is JobState.FAILED
+        assert fingerprint(pg_server, pg_dbname) == before

@@ -236,6 +236,7 @@ def swap(
     with ctx.swap():
         started = time.monotonic()
         _allow_connections(conn, names.target, False)
+        xid: list[int] = []
         try:
             _end_sessions(conn, names.target, ctx)
             _in_transaction(conn, [
@@ -247,10 +248,22 @@ def swap(
                 + literal(journal_comment(names, "old", comment=old.comment,
                                           allow_connections=old.allow_connections)),
             ] + ([] if old.allow_connections else [
-                f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS false"]))  # fmt: skip
-        except BaseException:
+                f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS false"]), xid)  # fmt: skip
+        except BaseException as exc:
             _reopen(conn, reconnect, names, old.allow_connections, ctx)
-            raise
+            if not (isinstance(exc, psycopg2.Error) and conn.closed and xid):
+                raise
+            # the connection was lost during COMMIT: the server knows how it ended
+            status = transaction_status(reconnect, xid[0], ctx)
+            if status != "committed":
+                _lost_commit(names, status, exc)
+            ctx.log("lost the connection during the swap's commit, which the server "
+                    "had committed", "warning")  # fmt: skip
+            try:
+                conn = reconnect()
+            except (psycopg2.Error, RewindError):
+                ctx.log(f"could not drop {names.old}; the next rewind will", "warning")
+                return
         ctx.log(f"swapped {names.staging} in as {names.target} "
                 f"({time.monotonic() - started:.2f} s without connections)")  # fmt: skip
         try:
@@ -260,6 +273,44 @@ def swap(
                     "rewind will", "warning")  # fmt: skip
         else:
             ctx.log(f"dropped the previous content ({names.old})")
+
+
+COMMIT_STATUS_WAIT = 10.0
+"""How long to wait for a commit whose reply was lost to be over on the server."""
+
+
+def transaction_status(
+    reconnect: Callable[[], Connection], xid: int, ctx: RewindContext
+) -> str | None:
+    """``txid_status`` of ``xid`` asked over a new connection, once it is no longer
+    in progress (up to :data:`COMMIT_STATUS_WAIT`); None if the server cannot be asked."""
+    deadline = time.monotonic() + COMMIT_STATUS_WAIT
+    try:
+        check = reconnect()
+        try:
+            with check.cursor() as cur:
+                while True:
+                    cur.execute("SELECT txid_status(%s)", (xid,))
+                    status = cur.fetchone()[0]
+                    if status != "in progress" or time.monotonic() > deadline:
+                        return str(status) if status is not None else None
+                    time.sleep(0.1)
+        finally:
+            check.close()
+    except (psycopg2.Error, RewindError) as exc:
+        reason = exc.diag.message_primary if isinstance(exc, psycopg2.Error) else exc
+        ctx.log(f"could not ask the server how the transaction ended: {reason}", "warning")
+        return None
+
+
+def _lost_commit(names: Names, status: str | None, exc: BaseException) -> None:
+    if status == "aborted":
+        raise exc
+    raise RewindError(
+        f"{names.target}: lost the connection during the swap's commit, and the server "
+        f"cannot say whether it committed ({status or 'no answer'}); the next rewind "
+        "completes or rolls back the swap"
+    ) from None
 
 
 def _reopen(
@@ -326,13 +377,17 @@ def _allow_connections(conn: Connection, name: str, allow: bool) -> None:
         cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS {str(allow).lower()}")
 
 
-def _in_transaction(conn: Connection, statements: list[str]) -> None:
-    """Run ``statements`` as one transaction: all happen, or none."""
+def _in_transaction(conn: Connection, statements: list[str], xid: list[int] | None = None) -> None:
+    """Run ``statements`` as one transaction: all happen, or none. ``xid`` gets the
+    transaction's id, to ask the server how it ended if the COMMIT's reply is lost."""
     with conn.cursor() as cur:
         cur.execute("BEGIN")
         try:
             for statement in statements:
                 cur.execute(statement)
+            if xid is not None:
+                cur.execute("SELECT txid_current()")
+                xid.append(int(cur.fetchone()[0]))
             cur.execute("COMMIT")
         except BaseException:
             if not conn.closed:

@@ -47,9 +47,6 @@ from reel_tui.engines.pg_loader import ScriptLoader
 from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript
 from reel_tui.sources import Source
 
-COMMIT_STATUS_WAIT = 10.0
-"""How long to wait for a commit whose reply was lost to be over on the server."""
-
 
 class PostgresEngine(Engine):
     """Rewinds a PostgreSQL database from plain (optionally gzipped) dumps or archives."""
@@ -223,23 +220,7 @@ class PostgresEngine(Engine):
         target = self.app.target
         ctx.log(f"lost the connection during the commit ({_primary(lost)}); asking the "
                 "server whether it committed", "warning")  # fmt: skip
-        status = None
-        deadline = time.monotonic() + COMMIT_STATUS_WAIT
-        try:
-            check = connect_maintenance(self.app)
-            try:
-                with check.cursor() as cur:
-                    while True:
-                        cur.execute("SELECT txid_status(%s)", (xid,))
-                        status = cur.fetchone()[0]
-                        if status != "in progress" or time.monotonic() > deadline:
-                            break
-                        time.sleep(0.1)
-            finally:
-                check.close()
-        except (psycopg2.Error, RewindError) as exc:
-            reason = _primary(exc) if isinstance(exc, psycopg2.Error) else str(exc)
-            ctx.log(f"could not ask: {reason}", "warning")
+        status = pg_swap.transaction_status(lambda: connect_maintenance(self.app), xid, ctx)
         if status == "committed":
             ctx.log("the server committed it before the connection was lost", "warning")
             return
