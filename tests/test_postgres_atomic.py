@@ -500,3 +500,36 @@ def test_a_lost_reply_to_the_swaps_commit_is_settled_by_asking_the_server(
     else:
         assert job.state is JobState.FAILED
         assert fingerprint(pg_server, pg_dbname) == before
+
+
+def test_a_live_run_locked_in_another_maintenance_database_is_left_alone(
+    pg_server, pg_dbname, history, seeded
+):
+    """Advisory locks are per database: a reel whose role may only connect to template1
+    holds its lock there. Its staging journal names its server session, which is seen
+    from any database, so this run waits for it instead of dropping its load."""
+    config, before = seeded
+    names = Names.of(pg_dbname)
+    other = pg_server.connect("template1")
+    other.autocommit = True
+    try:
+        with other.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_lock(%s, hashtext(%s))", (pg_swap.LOCK_CLASS, pg_dbname)
+            )
+            cur.execute(f'CREATE DATABASE "{names.staging}" TEMPLATE template0')
+        journal = journal_comment(names, "loading", session=pg_swap.session(other))
+        pg_swap.write_journal(other, names.staging, journal)
+        job = rewind(config, history, "other.sql")
+        assert job.state is JobState.FAILED and job.error_code == "busy", job.error
+        assert job.error.startswith(f"another reel-tui is rewinding {pg_dbname} right now ("), (
+            job.error
+        )
+        assert names.staging in pg_server.databases()
+        assert fingerprint(pg_server, pg_dbname) == before
+    finally:
+        other.close()
+    job = rewind(config, history, "other.sql")  # that run is over: its staging is a leftover
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert any(m.startswith(f"dropped staging database {names.staging} left by an interrupted")
+               for m in messages(job))  # fmt: skip

@@ -96,6 +96,31 @@ def read_journal(conn: Connection, name: str) -> dict[str, object] | None:
     return entry if isinstance(entry, dict) else {}
 
 
+def session(conn: Connection) -> list[object]:
+    """This connection's server session, [pid, start], for a journal: while it lives,
+    the run that wrote the journal is not over (pg_stat_activity is cluster-wide)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        )
+        row = cur.fetchone()
+    return [row[0], row[1]] if row else []
+
+
+def _alive(conn: Connection, recorded: object) -> bool:
+    """Whether the session a journal names is still connected."""
+    if not (isinstance(recorded, list) and len(recorded) == 2 and isinstance(recorded[0], int)):
+        return False
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT backend_start::text FROM pg_stat_activity WHERE pid = %s", (recorded[0],)
+        )
+        row = cur.fetchone()
+    if row is None or conn.info.backend_pid == recorded[0]:
+        return False
+    return row[0] is None or row[0] == recorded[1]  # None: another user's, start not shown
+
+
 def write_journal(conn: Connection, name: str, comment: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f"COMMENT ON DATABASE {ident(name)} IS {literal(comment)}")
@@ -157,6 +182,15 @@ def recover(
             ctx.log(f"completed an interrupted swap: dropped {names.old}, the previous "
                     f"content of {names.target}", "warning")  # fmt: skip
     staging = read_journal(conn, names.staging)
+    if staging is not None and _alive(conn, staging.get("session")):
+        # The advisory lock is per database: a reel that took it in another maintenance
+        # database (template1 when it may not connect to postgres) is not excluded by it.
+        raise RewindError(
+            f"another reel-tui is rewinding {names.target} right now (pid {staging.get('pid')} "
+            f"on {staging.get('host')}, server session {staging['session'][0]}); try again "
+            "when it is over",
+            code="busy",
+        )
     if staging is not None:
         if staging.get("state") == "swapping" and exists(conn, names.target):
             _allow_connections(conn, names.target, bool(staging.get("allow_connections", True)))
@@ -231,7 +265,8 @@ def swap(
             ])  # fmt: skip
         ctx.log(f"created {names.target}")
         return
-    journal = journal_comment(names, "swapping", allow_connections=old.allow_connections)
+    journal = journal_comment(names, "swapping", allow_connections=old.allow_connections,
+                              session=session(conn))  # fmt: skip
     write_journal(conn, names.staging, journal)
     with ctx.swap():
         started = time.monotonic()

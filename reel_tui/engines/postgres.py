@@ -5,7 +5,10 @@ How a rewind runs (see :mod:`reel_tui.engines.pg_swap` for the swap itself):
 1. connect to a maintenance database (``postgres``, else ``template1``) and
    take a server-side advisory lock for the target, so reel processes on
    other machines wait for each other too (the per-target flock only covers
-   this machine);
+   this machine); advisory locks are per database, so the staging journal
+   also names this run's server session, and a run that finds the journal of
+   a session still connected (locked in another maintenance database) stops
+   as busy instead of taking it for a leftover;
 2. finish or roll back whatever a killed run left (its journal is on the server);
 3. create ``<db>__reel_staging`` with the target's encoding, collation and
    owner, and load the dump into it: plain SQL streamed through
@@ -128,7 +131,8 @@ class PostgresEngine(Engine):
             return
         create_database(admin, names.staging, old, ctx)
         try:
-            pg_swap.write_journal(admin, names.staging, pg_swap.journal_comment(names, "loading"))
+            journal = pg_swap.journal_comment(names, "loading", session=pg_swap.session(admin))
+            pg_swap.write_journal(admin, names.staging, journal)
             ctx.log(f"loading into staging database {names.staging}")
             self._load(source, names.staging, ctx)
             if old is not None:
