@@ -18,6 +18,7 @@ Contract, for every engine:
 
 from __future__ import annotations
 
+import ipaddress
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
@@ -120,3 +121,16 @@ def needs_password(error: RewindError) -> bool:
     """True when asking the user for a password could fix ``error``."""
     text = str(error).lower()
     return error.code == "auth" or any(hint in text for hint in _AUTH_HINTS)
+
+
+def host_is_local(host: str) -> bool:
+    """True for no host (the client's local default), a unix socket path or abstract
+    socket (``@name``), a loopback name, or a loopback address."""
+    if not host or host.startswith(("/", "@")):
+        return True
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -9,7 +9,6 @@ message that might echo it is scrubbed.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pymysql
 from pymysql.constants import CLIENT
 
 from reel_tui.config import AppConfig
-from reel_tui.engines.base import RewindError
+from reel_tui.engines.base import RewindError, host_is_local
 
 CONNECT_TIMEOUT = 10
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
@@ -110,15 +109,7 @@ def where(app: AppConfig) -> str:
 
 def is_local(app: AppConfig) -> bool:
     """True for a unix socket, a loopback name or address, or the local default."""
-    host = app.server or ""
-    if not host or host.startswith("/"):
-        return True
-    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return host_is_local(app.server or "")
 
 
 def ident(name: str) -> str:

@@ -8,7 +8,6 @@ message that might echo connection details is scrubbed of it.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import psycopg2
 import psycopg2.extensions
 
 from reel_tui.config import AppConfig
-from reel_tui.engines.base import RewindError
+from reel_tui.engines.base import RewindError, host_is_local
 
 CONNECT_TIMEOUT = 10
 APPLICATION_NAME = "reel-tui"
@@ -93,15 +92,7 @@ def where(app: AppConfig) -> str:
 
 def is_local(app: AppConfig) -> bool:
     """True for a unix socket, a loopback name or address, or libpq's default (a socket)."""
-    host = app.server or os.environ.get("PGHOST") or ""
-    if not host or host.startswith("/") or host.startswith("@"):
-        return True
-    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return host_is_local(app.server or os.environ.get("PGHOST") or "")
 
 
 def ident(name: str) -> str:
