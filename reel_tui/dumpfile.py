@@ -218,10 +218,19 @@ class DumpReader:
     the reader is; ``line_number`` is the number of the line last returned.
     """
 
-    def __init__(self, path: Path, dump_format: DumpFormat | None = None) -> None:
-        """Open ``path``; :class:`DumpError` if it cannot be opened or is not a text dump."""
+    def __init__(
+        self, path: Path, dump_format: DumpFormat | None = None, *, mysql_client: bool = False
+    ) -> None:
+        """Open ``path``; :class:`DumpError` if it cannot be opened or is not a text dump.
+
+        With ``mysql_client``, lines are read as the mysql client reads them: bytes
+        that are not UTF-8 (binary strings in INSERTs) pass through as lone
+        surrogates, to be encoded back with ``surrogateescape``, and CRLF ends a
+        line as LF does (routine bodies then equal the client's).
+        """
         self.path = path
         self.line_number = 0
+        self.mysql_client = mysql_client
         try:
             self.format = dump_format or detect_format(path)
             _check_readable(path, self.format)
@@ -270,7 +279,10 @@ class DumpReader:
             if not line:
                 return
             self.line_number += 1
-            if not line.isascii():
+            if self.mysql_client:
+                if line.endswith("\r\n"):
+                    line = line[:-2] + "\n"
+            elif not line.isascii():
                 try:
                     line.encode("utf-8")
                 except UnicodeEncodeError:

@@ -664,3 +664,19 @@ def test_any_text_reads_back_exactly(text: str, compression: str) -> None:
         assert lines == split_lines(text)
         assert reader.line_number == len(split_lines(text))
         assert reader.bytes_read == path.stat().st_size
+
+
+def test_mysql_client_mode_keeps_binary_bytes_reads_crlf_as_lf_and_reports_corruption(
+    tmp_path,
+):
+    dump = tmp_path / "bin.sql"
+    dump.write_bytes(b"INSERT INTO t VALUES ('\xff\x00');\r\nSELECT 1;\n")
+    with DumpReader(dump, mysql_client=True) as reader:
+        lines = list(reader)
+    assert lines == ["INSERT INTO t VALUES ('\udcff\x00');\n", "SELECT 1;\n"]
+    assert lines[0].encode("utf-8", "surrogateescape") == b"INSERT INTO t VALUES ('\xff\x00');\n"
+    broken = tmp_path / "broken.sql.xz"
+    packed = lzma.compress(b"SELECT 1;\n" * 20000)
+    broken.write_bytes(packed[:200] + b"\x00" * 50 + packed[250:])
+    with pytest.raises(DumpError), DumpReader(broken, mysql_client=True) as reader:
+        list(reader)

@@ -57,35 +57,6 @@ class LoadResult:
     definers_stripped: dict[str, int] = field(default_factory=dict)
 
 
-class _Lines(DumpReader):
-    """The dump's lines; bytes that are not UTF-8 (binary strings) pass through unchanged.
-
-    They become lone surrogates here and their original bytes again when the
-    statement is encoded with ``surrogateescape``. A line ending in CRLF ends in
-    LF, as the mysql client reads it (routine bodies then equal the client's).
-    """
-
-    def __iter__(self) -> Iterator[str]:
-        text = self._text
-        while True:
-            try:
-                line = text.readline()
-            except EOFError:
-                raise DumpError(
-                    f"{self.path}: the {self.format.compression} data ends early "
-                    f"(truncated file?) after line {self.line_number}"
-                ) from None
-            except OSError as exc:
-                raise DumpError(f"{self.path}: corrupt data after line {self.line_number}: "
-                                f"{exc}") from None  # fmt: skip
-            if not line:
-                return
-            self.line_number += 1
-            if line.endswith("\r\n"):  # the mysql client reads CRLF lines as LF lines
-                line = line[:-2] + "\n"
-            yield line
-
-
 class ScriptLoader:
     """Runs one dump into ``conn``, whose default database is ``schema``."""
 
@@ -109,7 +80,7 @@ class ScriptLoader:
         self.batch_bytes = 0
         self.table: str | None = None
         self.rows = 0
-        self.reader: _Lines | None = None
+        self.reader: DumpReader | None = None
         self.splitter: ScriptSplitter | None = None
         self.dump_kind: str | None = None
         self.completed = False
@@ -118,7 +89,7 @@ class ScriptLoader:
     def run(self) -> LoadResult:
         self.ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
         try:
-            with _Lines(self.source.path, self.source.format) as reader:
+            with DumpReader(self.source.path, self.source.format, mysql_client=True) as reader:
                 self.reader = reader
                 self.splitter = ScriptSplitter(self._watch(reader))
                 with Prefetch(iter(self.splitter), PREFETCH, _sets_sql_mode) as items:
@@ -147,7 +118,7 @@ class ScriptLoader:
         self.ctx.log(f"loaded {self.result.statements:,} statements")
         return self.result
 
-    def _watch(self, reader: _Lines) -> Iterator[str]:
+    def _watch(self, reader: DumpReader) -> Iterator[str]:
         """The reader's lines, noting the dump header and its "Dump completed" trailer."""
         for line in reader:
             if line.startswith("--"):
