@@ -12,16 +12,17 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from reel_tui import __version__
-from reel_tui.config import Config, ConfigError, find_config, load_config
+from reel_tui.config import AppConfig, Config, ConfigError, find_config, load_config
 from reel_tui.engines import RewindError
 from reel_tui.history import HistoryError, HistoryStore, default_state_dir
 from reel_tui.jobqueue import JobQueue
@@ -29,6 +30,9 @@ from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
 from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind
 from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReporter, human_size
 from reel_tui.sources import list_sources
+
+if TYPE_CHECKING:
+    from reel_tui.cache import CacheIndex
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 REFUSED_CODES = {"refused", "lock-timeout"}
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--history", action="store_true", help="list past jobs")
     action.add_argument("--log", metavar="JOB_ID", type=int, help="print one job's full log")
     action.add_argument("--metrics", action="store_true", help="per-app run figures")
+    action.add_argument(
+        "--clear-cache", action="store_true", help="drop the cached copies of APP (default: all)"
+    )
     parser.add_argument(
         "app", nargs="?", metavar="APP", help="app to rewind (default: [reel] default_app)"
     )
@@ -102,12 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        if not (args.list or args.rewind or args.history or args.metrics or args.log is not None):
+        actions = (args.list, args.rewind, args.history, args.metrics, args.clear_cache)
+        if not any(actions) and args.log is None:
             return _tui(args)
-        if args.list or args.rewind:
+        if args.list or args.rewind or args.clear_cache:
             config = _load(args, err)
             if args.list:
                 return _list(config, args)
+            if args.clear_cache:
+                return _clear_cache(config, args, err)
             return _rewind(config, _history_store(config), args, err)
         state = _history_store(_load_if_any(args, err))
         if args.history:
@@ -175,7 +185,7 @@ def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: 
     if args.dry_run:
         return _dry_run(plan, args, err)
     reporter = _reporter(args)
-    queue = JobQueue(state, workers=1)
+    queue = JobQueue(state, workers=1, detach_maintenance=True)
     queue.subscribe(reporter)
     signals: list[int] = []
 
@@ -237,9 +247,44 @@ def _reporter(args: argparse.Namespace) -> Reporter:
     return PlainReporter(quiet=args.quiet)
 
 
+def _clear_cache(config: Config, args: argparse.Namespace, err: Console) -> int:
+    """Drop the cached copies of one app or of all: the next rewinds load their dumps."""
+    from reel_tui.cache import CacheIndex
+    from reel_tui.engines import engine_for
+
+    apps = [pick_app(config, args.app)] if args.app else list(config.apps.values())
+    index = CacheIndex(_history_store(config).state_dir)
+    failed = False
+    for app in apps:
+        engine = engine_for(app)
+        engine.cache_index = index
+        lines: list[str] = []
+        try:
+            dropped = engine.drop_cached(None, lines.append if args.json else _say(args))
+        except RewindError as exc:
+            failed = True
+            err.print(f"reel-tui: {app.name}: {exc}", markup=False, style="red")
+            continue
+        freed = sum(copy.bytes for copy in dropped)
+        if args.json:
+            print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "cache-cleared",
+                              "app": app.name, "dropped": [c.source for c in dropped],
+                              "bytes": freed}))  # fmt: skip
+        elif not args.quiet:
+            print(f"{app.name}: {len(dropped)} cached copies dropped, {human_size(freed)} freed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    return (lambda line: None) if args.quiet else print
+
+
 def _list(config: Config, args: argparse.Namespace) -> int:
+    from reel_tui.cache import CacheIndex
+
     if args.app and args.app not in config.apps and args.app not in config.disabled:
         pick_app(config, args.app)  # refuses, with a "did you mean"
+    index = CacheIndex(_history_store(config).state_dir)
     apps: list[dict[str, Any]] = []
     for name, app in config.apps.items():
         if args.app and name != args.app:
@@ -247,7 +292,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         sources = [
             {"name": s.name, "size": s.size, "modified": s.modified, "format": s.format.label,
              "flavor": s.format.flavor, "compression": s.format.compression,
-             "default": s.is_default}
+             "default": s.is_default, "cached": _cached(index, app, s.path)}
             for s in list_sources(app)
         ]  # fmt: skip
         apps.append({"name": name, "driver": app.driver, "target": app.target,
@@ -284,14 +329,28 @@ def _list(config: Config, args: argparse.Namespace) -> int:
             Text.assemble("\n", (app["name"], "bold"), f"  {app['driver']}  {app['target']}", flag)
         )
         table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-        for column in ("", "source", "format", "size", "modified"):
+        for column in ("", "source", "format", "size", "modified", "cached"):
             table.add_column(column, justify="right" if column == "size" else "left")
         for source in app["sources"]:
             modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(source["modified"]))
+            cached = source["cached"]
             table.add_row("★" if source["default"] else " ", source["name"], source["format"],
-                          human_size(source["size"]), modified)  # fmt: skip
+                          human_size(source["size"]), modified,
+                          f"✓ {human_size(cached['bytes'])}" if cached else "")  # fmt: skip
         console.print(table)
+        cached_bytes = sum(s["cached"]["bytes"] for s in app["sources"] if s["cached"])
+        if cached_bytes:
+            console.print(Text(f"   cached copies take {human_size(cached_bytes)}; "
+                               "--clear-cache drops them", style="dim"))  # fmt: skip
     return EXIT_OK
+
+
+def _cached(index: CacheIndex, app: AppConfig, path: Path) -> dict[str, Any] | None:
+    """What the index knows of a cached copy of this dump, for --list (no server asked)."""
+    copy = index.cached_source(app, path)
+    if copy is None:
+        return None
+    return {"bytes": copy.bytes, "name": copy.name, "used": copy.used}
 
 
 def _console() -> Console:

@@ -117,6 +117,10 @@ class AppConfig:
     definers: Literal["auto", "keep", "strip"] = "auto"
     """MySQL: DEFINER clauses naming accounts missing here are stripped (auto), all kept, or
     all stripped; a stripped object belongs to the user reel connects as."""
+    cache_copies: int = 2
+    """Loaded dumps kept as ready copies for near-instant rewinds; 0 turns the cache off."""
+    cache_max_bytes: int | None = None
+    """Disk the app's cached copies may take in all; None: no limit but ``cache_copies``."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -238,6 +242,32 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _BadValue(f"expected a whole number of at least 0, got {_show(value)}")
+    return value
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def _size(value: Any) -> int:
+    """A number of bytes, or a string such as ``"5 GB"`` or ``"500MiB"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        number = value.strip().rstrip("BbIiKkMmGgTt ")
+        unit = value.strip()[len(number) :].strip().lower()
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1
+        if amount > 0 and unit in _SIZE_UNITS:
+            return int(amount * _SIZE_UNITS[unit])
+    raise _BadValue(f'expected a size such as "5 GB" or "500 MiB", got {_show(value)}')
+
+
 def _show(value: Any) -> str:
     kind = type(value).__name__
     text = repr(value)
@@ -263,6 +293,8 @@ APP_KEYS: dict[str, Checker] = {
     "sslmode": _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "rewind_mode": _choice("auto", "swap", "in-place"),
     "definers": _choice("auto", "keep", "strip"),
+    "cache_copies": _count,
+    "cache_max_size": _size,
 }
 POSTGRES_KEYS = ("skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode")
 """App keys only the PostgreSQL engine reads; other drivers warn that they are ignored."""
@@ -596,6 +628,8 @@ class _Validator:
             sslmode=values.get("sslmode"),
             rewind_mode=values.get("rewind_mode", "auto"),
             definers=values.get("definers", "auto"),
+            cache_copies=values.get("cache_copies", 2),
+            cache_max_bytes=values.get("cache_max_size"),
             line=self.lines.get((name, None)),
         )
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -20,7 +21,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from reel_tui.engines.base import LogLevel, Phase, RewindCancelled, RewindError
+from reel_tui import maintain
+from reel_tui.cache import CacheIndex
+from reel_tui.engines.base import Engine, LogLevel, Phase, RewindCancelled, RewindError
 from reel_tui.history import HistoryStore, LogWriter
 from reel_tui.jobs import Job, JobEvent, JobState, LogLine
 from reel_tui.locks import TargetLock
@@ -37,8 +40,16 @@ _log = logging.getLogger(__name__)
 class JobQueue:
     """Runs rewind plans on worker threads, one job per target database at a time."""
 
-    def __init__(self, history: HistoryStore, workers: int = 2) -> None:
+    def __init__(
+        self, history: HistoryStore, workers: int = 2, *, detach_maintenance: bool = False
+    ) -> None:
+        """``detach_maintenance``: the work a rewind leaves for afterwards (see
+        :mod:`reel_tui.maintain`) goes to a detached process, for a process that exits
+        when its jobs are done; else to a thread of this one, reporting in the job's log."""
         self.history = history
+        self.cache_index = CacheIndex(history.state_dir)
+        self._detach_maintenance = detach_maintenance
+        self._maintainers: list[threading.Thread] = []
         self._cond = threading.Condition()
         self._jobs: dict[int, Job] = {}
         self._plans: dict[int, RewindPlan] = {}
@@ -140,8 +151,41 @@ class JobQueue:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        for thread in self._threads:
+        for thread in self._threads + self._maintainers:
             thread.join(timeout)
+
+    def _maintain(self, job: Job, engine: Engine) -> None:
+        """After a successful job: the engine's work for afterwards, where it blocks nobody."""
+        if self._detach_maintenance:
+            try:
+                maintain.spawn(engine.app, self.history.log_path(job.id), self.history.state_dir)
+            except OSError as exc:
+                _log.warning("job #%s: could not start the background work: %s", job.id, exc)
+            return
+        thread = threading.Thread(
+            target=self._maintain_here, args=(job, engine), name="reel-maintain", daemon=True
+        )
+        self._maintainers = [t for t in self._maintainers if t.is_alive()] + [thread]
+        thread.start()
+
+    def _maintain_here(self, job: Job, engine: Engine) -> None:
+        writer: LogWriter | None = None
+        with contextlib.suppress(OSError):
+            writer = self.history.open_log(job.id)
+
+        def log(message: str) -> None:
+            line = LogLine(time.time(), message, "info")
+            if writer is not None:
+                with contextlib.suppress(OSError):
+                    writer.write(line)
+            job.log.append(line)
+            self._emit(JobEvent("log", job, line=line))
+
+        try:
+            maintain.run(engine, log)
+        finally:
+            if writer is not None:
+                writer.close()
 
     # --- the workers ------------------------------------------------------------
 
@@ -227,6 +271,7 @@ class _JobContext:
                 self.log(f"waiting for another rewind of {job.target} ({holder})")
                 lock.acquire(job.wait, self.cancel_event)
                 self.progress(phase="preparing", detail="")
+            plan.engine.cache_index = queue.cache_index
             plan.engine.rewind(plan.source, self)
             job.state = JobState.SUCCEEDED
             job.bytes_read = job.bytes_total
@@ -255,6 +300,8 @@ class _JobContext:
                 self._writer.close()
             queue._emit(JobEvent("progress", job))
             queue._emit(JobEvent("finished", job))
+        if job.state is JobState.SUCCEEDED and plan.engine.maintenance_due:
+            queue._maintain(job, plan.engine)
 
     def _open_log(self) -> LogWriter | None:
         try:

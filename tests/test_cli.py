@@ -257,7 +257,7 @@ def test_signal_cancels_and_leaves_database_unchanged(blog: Config, sig, code):
     final = json.loads(out.splitlines()[-1])
     assert final["event"] == "finished" and final["state"] == "cancelled"
     assert file_hash(target) == before
-    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*.tmp*"))
 
 
 def test_kill_9_then_next_run_cleans_up_and_history_says_so(blog: Config):
@@ -268,11 +268,11 @@ def test_kill_9_then_next_run_cleans_up_and_history_says_so(blog: Config):
     proc.kill()
     proc.communicate(timeout=10)
     assert file_hash(target) == before
-    assert list(target.parent.glob(".blog.sqlite3.reel-*")), "the kill left a temp file"
+    assert list(target.parent.glob(".blog.sqlite3.reel-*.tmp*")), "the kill left a temp file"
     result = run("-c", str(blog.path), "--rewind")
     assert result.returncode == 0
     assert "left by an interrupted earlier run" in result.stdout
-    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*.tmp*"))
     jobs = json.loads(run("-c", str(blog.path), "--history", "--json").stdout)["jobs"]
     assert [j["state"] for j in jobs] == ["succeeded", "failed", "succeeded"]
     assert jobs[1]["error_code"] == "interrupted"

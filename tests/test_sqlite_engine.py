@@ -105,7 +105,7 @@ def test_error_in_last_statement_leaves_target_byte_for_byte(blog, blog_app, his
     assert f"broken.sql:{commit + 1}:" in job.error
     assert "no such table: no_such_table" in job.error
     assert file_hash(target) == before
-    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*.tmp*"))
 
 
 def test_dump_cut_inside_a_statement_is_an_error_not_a_shorter_load(blog, blog_app, history):
@@ -263,7 +263,7 @@ def test_cancel_mid_load_leaves_target_unchanged_and_no_temp_file(blog, blog_app
     assert job.state is JobState.CANCELLED
     assert 0 < job.bytes_read < job.bytes_total
     assert file_hash(target) == before
-    assert not list(target.parent.glob(".blog.sqlite3.reel-*"))
+    assert not list(target.parent.glob(".blog.sqlite3.reel-*.tmp*"))
 
 
 def test_leftover_temp_files_are_removed_by_the_next_run(blog, blog_app, history):

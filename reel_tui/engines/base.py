@@ -14,6 +14,12 @@ Contract, for every engine:
   password) or :class:`RewindCancelled`; the job records them.
 * Leftovers of an interrupted earlier run (temp files, staging databases) are
   removed at the start of the next run, under the same target lock.
+
+Engines that keep cached copies of loaded dumps (see :mod:`reel_tui.cache`)
+also implement :meth:`Engine.cached_copies`, :meth:`Engine.drop_cached` and,
+when work is left after a rewind (dropping the replaced content, preparing
+the next spare copy), :meth:`Engine.maintain`, which the caller runs after
+the job has finished, on a thread or in a detached process.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+    from reel_tui.cache import CachedCopy, CacheIndex
     from reel_tui.config import AppConfig
     from reel_tui.dumpfile import Flavor
     from reel_tui.sources import Source
@@ -87,8 +96,13 @@ class Engine(ABC):
     """Dump flavors this engine loads; others are refused before anything changes."""
     accepts_containers: ClassVar[frozenset[str]] = frozenset({"sql"})
 
+    cache_index: CacheIndex | None = None
+    """Lent by the job queue: remembered dump digests and the copies seen; None: no cache."""
+
     def __init__(self, app: AppConfig) -> None:
         self.app = app
+        self.maintenance_due = False
+        """Set by :meth:`rewind` when :meth:`maintain` has work to do afterwards."""
 
     @abstractmethod
     def is_local(self) -> bool:
@@ -108,6 +122,23 @@ class Engine(ABC):
 
     def interrupt(self) -> None:  # noqa: B027 - optional for engines without long statements
         """Stop a statement that is running now, from another thread. Optional."""
+
+    def cached_copies(self) -> list[CachedCopy]:
+        """The copies kept for this target, as found where they live (the truth, not
+        the index). Engines without a cache have none."""
+        return []
+
+    def drop_cached(
+        self, keys: Collection[str] | None, log: Callable[[str], None]
+    ) -> list[CachedCopy]:
+        """Drop the copies with these keys (all of this target's when None); return them.
+
+        Takes the target's locks itself: never drops a copy a rewind is using.
+        """
+        return []
+
+    def maintain(self, log: Callable[[str], None]) -> None:  # noqa: B027 - optional
+        """The work a rewind left for afterwards; safe beside a running rewind."""
 
 
 _AUTH_HINTS = (

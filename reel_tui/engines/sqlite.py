@@ -21,16 +21,20 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import closing, suppress
 from pathlib import Path
 from typing import TypeVar
 
+from reel_tui.cache import CachedCopy, DigestTask, Retention, cache_key
 from reel_tui.config import AppConfig
 from reel_tui.dumpfile import DumpError, DumpReader
 from reel_tui.engines.base import Engine, RewindCancelled, RewindContext, RewindError
+from reel_tui.engines.sqlite_cache import SqliteCache, fsync_path
 from reel_tui.locks import TargetLock, process_alive
 from reel_tui.sources import Source
 
@@ -57,6 +61,7 @@ class SqliteEngine(Engine):
         super().__init__(app)
         self.target = Path(self.app.database)
         self._loading: sqlite3.Connection | None = None
+        self._cache = SqliteCache(self.target)
 
     def is_local(self) -> bool:
         return True
@@ -85,6 +90,9 @@ class SqliteEngine(Engine):
             f"{_count(tables, 'table')}, {size:,} bytes, journal mode {mode}"
         )
 
+    def _lock(self) -> TargetLock:
+        return TargetLock(self.target.parent, "", name=f".{self.target.name}.reel.lock")
+
     def interrupt(self) -> None:
         loading = self._loading
         if loading is not None:
@@ -94,7 +102,7 @@ class SqliteEngine(Engine):
     def rewind(self, source: Source, ctx: RewindContext) -> None:
         # A lock beside the file, not only in this user's state directory: another
         # user's cron, or a run with another state_dir, rewinds the same file.
-        lock = TargetLock(self.target.parent, "", name=f".{self.target.name}.reel.lock")
+        lock = self._lock()
         if not lock.try_acquire():
             ctx.progress(phase="waiting", detail=f"waiting for {lock.holder()}")
             ctx.log(f"waiting for another rewind of {self.target} ({lock.holder()})")
@@ -108,12 +116,20 @@ class SqliteEngine(Engine):
         self._remove_leftovers(ctx)
         ctx.progress(phase="preparing", detail="")
         ctx.log(f"checked target: {_while_busy(ctx, self.check)}")
+        page_size, journal_mode = _while_busy(ctx, self._target_settings)
+        digest = self._digest_task(source, ctx)
+        if digest is not None and digest.ready:
+            copy = self._cached(digest, page_size)
+            if copy is not None:
+                self._rewind_warm(copy, journal_mode, ctx)
+                return
         temp = self.target.with_name(
             f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
         )
         try:
-            page_size, journal_mode = _while_busy(ctx, self._target_settings)
             self._load(source, temp, page_size, ctx)
+            # a new target gets the temp file itself (a link): the copy must be another file
+            kept = self._keep(temp, source, digest, page_size, journal_mode is not None, ctx)
             ctx.progress(phase="swapping")
             if journal_mode is None:
                 self._create(temp, ctx)
@@ -122,15 +138,109 @@ class SqliteEngine(Engine):
         finally:
             for leftover in (temp, Path(f"{temp}-journal")):
                 leftover.unlink(missing_ok=True)
+        if kept is not None:
+            self._evict(kept, ctx)
+
+    # --- the cache of loaded copies (see reel_tui.engines.sqlite_cache) -------------
+
+    def _digest_task(self, source: Source, ctx: RewindContext) -> DigestTask | None:
+        """The dump's digest: remembered, or hashed first when copies exist (the dump
+        was touched since: it may still be the same), else hashed beside the load."""
+        if self.cache_index is None or not Retention.of(self.app).enabled:
+            return None
+        has_copies = bool(self._cache.copies())
+        return DigestTask(self.cache_index, source.path, background=not has_copies)
+
+    def _cached(self, digest: DigestTask, page_size: int) -> tuple[str, Path] | None:
+        key_digest = digest.result()
+        if key_digest is None:
+            return None
+        key = cache_key(self.app, key_digest)
+        path = self._cache.find(key, page_size)
+        return (key, path) if path is not None else None
+
+    def _rewind_warm(
+        self, copy: tuple[str, Path], journal_mode: str | None, ctx: RewindContext
+    ) -> None:
+        """Swap a cached copy in: no load. The copy is only read, so it stays for next time."""
+        key, path = copy
+        ctx.log(f"cached copy of this dump found ({path.name}): swapping it in, no load")
+        ctx.progress(phase="swapping")
+        if journal_mode is None:
+            temp = self.target.with_name(
+                f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            )
+            try:
+                shutil.copyfile(path, temp)
+                self._create(temp, ctx)
+            finally:
+                temp.unlink(missing_ok=True)
+        else:
+            self._swap(path, ctx)
+        self._cache.touch(key)
+        self._evict(key, ctx)
+
+    def _keep(
+        self,
+        temp: Path,
+        source: Source,
+        digest: DigestTask | None,
+        page_size: int,
+        link: bool,
+        ctx: RewindContext,
+    ) -> str | None:
+        """Keep the loaded file as a cached copy, unless the dump changed while loading;
+        the copy's key, or None."""
+        if digest is None:
+            return None
+        key_digest = digest.result()
+        if key_digest is None:
+            ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
+            return None
+        key = cache_key(self.app, key_digest)
+        try:
+            kept = self._cache.keep(temp, key, source.name, page_size, link=link)
+        except OSError as exc:
+            ctx.log(f"could not keep a cached copy: {exc}", "warning")
+            return None
+        ctx.log(f"kept a cached copy for the next rewind of this dump ({kept.parent.name}/"
+                f"{kept.name})")  # fmt: skip
+        return key
+
+    def _evict(self, keep: str, ctx: RewindContext) -> None:
+        for copy in self._cache.evict(Retention.of(self.app), keep):
+            ctx.log(f"evicted the cached copy of {copy.source} ({copy.bytes:,} bytes, "
+                    "least recently used; see cache_copies / cache_max_size)")  # fmt: skip
+        if self.cache_index is not None:
+            self.cache_index.record_copies(self.app.target_key, self._cache.copies())
+
+    def cached_copies(self) -> list[CachedCopy]:
+        return self._cache.copies()
+
+    def drop_cached(
+        self, keys: Collection[str] | None, log: Callable[[str], None]
+    ) -> list[CachedCopy]:
+        lock = self._lock()
+        lock.acquire(None, threading.Event())
+        try:
+            dropped = [c for c in self._cache.copies() if keys is None or c.key in keys]
+            for copy in dropped:
+                self._cache.drop(copy)
+                log(f"dropped the cached copy of {copy.source} ({copy.name})")
+            if self.cache_index is not None:
+                self.cache_index.record_copies(self.app.target_key, self._cache.copies())
+            return dropped
+        finally:
+            lock.release()
 
     def _create(self, temp: Path, ctx: RewindContext) -> None:
         """A first rewind: link the loaded file into place, never over a file that
         appeared meanwhile (the application may have created it: then swap into it)."""
-        _fsync(temp)
+        fsync_path(temp)
         try:
             with ctx.swap():
                 os.link(temp, self.target)
-                _fsync(self.target.parent)
+                fsync_path(self.target.parent)
         except FileExistsError:
             self._swap(temp, ctx)
             return
@@ -225,6 +335,8 @@ class SqliteEngine(Engine):
 
     def _remove_leftovers(self, ctx: RewindContext) -> None:
         """Delete temp files of interrupted runs: those whose process is gone."""
+        for leftover in self._cache.remove_leftovers():
+            ctx.log(f"removed {leftover.name}, an unfinished cached copy", "warning")
         pattern = f".{self.target.name}.reel-*.tmp*"
         for leftover in sorted(self.target.parent.glob(pattern)):
             pid = leftover.name[len(self.target.name) + 7 :].split("-", 1)[0]
@@ -421,11 +533,3 @@ def _unquote(name: str) -> str:
     if len(name) >= 2 and name[0] in "\"'`[" and name[-1] in "\"'`]":
         return name[1:-1]
     return name
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,148 @@
+"""Cached copies for SQLite: loaded files kept beside the target.
+
+The folder ``.NAME.reel-cache/`` beside the target holds, per copy, the loaded
+database file ``<key>.sqlite3`` and what it is, ``<key>.json``: the source it
+came from, when it was made and last used, its page size. Beside the target,
+so a copy is on the same file system (kept by a hard link to the loaded temp
+file: no copying), and a user looking at the folder sees what it is.
+
+A copy is written once and only ever opened read-only: the swap copies it
+into the target with the backup API, as after a cold load. Its JSON is
+written last, after the file is flushed to disk, so a copy without one is a
+leftover of an interrupted run and is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from reel_tui.cache import CachedCopy, Retention, short, to_evict
+
+
+class SqliteCache:
+    """The copies kept for one SQLite target. Callers hold the target's lock."""
+
+    def __init__(self, target: Path) -> None:
+        self.folder = target.parent / f".{target.name}.reel-cache"
+
+    def copies(self) -> list[CachedCopy]:
+        found = []
+        if not self.folder.is_dir():
+            return []
+        for meta in sorted(self.folder.glob("*.json")):
+            info = self._read(meta)
+            data = meta.with_suffix(".sqlite3")
+            if info is None or not data.is_file():
+                continue
+            found.append(
+                CachedCopy(
+                    str(info["key"]),
+                    str(info.get("source", "?")),
+                    str(data),
+                    data.stat().st_size,
+                    float(info.get("created", 0)),
+                    float(info.get("used", 0)),
+                )
+            )
+        return found
+
+    @staticmethod
+    def _read(meta: Path) -> dict[str, object] | None:
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and isinstance(info.get("key"), str) else None
+
+    def find(self, key: str, page_size: int) -> Path | None:
+        """The copy for ``key`` if there is one of this page size (a WAL target keeps its)."""
+        meta = self.folder / f"{short(key)}.json"
+        info = self._read(meta)
+        data = meta.with_suffix(".sqlite3")
+        if info is None or info["key"] != key or not data.is_file():
+            return None
+        if info.get("page_size") != page_size:
+            return None
+        return data
+
+    def keep(self, loaded: Path, key: str, source: str, page_size: int, *, link: bool) -> Path:
+        """Keep the loaded file as the copy for ``key``: a hard link (a copy when the
+        loaded file itself becomes the target), then its JSON.
+
+        Raises:
+            OSError: the folder cannot be written (the caller only logs it).
+        """
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        data = self.folder / f"{short(key)}.sqlite3"
+        meta = data.with_suffix(".json")
+        meta.unlink(missing_ok=True)  # from here on the old copy (if any) is invalid
+        data.unlink(missing_ok=True)
+        if link:
+            fsync_path(loaded)
+            os.link(loaded, data)
+        else:
+            partial = data.with_suffix(".sqlite3.tmp")
+            shutil.copyfile(loaded, partial)
+            fsync_path(partial)
+            os.replace(partial, data)
+        now = time.time()
+        self._write(meta, {"key": key, "source": source, "created": now, "used": now,
+                           "page_size": page_size})  # fmt: skip
+        return data
+
+    def touch(self, key: str) -> None:
+        """Note that the copy was used now (least recently used copies are evicted first)."""
+        meta = self.folder / f"{short(key)}.json"
+        info = self._read(meta)
+        if info is not None:
+            info["used"] = time.time()
+            with contextlib.suppress(OSError):
+                self._write(meta, info)
+
+    @staticmethod
+    def _write(meta: Path, info: dict[str, object]) -> None:
+        temp = meta.with_suffix(".json.tmp")
+        with open(temp, "w") as file:
+            json.dump(info, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, meta)
+        fsync_path(meta.parent)
+
+    def drop(self, copy: CachedCopy) -> None:
+        data = Path(copy.name)
+        data.with_suffix(".json").unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
+
+    def evict(self, retention: Retention, keep: str | None) -> list[CachedCopy]:
+        """Drop the copies over the app's limits, least recently used first; return them."""
+        evicted = to_evict(self.copies(), retention, keep)
+        for copy in evicted:
+            self.drop(copy)
+        return evicted
+
+    def remove_leftovers(self) -> list[Path]:
+        """Files of copies an interrupted run did not finish (no JSON beside them)."""
+        removed = []
+        if not self.folder.is_dir():
+            return removed
+        for path in sorted(self.folder.iterdir()):
+            orphan = path.suffix == ".sqlite3" and not path.with_suffix(".json").exists()
+            if orphan or path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
