@@ -69,8 +69,20 @@ def seeded(pg_server: PgServer, pg_config, pg_dbname: str, history: HistoryStore
     return config, fingerprint(pg_server, pg_dbname)
 
 
-def reel_databases(server: PgServer, dbname: str) -> set[str]:
-    return {db for db in server.databases() if db.startswith(dbname + "__reel")}
+KEPT = ("__reel_cache_", "__reel_spare_")
+"""Cached copies are kept on purpose, named as such: not leftovers."""
+
+
+def reel_databases(server: PgServer, dbname: str, wait: float = 30.0) -> set[str]:
+    """reel's leftovers for the target. What swaps set aside (``__reel_trash_``) is
+    dropped by the background work, maybe in a detached process: waited for."""
+    deadline = time.monotonic() + wait
+    while True:
+        ours = [db for db in server.databases() if db.startswith(dbname + "__reel")]
+        found = {db for db in ours if not any(kept in db for kept in KEPT)}
+        if not any("__reel_trash_" in db for db in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def test_failing_last_statement_leaves_the_target_as_it_was(

@@ -251,11 +251,15 @@ def swap(
     old: DatabaseInfo | None,
     ctx: RewindContext,
     reconnect: Callable[[], Connection],
-) -> None:
+    *,
+    keep_old: bool = False,
+) -> bool:
     """Put the loaded staging database in the target's place (see the module doc).
 
     ``reconnect`` gives a new maintenance connection, to let connections back
-    into the target at once if ``conn`` is lost halfway.
+    into the target at once if ``conn`` is lost halfway. With ``keep_old``, the
+    previous content is left as ``names.old`` for the caller to deal with (step 5
+    is skipped); returns whether it is there (after a lost connection it may not be).
     """
     if old is None:
         with ctx.swap():
@@ -264,7 +268,7 @@ def swap(
                 f"COMMENT ON DATABASE {ident(names.target)} IS NULL",
             ])  # fmt: skip
         ctx.log(f"created {names.target}")
-        return
+        return False
     journal = journal_comment(names, "swapping", allow_connections=old.allow_connections,
                               session=session(conn))  # fmt: skip
     write_journal(conn, names.staging, journal)
@@ -272,6 +276,7 @@ def swap(
         started = time.monotonic()
         _allow_connections(conn, names.target, False)
         xid: list[int] = []
+        reconnected = False
         try:
             _end_sessions(conn, names.target, ctx)
             _in_transaction(conn, [
@@ -294,13 +299,16 @@ def swap(
                 _lost_commit(names, status, exc)
             ctx.log("lost the connection during the swap's commit, which the server "
                     "had committed", "warning")  # fmt: skip
+            reconnected = True  # the caller's connection is gone: drop the old content here
             try:
                 conn = reconnect()
             except (psycopg2.Error, RewindError):
                 ctx.log(f"could not drop {names.old}; the next rewind will", "warning")
-                return
+                return False
         ctx.log(f"swapped {names.staging} in as {names.target} "
                 f"({time.monotonic() - started:.2f} s without connections)")  # fmt: skip
+        if keep_old and not reconnected:
+            return True
         try:
             drop(conn, names.old)
         except psycopg2.Error as exc:
@@ -308,6 +316,7 @@ def swap(
                     "rewind will", "warning")  # fmt: skip
         else:
             ctx.log(f"dropped the previous content ({names.old})")
+        return False
 
 
 COMMIT_STATUS_WAIT = 10.0

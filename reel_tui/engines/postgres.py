@@ -31,12 +31,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable, Collection
 from typing import Literal
 
 import psycopg2
 
+from reel_tui.cache import CachedCopy
 from reel_tui.config import AppConfig
-from reel_tui.engines import pg_swap
+from reel_tui.engines import pg_cache, pg_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.pg_conn import Connection, connect, connect_maintenance, is_local, where
 from reel_tui.engines.pg_database import (
@@ -48,6 +50,7 @@ from reel_tui.engines.pg_database import (
 from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
 from reel_tui.engines.pg_loader import ScriptLoader
 from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript
+from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain
 from reel_tui.sources import Source
 
 
@@ -101,6 +104,40 @@ class PostgresEngine(Engine):
         if restore is not None:
             restore.terminate()
 
+    def cached_copies(self) -> list[CachedCopy]:
+        admin = connect_maintenance(self.app)
+        try:
+            return pg_cache.copies(admin, self.app.database)
+        finally:
+            admin.close()
+
+    def drop_cached(
+        self, keys: Collection[str] | None, log: Callable[[str], None]
+    ) -> list[CachedCopy]:
+        admin = connect_maintenance(self.app)
+        try:
+            dropped = drop_all(self.app, admin, None if keys is None else set(keys), log)
+            if self.cache_index is not None:
+                self.cache_index.record_copies(
+                    self.app.target_key, pg_cache.copies(admin, self.app.database)
+                )
+            return dropped
+        except TimeoutError as exc:
+            raise RewindError(str(exc), code="busy") from None
+        except psycopg2.Error as exc:
+            raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
+        finally:
+            admin.close()
+
+    def maintain(self, log: Callable[[str], None]) -> None:
+        admin = connect_maintenance(self.app)
+        try:
+            maintain(self.app, self.cache_index, admin, log)
+        except psycopg2.Error as exc:
+            raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
+        finally:
+            admin.close()
+
     def _release(self, conn: Connection) -> None:
         """Forget and close the loading connection, under the guard ``interrupt`` takes."""
         with self._guard:
@@ -129,19 +166,32 @@ class PostgresEngine(Engine):
         if self._choose_mode(admin, old, source, ctx) == "in-place":
             self._rewind_in_place(source, ctx)
             return
-        create_database(admin, names.staging, old, ctx)
+        warm = PgWarm(self.app, self.cache_index, admin)
+        warm.start(source)
+        template = warm.find(old)
+        if template is None:
+            create_database(admin, names.staging, old, ctx)
         try:
-            journal = pg_swap.journal_comment(names, "loading", session=pg_swap.session(admin))
-            pg_swap.write_journal(admin, names.staging, journal)
-            ctx.log(f"loading into staging database {names.staging}")
-            self._load(source, names.staging, ctx)
-            if old is not None:
-                give_properties(admin, names.staging, old, ctx)
+            if template is not None:
+                warm.stage(names, template, old, ctx)
+            else:
+                journal = pg_swap.journal_comment(names, "loading", session=pg_swap.session(admin))
+                pg_swap.write_journal(admin, names.staging, journal)
+                ctx.log(f"loading into staging database {names.staging}")
+                self._load(source, names.staging, ctx)
+                if old is not None:
+                    give_properties(admin, names.staging, old, ctx)
+                warm.keep(names, source, ctx)
             ctx.progress(phase="swapping")
-            pg_swap.swap(admin, names, old, ctx, lambda: connect_maintenance(self.app))
+            reconnect = lambda: connect_maintenance(self.app)  # noqa: E731
+            if pg_swap.swap(admin, names, old, ctx, reconnect, keep_old=warm.enabled):
+                warm.set_aside(names, ctx)
         except BaseException:
             self._drop_staging(admin, names, ctx)
             raise
+        if warm.enabled:
+            warm.record()
+            self.maintenance_due = True
 
     def _choose_mode(
         self, admin: Connection, old: DatabaseInfo | None, source: Source, ctx: RewindContext

@@ -1,0 +1,291 @@
+"""Cached copies for PostgreSQL: template databases, ready spares, deferred drops.
+
+Per cached dump (``K`` the short cache key, ``T`` the target):
+
+* ``T__reel_cache_K``, the *template*: a copy of the loaded staging database,
+  made with ``CREATE DATABASE … TEMPLATE`` just before the swap. Closed to
+  connections (a session on a template blocks cloning from it) and never
+  changed. Its comment says what it is (``reel-tui cache: {json}``): target,
+  key, source, when made and last used.
+* ``T__reel_spare_K``, the *spare*: another clone of the template, made in the
+  background after a rewind (``T__reel_prep_K`` while it is being made, so a
+  spare under its own name is always complete). A warm rewind renames it to
+  the staging name and swaps it in: two renames, whatever the size.
+* ``T__reel_trash_<n>``: what a swap replaced, renamed aside so the rewind
+  need not wait for ``DROP DATABASE``; the background drops it.
+
+Copies are found by their comments, not their names, so a database a user
+named like ours is never taken for one. Who may do what:
+
+* a rewind holds the target's advisory lock (:func:`pg_swap.advisory_lock`);
+  it may clone from any template, and renames a spare only while holding it;
+* the background work holds the *maintenance* lock for the target (one
+  worker at a time) and, only while it drops templates or spares, tries the
+  target's lock too: it never drops a copy a rewind is using; a spare is
+  made without the target's lock, under its ``prep`` name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg2
+
+from reel_tui.cache import CachedCopy, short
+from reel_tui.engines.pg_conn import Connection, ident, literal
+from reel_tui.engines.pg_database import DatabaseInfo
+from reel_tui.engines.pg_swap import LOCK_CLASS, derived_name, drop
+
+CACHE_PREFIX = "reel-tui cache: "
+SPARE_PREFIX = "reel-tui spare: "
+TRASH_PREFIX = "reel-tui trash: "
+MAINTENANCE_LOCK_CLASS = LOCK_CLASS + 1
+FILE_COPY_FROM = 64 * 1024 * 1024
+"""From this size on, clones use STRATEGY FILE_COPY (PostgreSQL 15+): WAL_LOG writes every
+page to the WAL and is slower for big databases; FILE_COPY costs two checkpoints,
+which only pays off above some tens of MB."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template database as found on the server."""
+
+    name: str
+    key: str
+    source: str
+    created: float
+    used: float
+    bytes: int
+    encoding: str
+    collate: str
+    ctype: str
+
+
+def cache_name(target: str, key: str) -> str:
+    return derived_name(target, f"cache_{short(key)}")
+
+
+def spare_name(target: str, key: str) -> str:
+    return derived_name(target, f"spare_{short(key)}")
+
+
+def prep_name(target: str, key: str) -> str:
+    return derived_name(target, f"prep_{short(key)}")
+
+
+def _comment(prefix: str, **entry: object) -> str:
+    return prefix + json.dumps(entry)
+
+
+def _marked(conn: Connection, prefix: str, target: str) -> list[tuple[str, dict[str, object], int]]:
+    """Databases whose comment carries ``prefix`` and names ``target``: (name, entry, bytes)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid)
+               FROM pg_database
+               WHERE left(shobj_description(oid, 'pg_database'), %s) = %s""",
+            (len(prefix), prefix),
+        )
+        rows = cur.fetchall()
+    found = []
+    for name, comment, size in rows:
+        try:
+            entry = json.loads(comment[len(prefix) :])
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("target") == target:
+            found.append((name, entry, int(size)))
+    return found
+
+
+def templates(conn: Connection, target: str) -> list[Template]:
+    """The target's cached copies, most recently used first."""
+    with conn.cursor() as cur:
+        found = []
+        for name, entry, size in _marked(conn, CACHE_PREFIX, target):
+            cur.execute(
+                """SELECT pg_encoding_to_char(encoding), datcollate, datctype
+                   FROM pg_database WHERE datname = %s""",
+                (name,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                continue
+            found.append(Template(name, str(entry.get("key")), str(entry.get("source", "?")),
+                                  float(entry.get("created", 0)),  # type: ignore[arg-type]
+                                  float(entry.get("used", 0)),  # type: ignore[arg-type]
+                                  size, *row))  # fmt: skip
+    return sorted(found, key=lambda t: t.used, reverse=True)
+
+
+def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
+    """Ready spares by key: (database name, bytes)."""
+    return {
+        str(e.get("key")): (name, size) for name, e, size in _marked(conn, SPARE_PREFIX, target)
+    }
+
+
+def copies(conn: Connection, target: str) -> list[CachedCopy]:
+    """The target's cached copies as the cache module describes them (spare bytes included)."""
+    ready = spares(conn, target)
+    return [
+        CachedCopy(
+            t.key,
+            t.source,
+            t.name,
+            t.bytes + ready.get(t.key, ("", 0))[1],
+            t.created,
+            t.used,
+            spare_ready=t.key in ready,
+        )
+        for t in templates(conn, target)
+    ]
+
+
+def fits(template: Template, like: DatabaseInfo | None) -> bool:
+    """A copy is usable when the target's encoding and collation are still the copy's."""
+    if like is None:
+        return True
+    return (template.encoding, template.collate, template.ctype) == (
+        like.encoding, like.collate, like.ctype)  # fmt: skip
+
+
+def clone(conn: Connection, name: str, template: str, owner: str | None, size: int) -> None:
+    """CREATE DATABASE ``name`` as a copy of ``template`` (no session may be on it)."""
+    strategy = ""
+    if conn.server_version >= 150000:
+        strategy = " STRATEGY FILE_COPY" if size >= FILE_COPY_FROM else " STRATEGY WAL_LOG"
+    statement = f"CREATE DATABASE {ident(name)} TEMPLATE {ident(template)}{strategy}"
+    with conn.cursor() as cur:
+        if owner is None:
+            cur.execute(statement)
+            return
+        try:
+            cur.execute(f"{statement} OWNER {ident(owner)}")
+        except psycopg2.errors.InsufficientPrivilege:
+            cur.execute(statement)
+
+
+def size_of(conn: Connection, name: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_database_size(%s)", (name,))
+        return int(cur.fetchone()[0])
+
+
+def keep(conn: Connection, target: str, staging: str, key: str, source: str) -> str:
+    """Copy the loaded staging database as the template for ``key``; its name.
+
+    An older template of the same key (a run that could not finish) is replaced.
+    """
+    name = cache_name(target, key)
+    drop(conn, name)
+    clone(conn, name, staging, None, size_of(conn, staging))
+    now = time.time()
+    comment = _comment(CACHE_PREFIX, target=target, key=key, source=source, created=now, used=now)
+    with conn.cursor() as cur:
+        cur.execute(f"COMMENT ON DATABASE {ident(name)} IS {literal(comment)}")
+        cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS false")
+    return name
+
+
+def touch(conn: Connection, template: Template, target: str) -> None:
+    """Note that the template was used now: the least recently used are evicted first."""
+    comment = _comment(CACHE_PREFIX, target=target, key=template.key, source=template.source,
+                       created=template.created, used=time.time())  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute(f"COMMENT ON DATABASE {ident(template.name)} IS {literal(comment)}")
+
+
+def take_spare(conn: Connection, target: str, key: str, staging: str, journal: str) -> bool:
+    """Rename the ready spare for ``key`` to ``staging`` with the run's journal; False if
+    there is none (another run took it, or the background has not made it yet)."""
+    name = spare_name(target, key)
+    with conn.cursor() as cur:
+        try:
+            cur.execute("BEGIN")
+            cur.execute(f"ALTER DATABASE {ident(name)} RENAME TO {ident(staging)}")
+            cur.execute(f"COMMENT ON DATABASE {ident(staging)} IS {literal(journal)}")
+            cur.execute(f"ALTER DATABASE {ident(staging)} ALLOW_CONNECTIONS true")
+            cur.execute("COMMIT")
+        except psycopg2.errors.InvalidCatalogName:
+            cur.execute("ROLLBACK")
+            return False
+    return True
+
+
+def trash(conn: Connection, target: str, old: str) -> str:
+    """Rename the replaced content aside for the background to drop; its new name."""
+    name = derived_name(target, f"trash_{time.time_ns() // 1000}")
+    comment = _comment(TRASH_PREFIX, target=target, time=time.time())
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(f"ALTER DATABASE {ident(old)} RENAME TO {ident(name)}")
+        cur.execute(f"COMMENT ON DATABASE {ident(name)} IS {literal(comment)}")
+        cur.execute("COMMIT")
+    return name
+
+
+def try_target_lock(conn: Connection, target: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, target))
+        return bool(cur.fetchone()[0])
+
+
+def release_target_lock(conn: Connection, target: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, target))
+
+
+def maintenance_lock(conn: Connection, target: str) -> None:
+    """One background worker per target at a time: the next waits for this one."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (MAINTENANCE_LOCK_CLASS, target))
+
+
+def drop_trash(conn: Connection, target: str, log: Callable[[str], None]) -> None:
+    for name, _, size in _marked(conn, TRASH_PREFIX, target):
+        started = time.monotonic()
+        drop(conn, name)
+        log(f"dropped the replaced content {name} ({size:,} bytes) in "
+            f"{time.monotonic() - started:.2f} s")  # fmt: skip
+
+
+def drop_unfinished_spares(conn: Connection, target: str, log: Callable[[str], None]) -> None:
+    """``prep`` databases of workers that died (the caller holds the maintenance lock)."""
+    for template in templates(conn, target):
+        name = prep_name(target, template.key)
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is not None:
+                drop(conn, name)
+                log(f"dropped {name}, an unfinished spare")
+
+
+def make_spare(
+    conn: Connection, target: str, template: Template, log: Callable[[str], None]
+) -> None:
+    """Clone ``template`` into a ready spare: under the ``prep`` name, renamed when complete."""
+    prep = prep_name(target, template.key)
+    started = time.monotonic()
+    clone(conn, prep, template.name, None, template.bytes)
+    comment = _comment(SPARE_PREFIX, target=target, key=template.key)
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER DATABASE {ident(prep)} ALLOW_CONNECTIONS false")
+        cur.execute("BEGIN")
+        cur.execute(
+            f"ALTER DATABASE {ident(prep)} RENAME TO {ident(spare_name(target, template.key))}"
+        )
+        cur.execute(f"COMMENT ON DATABASE {ident(spare_name(target, template.key))} IS "
+                    f"{literal(comment)}")  # fmt: skip
+        cur.execute("COMMIT")
+    log(f"spare copy of {template.source} ready for the next rewind "
+            f"({time.monotonic() - started:.2f} s)")  # fmt: skip
+
+
+def drop_copy(conn: Connection, target: str, key: str) -> None:
+    """Drop the template and the spare of ``key`` (the caller holds the target's lock)."""
+    drop(conn, spare_name(target, key))
+    drop(conn, cache_name(target, key))

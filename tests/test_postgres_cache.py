@@ -1,0 +1,180 @@
+"""PostgreSQL warm rewinds on a real server: templates, spares, deferred drops, eviction."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import psycopg2
+from pg_server import PgServer
+from pg_tools import fingerprint, messages, rewind
+
+from conftest import REEL
+from reel_tui.history import HistoryStore
+from reel_tui.jobs import JobState
+
+SEED = """\
+CREATE TABLE public.items (id integer PRIMARY KEY, name text NOT NULL);
+COPY public.items (id, name) FROM stdin;
+1\tone
+2\ttwo
+\\.
+CREATE INDEX items_name ON public.items (name);
+"""
+
+
+def reel_objects(server: PgServer, dbname: str) -> dict[str, list[str]]:
+    """reel's databases for the target, by kind (cache, spare, trash, staging, …)."""
+    kinds: dict[str, list[str]] = {}
+    for db in server.databases():
+        if db.startswith(dbname + "__reel_"):
+            kind = db[len(dbname) + 7 :].split("_")[0]
+            kinds.setdefault(kind, []).append(db)
+    return kinds
+
+
+def connect(server: PgServer, dbname: str):  # type: ignore[no-untyped-def]
+    return psycopg2.connect(host=server.host, port=server.port, user=server.user,
+                            password=server.password, dbname=dbname)  # fmt: skip
+
+
+def ok(job):  # type: ignore[no-untyped-def]
+    assert job.state is JobState.SUCCEEDED, job.error
+    return "\n".join(messages(job))
+
+
+def test_second_rewind_takes_the_ready_spare_and_equals_a_cold_load(
+    pg_server, pg_config, pg_dbname, history: HistoryStore, tmp_path
+):
+    (tmp_path / "dumps" / "seed.sql").write_text(SEED)
+    config = pg_config()
+    cold = ok(rewind(config, history, "seed.sql"))
+    assert "kept a cached copy" in cold
+    assert "spare copy of seed.sql ready" in cold  # the background work reports in the job log
+    expected = fingerprint(pg_server, pg_dbname)
+    objects = reel_objects(pg_server, pg_dbname)
+    assert len(objects["cache"]) == 1 and len(objects["spare"]) == 1
+    assert "trash" not in objects and "staging" not in objects and "old" not in objects
+
+    conn = connect(pg_server, pg_dbname)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM items")
+        cur.execute("CREATE TABLE scratch (x int)")
+    warm = ok(rewind(config, history, "seed.sql"))  # the app's session is ended by the swap
+    conn.close()
+    assert "cached copy of this dump found" in warm
+    assert "took its ready spare" in warm
+    assert "loading into staging" not in warm
+    assert fingerprint(pg_server, pg_dbname) == expected
+    objects = reel_objects(pg_server, pg_dbname)
+    assert len(objects["spare"]) == 1, "the background made the next spare"
+    assert "trash" not in objects
+
+
+def test_warm_rewind_without_a_spare_copies_the_template(
+    pg_server, pg_config, pg_dbname, history, tmp_path
+):
+    (tmp_path / "dumps" / "seed.sql").write_text(SEED)
+    config = pg_config()
+    ok(rewind(config, history, "seed.sql"))
+    expected = fingerprint(pg_server, pg_dbname)
+    for spare in reel_objects(pg_server, pg_dbname)["spare"]:
+        pg_server.execute(f'DROP DATABASE "{spare}"')
+    warm = ok(rewind(config, history, "seed.sql"))
+    assert "no spare was ready: copied" in warm
+    assert fingerprint(pg_server, pg_dbname) == expected
+
+
+def test_changed_dump_loads_cold_and_both_copies_are_kept(
+    pg_server, pg_config, pg_dbname, history, tmp_path
+):
+    dump = tmp_path / "dumps" / "seed.sql"
+    dump.write_text(SEED)
+    config = pg_config()
+    ok(rewind(config, history, "seed.sql"))
+    dump.write_text(SEED + "INSERT INTO public.items VALUES (3, 'three');\n")
+    second = ok(rewind(config, history, "seed.sql"))
+    assert "loading into staging" in second
+    assert fingerprint(pg_server, pg_dbname)[1]["public.items"][0] == 3
+    objects = reel_objects(pg_server, pg_dbname)
+    assert len(objects["cache"]) == 2
+    assert len(objects["spare"]) == 1, "one spare: for the copy used last"
+
+
+def test_retention_evicts_the_least_recently_used_copy(
+    pg_server, pg_config, pg_dbname, history, tmp_path
+):
+    dumps = tmp_path / "dumps"
+    for n in range(3):
+        (dumps / f"s{n}.sql").write_text(
+            f"CREATE TABLE public.t (x int);\nINSERT INTO t VALUES ({n});\n"
+        )
+    config = pg_config("cache_copies = 2")
+    for name in ("s0.sql", "s1.sql", "s0.sql"):
+        ok(rewind(config, history, name))
+    log = ok(rewind(config, history, "s2.sql"))
+    assert "evicted the cached copy of s1.sql" in log
+    with connect(pg_server, "postgres") as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE %s",
+            (pg_dbname + "__reel_cache_%",),
+        )
+        sources = sorted(row[0].split('"source": "')[1].split('"')[0] for row in cur.fetchall())
+    conn.close()
+    assert sources == ["s0.sql", "s2.sql"]
+
+
+def test_templates_are_closed_to_connections(pg_server, pg_config, pg_dbname, history, tmp_path):
+    (tmp_path / "dumps" / "seed.sql").write_text(SEED)
+    ok(rewind(pg_config(), history, "seed.sql"))
+    names = reel_objects(pg_server, pg_dbname)
+    with connect(pg_server, "postgres") as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT datname, datallowconn FROM pg_database WHERE datname = ANY(%s)",
+            (names["cache"] + names["spare"],),
+        )
+        assert {allow for _, allow in cur.fetchall()} == {False}
+    conn.close()
+
+
+def test_headless_warm_rewind_leaves_the_background_work_to_a_detached_process(
+    pg_server, pg_config, pg_dbname, tmp_path
+):
+    (tmp_path / "dumps" / "seed.sql").write_text(SEED)
+    config = pg_config()
+    env = {**os.environ, "REEL_STATE_DIR": str(tmp_path / "state")}
+    args = [*REEL, "-c", str(config), "--rewind", "--source", "seed.sql"]
+    subprocess.run([*args, "-q"], check=True, env=env)
+    expected = fingerprint(pg_server, pg_dbname)
+    _wait_for(lambda: "spare" in reel_objects(pg_server, pg_dbname))
+    warm = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert warm.returncode == 0, warm.stderr
+    assert "took its ready spare" in warm.stdout
+    assert fingerprint(pg_server, pg_dbname) == expected
+    # the detached process drops the replaced content and makes the next spare
+    _wait_for(lambda: set(reel_objects(pg_server, pg_dbname)) == {"cache", "spare"})
+    listing = subprocess.run([*REEL, "-c", str(config), "--list"], capture_output=True,
+                             text=True, env=env)  # fmt: skip
+    assert "✓" in listing.stdout
+    cleared = subprocess.run([*REEL, "-c", str(config), "--clear-cache"], capture_output=True,
+                             text=True, env=env)  # fmt: skip
+    assert cleared.returncode == 0, cleared.stderr
+    assert reel_objects(pg_server, pg_dbname) == {}
+
+
+def test_cache_off_keeps_nothing(pg_server, pg_config, pg_dbname, history, tmp_path):
+    (tmp_path / "dumps" / "seed.sql").write_text(SEED)
+    config = pg_config("cache_copies = 0")
+    ok(rewind(config, history, "seed.sql"))
+    log = ok(rewind(config, history, "seed.sql"))
+    assert "loading into staging" in log
+    assert reel_objects(pg_server, pg_dbname) == {}
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
