@@ -350,3 +350,27 @@ async def test_reload_says_which_settings_wait_for_a_restart(demo: Path):
         await pilot.press("r")
         await settle(app, pilot)
         assert any("next start" in n.message for n in app._notifications)
+
+
+async def test_a_rewound_source_is_marked_cached_and_its_next_rewind_is_warm(demo: Path):
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        sources = app.query_one(SourceTable)
+
+        def seed_row() -> str:
+            return str(sources.get_row("seed.sql")[0])
+
+        assert "●" not in seed_row()
+        await choose_source(pilot, app, "blog", "seed.sql")
+        await pilot.press("enter")
+        first = await finished(app, pilot)
+        assert first.state is JobState.SUCCEEDED, first.error
+        await settle(app, pilot)
+        assert seed_row().endswith("●")
+        await pilot.press("enter")  # the same source again: still highlighted
+        await settle(app, pilot)
+        await pilot.press("enter")
+        second = await finished(app, pilot)
+        assert second.state is JobState.SUCCEEDED, second.error
+        assert "cached copy of this dump found" in log_text(app)

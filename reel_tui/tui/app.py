@@ -21,6 +21,7 @@ from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
+from reel_tui.cache import CacheIndex
 from reel_tui.config import AppConfig, Config, ConfigError, load_config
 from reel_tui.engines import RewindError, engine_for
 from reel_tui.engines.base import needs_password
@@ -48,6 +49,7 @@ from reel_tui.tui.format import (
     without_folders,
 )
 from reel_tui.tui.messages import (
+    CacheScanned,
     ConfigLoaded,
     ConnectionChecked,
     HistoryLoaded,
@@ -97,6 +99,8 @@ class ReelApp(App[None]):
         self.history: HistoryStore | None = None
         self.queue: JobQueue | None = None
         self.sources: dict[str, list[Source]] = {}
+        self.cached: dict[str, frozenset[str]] = {}
+        """Per app, the sources with a cached copy: their rewind is a swap, not a load."""
         self.connections: dict[str, tuple[bool | None, str]] = {}
         self.unsupported: set[str] = set()
         self.passwords: dict[str, str | None] = {}
@@ -164,6 +168,28 @@ class ReelApp(App[None]):
                 self.post_message(ConfigLoaded(None, error=str(exc)))
                 return
         self.post_message(ConfigLoaded(config, sources, history))
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="cache")
+    def scan_cache(self) -> None:
+        """Which sources are cached: stat calls and a small SQLite read, so off the UI thread."""
+        config, history = self.config, self.history
+        if config is None or history is None:
+            return
+        index = CacheIndex(history.state_dir)
+        try:
+            cached = {
+                name: frozenset(source.name for source in self.sources.get(name, [])
+                                if index.cached_source(app, source.path) is not None)
+                for name, app in config.apps.items()
+            }  # fmt: skip
+        finally:
+            index.close()
+        self.post_message(CacheScanned(cached))
+
+    def on_cache_scanned(self, message: CacheScanned) -> None:
+        if message.cached != self.cached:
+            self.cached = message.cached
+            self.refresh_sources()
 
     @work(thread=True, exit_on_error=False, group="checks")
     def check_connection(self, app: AppConfig) -> None:
@@ -271,6 +297,7 @@ class ReelApp(App[None]):
             self.check_connection(app)
         self.refresh_history()
         self.refresh_all()
+        self.scan_cache()
 
     def on_connection_checked(self, message: ConnectionChecked) -> None:
         self.connections[message.app] = (message.ok, message.text)
@@ -329,6 +356,7 @@ class ReelApp(App[None]):
         elif event.kind == "finished":
             self.announce(job)
             self.refresh_history()
+            self.scan_cache()
         if event.kind == "progress":
             self.progress_pending = True  # drawn by the next tick: the loader keeps the GIL
         elif event.kind != "log":
@@ -590,6 +618,8 @@ class ReelApp(App[None]):
             if self.source_filter and self.source_filter not in source.name.lower():
                 continue
             name = Text.assemble(("★ " if source.is_default else "  ", "yellow"), source.name)
+            if source.name in self.cached.get(self.selected_app or "", ()):
+                name.append(" ●", "green")
             rows.append((source.name, [name, source.format.label,
                                        Text(human_size(source.size), justify="right"),
                                        ago(source.modified)]))  # fmt: skip

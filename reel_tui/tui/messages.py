@@ -24,6 +24,13 @@ class ConfigLoaded(Message):
 
 
 @dataclass
+class CacheScanned(Message):
+    """Which sources of each app have a cached copy (a warm rewind), from the local index."""
+
+    cached: dict[str, frozenset[str]]
+
+
+@dataclass
 class ConnectionChecked(Message):
     """The result of checking one app's target in the background."""
 
