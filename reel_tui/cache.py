@@ -207,6 +207,10 @@ class CacheIndex:
         )
         return str(rows[0][0]) if rows else None
 
+    def seen(self, path: Path) -> bool:
+        """Whether a digest was ever remembered for ``path`` (changed since or not)."""
+        return bool(self._run("SELECT 1 FROM digests WHERE path = ?", (str(path),)))
+
     def remember_digest(self, path: Path, stamp: FileStamp, digest: str) -> None:
         self._run(
             "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)",

@@ -38,12 +38,13 @@ class PgWarm:
         return self.index is not None and self.retention.enabled
 
     def start(self, source: Source) -> None:
-        """Start finding the dump's digest: at once if remembered; first, if copies exist
-        (a touched dump may be unchanged); else beside the load."""
+        """Start finding the dump's digest: at once if remembered; before anything else
+        if it was hashed before and copies exist (a touched dump may be unchanged);
+        else beside the load."""
         if self.index is None or not self.retention.enabled:
             return
-        has_copies = bool(pg_cache.templates(self.admin, self.target))
-        self.digest = DigestTask(self.index, source.path, background=not has_copies)
+        first = self.index.seen(source.path) and bool(pg_cache.templates(self.admin, self.target))
+        self.digest = DigestTask(self.index, source.path, background=not first)
 
     def find(self, old: DatabaseInfo | None) -> pg_cache.Template | None:
         """The template for this dump, if there is one that fits the target."""

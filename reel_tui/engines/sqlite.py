@@ -144,12 +144,13 @@ class SqliteEngine(Engine):
     # --- the cache of loaded copies (see reel_tui.engines.sqlite_cache) -------------
 
     def _digest_task(self, source: Source, ctx: RewindContext) -> DigestTask | None:
-        """The dump's digest: remembered, or hashed first when copies exist (the dump
-        was touched since: it may still be the same), else hashed beside the load."""
+        """The dump's digest: remembered; or hashed before anything else when it was
+        hashed before and copies exist (touched since, it may still be the same);
+        else hashed beside the load."""
         if self.cache_index is None or not Retention.of(self.app).enabled:
             return None
-        has_copies = bool(self._cache.copies())
-        return DigestTask(self.cache_index, source.path, background=not has_copies)
+        first = bool(self._cache.copies()) and self.cache_index.seen(source.path)
+        return DigestTask(self.cache_index, source.path, background=not first)
 
     def _cached(self, digest: DigestTask, page_size: int) -> tuple[str, Path] | None:
         key_digest = digest.result()
