@@ -156,6 +156,25 @@ def to_evict(
     return evicted
 
 
+def evictions(
+    copies: Iterable[CachedCopy], retention: Retention, keep: str | None
+) -> list[tuple[CachedCopy, str]]:
+    """What to drop and why, as a line for the job's log.
+
+    First the copies of ``keep``'s source made from another version of the dump
+    (an edited dump invalidates its copies), then those over the retention limits.
+    """
+    copies = list(copies)
+    kept = next((c for c in copies if c.key == keep), None)
+    outdated = [c for c in copies if kept is not None and c.key != keep and c.source == kept.source]
+    rest = [c for c in copies if c not in outdated]
+    return [(c, f"dropped the cached copy of an earlier version of {c.source} "
+                f"({c.bytes:,} bytes)") for c in outdated] + [
+        (c, f"evicted the cached copy of {c.source} ({c.bytes:,} bytes, least recently "
+            "used; see cache_copies / cache_max_size)") for c in to_evict(rest, retention, keep)
+    ]  # fmt: skip
+
+
 class CacheIndex:
     """This machine's memory of dump digests and of the copies made for each target.
 

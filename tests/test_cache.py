@@ -142,7 +142,7 @@ def test_cached_copy_is_not_changed_by_writes_to_the_new_target(blog, history, t
     assert cached[0].stat().st_ino != target.stat().st_ino
 
 
-def test_changed_dump_is_loaded_again_and_cached_under_a_new_key(blog, history):
+def test_changed_dump_is_loaded_again_and_replaces_its_outdated_copy(blog, history):
     app = blog.apps["blog"]
     rewind(blog, history)
     with open(app.source, "a") as dump:
@@ -150,8 +150,10 @@ def test_changed_dump_is_loaded_again_and_cached_under_a_new_key(blog, history):
     job = rewind(blog, history)
     assert "cached copy of this dump found" not in messages(job)
     assert "loaded" in messages(job)
+    assert "dropped the cached copy of an earlier version of seed.sql" in messages(job)
     rows = fingerprint(Path(app.database))[1]["authors"]
     assert (3, "Grace") in rows
+    assert len(list(Path(app.database).parent.glob(".blog.sqlite3.reel-cache/*.sqlite3"))) == 1
 
 
 def test_touched_but_unchanged_dump_still_rewinds_warm(blog, history):

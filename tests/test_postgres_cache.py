@@ -87,20 +87,22 @@ def test_warm_rewind_without_a_spare_copies_the_template(
     assert fingerprint(pg_server, pg_dbname) == expected
 
 
-def test_changed_dump_loads_cold_and_both_copies_are_kept(
+def test_changed_dump_loads_cold_and_its_outdated_copy_is_dropped(
     pg_server, pg_config, pg_dbname, history, tmp_path
 ):
     dump = tmp_path / "dumps" / "seed.sql"
     dump.write_text(SEED)
     config = pg_config()
     ok(rewind(config, history, "seed.sql"))
+    before = reel_objects(pg_server, pg_dbname)["cache"]
     dump.write_text(SEED + "INSERT INTO public.items VALUES (3, 'three');\n")
     second = ok(rewind(config, history, "seed.sql"))
     assert "loading into staging" in second
+    assert "dropped the cached copy of an earlier version of seed.sql" in second
     assert fingerprint(pg_server, pg_dbname)[1]["public.items"][0] == 3
     objects = reel_objects(pg_server, pg_dbname)
-    assert len(objects["cache"]) == 2
-    assert len(objects["spare"]) == 1, "one spare: for the copy used last"
+    assert len(objects["cache"]) == 1 and objects["cache"] != before
+    assert len(objects["spare"]) == 1
 
 
 def test_retention_evicts_the_least_recently_used_copy(

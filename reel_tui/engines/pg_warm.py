@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psycopg2
 
-from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, to_evict
+from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, evictions
 from reel_tui.config import AppConfig
 from reel_tui.engines import pg_cache, pg_swap
 from reel_tui.engines.base import RewindContext
@@ -145,30 +145,26 @@ def maintain(app: AppConfig, index: CacheIndex | None, admin: Connection,
 
 
 def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], None]) -> None:
-    """Drop copies over the app's limits and spares of other dumps than ``keep``'s, if no
-    rewind of the target is running (else the next background run does it)."""
+    """Drop outdated copies, copies over the app's limits and spares of other dumps than
+    ``keep``'s, if no rewind of the target is running (else the next background run does)."""
     target = app.database
     copies = pg_cache.copies(admin, target)
-    evicted = to_evict(copies, Retention.of(app), keep)
-    extra_spares = [c for c in copies if c.spare_ready and c.key != keep and c not in evicted]
-    if not (evicted or extra_spares):
+    dropping = evictions(copies, Retention.of(app), keep)
+    gone = [copy for copy, _ in dropping]
+    extra_spares = [c for c in copies if c.spare_ready and c.key != keep and c not in gone]
+    if not (dropping or extra_spares):
         return
     if not pg_cache.try_target_lock(admin, target):
         log("a rewind of the target is running: eviction is left for the next background run")
         return
     try:
-        for copy in evicted:
+        for copy, why in dropping:
             pg_cache.drop_copy(admin, target, copy.key)
-            log(_evicted(copy))
+            log(why)
         for copy in extra_spares:
             pg_swap.drop(admin, pg_cache.spare_name(target, copy.key))
     finally:
         pg_cache.release_target_lock(admin, target)
-
-
-def _evicted(copy: CachedCopy) -> str:
-    return (f"evicted the cached copy of {copy.source} ({copy.bytes:,} bytes, least recently "
-            "used; see cache_copies / cache_max_size)")  # fmt: skip
 
 
 def drop_all(app: AppConfig, admin: Connection, keys: set[str] | None,

@@ -209,9 +209,8 @@ class SqliteEngine(Engine):
         return key
 
     def _evict(self, keep: str, ctx: RewindContext) -> None:
-        for copy in self._cache.evict(Retention.of(self.app), keep):
-            ctx.log(f"evicted the cached copy of {copy.source} ({copy.bytes:,} bytes, "
-                    "least recently used; see cache_copies / cache_max_size)")  # fmt: skip
+        for line in self._cache.evict(Retention.of(self.app), keep):
+            ctx.log(line)
         if self.cache_index is not None:
             self.cache_index.record_copies(self.app.target_key, self._cache.copies())
 

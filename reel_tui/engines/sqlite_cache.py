@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from reel_tui.cache import CachedCopy, Retention, short, to_evict
+from reel_tui.cache import CachedCopy, Retention, evictions, short
 
 
 class SqliteCache:
@@ -119,12 +119,13 @@ class SqliteCache:
         data.with_suffix(".json").unlink(missing_ok=True)
         data.unlink(missing_ok=True)
 
-    def evict(self, retention: Retention, keep: str | None) -> list[CachedCopy]:
-        """Drop the copies over the app's limits, least recently used first; return them."""
-        evicted = to_evict(self.copies(), retention, keep)
-        for copy in evicted:
+    def evict(self, retention: Retention, keep: str | None) -> list[str]:
+        """Drop outdated copies and those over the app's limits; say what was dropped."""
+        said = []
+        for copy, why in evictions(self.copies(), retention, keep):
             self.drop(copy)
-        return evicted
+            said.append(why)
+        return said
 
     def remove_leftovers(self) -> list[Path]:
         """Files of copies an interrupted run did not finish (no JSON beside them)."""
