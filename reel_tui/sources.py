@@ -48,26 +48,31 @@ def list_sources(app: AppConfig) -> list[Source]:
     Files whose content is not a dump (a README beside the dumps) and hidden
     files are left out, as are symlinks that lead outside the folder.
     """
-    found: dict[Path, Source] = {}
+    found = []
+    for name, path, is_default in _candidates(app):
+        with contextlib.suppress(OSError):  # deleted since the folder was walked
+            found.append(_describe(name, path, is_default=is_default))
+    return found
+
+
+def _candidates(app: AppConfig) -> list[tuple[str, Path, bool]]:
+    """(name, resolved path, is default) of every source, in listing order; cheap: no
+    dump is read, except files with a generic suffix, which are sniffed to be listed."""
+    found: dict[Path, tuple[str, Path, bool]] = {}
     default = app.source.resolve() if app.source and app.source.exists() else None
     root = app.sources_dir.resolve() if app.sources_dir and app.sources_dir.is_dir() else None
     if root:
         for path in _walk(root):
-            name = path.relative_to(root).as_posix()
-            try:
-                found[path] = _describe(name, path, is_default=path == default)
-            except OSError:  # deleted since the folder was walked
-                continue
+            found[path] = (path.relative_to(root).as_posix(), path, path == default)
     if default and default not in found:
         if root and default != root and _inside(default, root):
             name = default.relative_to(root).as_posix()
         else:
             name = default.name
-        if any(source.name == name for source in found.values()):
+        if any(entry[0] == name for entry in found.values()):
             name = str(app.source)
-        with contextlib.suppress(OSError):  # deleted since exists() above
-            found[default] = _describe(name, default, is_default=True)
-    return sorted(found.values(), key=lambda s: (not s.is_default, s.name))
+        found[default] = (name, default, True)
+    return sorted(found.values(), key=lambda entry: (not entry[2], entry[0]))
 
 
 def _walk(root: Path) -> list[Path]:
@@ -138,34 +143,40 @@ def _describe(name: str, path: Path, *, is_default: bool) -> Source:
 def resolve_source(app: AppConfig, name: str | None = None) -> Source:
     """The source called ``name``, or the app's default (``dbsource``) when None.
 
+    Only that source's file is read (to tell its format), not every dump's.
+
     Raises:
         SourceError: no such source, no default, or a path outside the app's sources.
     """
-    sources = list_sources(app)
+    candidates = _candidates(app)
+    names = [entry[0] for entry in candidates]
+    match = None
     if name is None:
-        for source in sources:
-            if source.is_default:
-                return source
-        if app.source is not None:
+        match = next((entry for entry in candidates if entry[2]), None)
+        if match is None and app.source is not None:
             raise SourceError(f"app {app.name!r}: dbsource not found: {app.source}")
-        raise SourceError(
-            f"app {app.name!r} has no dbsource: name a source with --source ({_choices(sources)})"
+        if match is None:
+            raise SourceError(
+                f"app {app.name!r} has no dbsource: name a source with --source ({_choices(names)})"
+            )
+    else:
+        real = _real_path(app, name)
+        match = next((entry for entry in candidates if entry[0] == name), None) or next(
+            (entry for entry in candidates if real is not None and entry[1] == real), None
         )
-    for source in sources:
-        if source.name == name:
-            return source
-    real = _real_path(app, name)
-    for source in sources:
-        if real is not None and source.path == real:
-            return source
+    if match is not None:
+        try:
+            return _describe(match[0], match[1], is_default=match[2])
+        except OSError as exc:
+            raise SourceError(f"app {app.name!r}: source {match[0]!r}: {exc.strerror}") from None
+    assert name is not None
     if _escapes(app, name):
         raise SourceError(
             f"app {app.name!r}: source {name!r} is outside the app's sources "
             f"(dbsources = {app.sources_dir}); refused"
         )
-    names = [source.name for source in sources]
     close = difflib.get_close_matches(name, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" ({_choices(sources)})"
+    hint = f" (did you mean {close[0]!r}?)" if close else f" ({_choices(names)})"
     raise SourceError(f"app {app.name!r}: no source named {name!r}{hint}")
 
 
@@ -199,9 +210,9 @@ def _escapes(app: AppConfig, name: str) -> bool:
     return real is not None and not _inside(real, app.sources_dir.resolve())
 
 
-def _choices(sources: list[Source]) -> str:
-    if not sources:
+def _choices(names: list[str]) -> str:
+    if not names:
         return "it has none"
-    names = ", ".join(s.name for s in sources[:8])
-    more = f", … {len(sources) - 8} more" if len(sources) > 8 else ""
-    return f"available: {names}{more}"
+    shown = ", ".join(names[:8])
+    more = f", … {len(names) - 8} more" if len(names) > 8 else ""
+    return f"available: {shown}{more}"
