@@ -165,8 +165,8 @@ class JobQueue:
         thread = threading.Thread(
             target=self._maintain_here, args=(job, engine), name="reel-maintain", daemon=True
         )
+        thread.start()  # before it is listed: shutdown() may join the list at any time
         self._maintainers = [t for t in self._maintainers if t.is_alive()] + [thread]
-        thread.start()
 
     def _maintain_here(self, job: Job, engine: Engine) -> None:
         writer: LogWriter | None = None
