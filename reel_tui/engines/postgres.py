@@ -73,6 +73,13 @@ class PostgresEngine(Engine):
     def check(self) -> str:
         conn = connect_maintenance(self.app)
         try:
+            return self._describe_target(conn)
+        finally:
+            conn.close()
+
+    def _describe_target(self, conn: Connection) -> str:
+        """What :meth:`check` says, over an open maintenance connection."""
+        try:
             with conn.cursor() as cur:
                 cur.execute(
                     """SELECT current_setting('server_version'), current_user, rolsuper,
@@ -85,8 +92,6 @@ class PostgresEngine(Engine):
                 version, user, superuser, createdb, size = cur.fetchone()
         except psycopg2.Error as exc:
             raise RewindError(f"{where(self.app)}: {exc.diag.message_primary}") from None
-        finally:
-            conn.close()
         role = "superuser" if superuser else ("CREATEDB" if createdb else "no CREATEDB")
         found = f"database {self.app.database} ({size})"
         if size is None:
@@ -161,7 +166,7 @@ class PostgresEngine(Engine):
         pg_swap.advisory_lock(admin, names.target, ctx)
         pg_swap.recover(admin, names, ctx, lambda name: connect(self.app, name))
         ctx.progress(phase="preparing")
-        ctx.log(f"checked target: {self.check()}")
+        ctx.log(f"checked target: {self._describe_target(admin)}")
         old = read_database(admin, names.target)
         if self._choose_mode(admin, old, source, ctx) == "in-place":
             self._rewind_in_place(source, ctx)
