@@ -21,6 +21,9 @@ from reel_tui.engines.pg_conn import Connection, ident
 from reel_tui.engines.pg_database import DatabaseInfo, give_properties
 from reel_tui.sources import Source
 
+EVICT_LOCK_WAIT = 3.0
+"""How long the background work waits for the target's lock before leaving eviction."""
+
 
 class PgWarm:
     """One rewind's view of the target's cached copies."""
@@ -154,9 +157,14 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
     extra_spares = [c for c in copies if c.spare_ready and c.key != keep and c not in gone]
     if not (dropping or extra_spares):
         return
-    if not pg_cache.try_target_lock(admin, target):
-        log("a rewind of the target is running: eviction is left for the next background run")
-        return
+    # the rewind that started this work may still hold the lock for a moment: the server
+    # releases a session's advisory locks only when it has processed the disconnect
+    deadline = time.monotonic() + EVICT_LOCK_WAIT
+    while not pg_cache.try_target_lock(admin, target):
+        if time.monotonic() > deadline:
+            log("a rewind of the target is running: eviction is left for the next background run")
+            return
+        time.sleep(0.05)
     try:
         for copy, why in dropping:
             pg_cache.drop_copy(admin, target, copy.key)
