@@ -151,7 +151,9 @@ class JobQueue:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        for thread in self._threads + self._maintainers:
+        for thread in self._threads:
+            thread.join(timeout)
+        for thread in list(self._maintainers):  # complete now: the workers have stopped
             thread.join(timeout)
 
     def _maintain(self, job: Job, engine: Engine) -> None:
