@@ -180,3 +180,24 @@ def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-unty
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_a_user_database_with_a_cache_name_is_never_dropped(
+    pg_server, pg_config, pg_dbname, history, tmp_path
+):
+    from reel_tui.cache import CacheIndex, cache_key, file_digest
+    from reel_tui.config import load_config
+    from reel_tui.engines.pg_cache import cache_name
+
+    dump = tmp_path / "dumps" / "seed.sql"
+    dump.write_text(SEED)
+    config = pg_config()
+    app = load_config(config).apps["shop"]
+    squatter = cache_name(pg_dbname, cache_key(app, file_digest(dump)))
+    pg_server.execute(f'CREATE DATABASE "{squatter}"')
+    CacheIndex(history.state_dir)  # the index exists; the digest is not known yet
+    log = ok(rewind(config, history, "seed.sql"))
+    assert "no cached copy kept: database" in log and "was not made by reel-tui" in log
+    assert squatter in pg_server.databases()
+    assert "loading into staging" in ok(rewind(config, history, "seed.sql"))
+    assert squatter in pg_server.databases()

@@ -42,6 +42,14 @@ from reel_tui.engines.pg_swap import LOCK_CLASS, derived_name, drop
 CACHE_PREFIX = "reel-tui cache: "
 SPARE_PREFIX = "reel-tui spare: "
 TRASH_PREFIX = "reel-tui trash: "
+PREP_PREFIX = "reel-tui prep: "
+OURS = (CACHE_PREFIX, SPARE_PREFIX, TRASH_PREFIX, PREP_PREFIX)
+
+
+class NotOurs(Exception):
+    """A database has the name reel-tui would use, but reel-tui did not make it."""
+
+
 MAINTENANCE_LOCK_CLASS = LOCK_CLASS + 1
 FILE_COPY_FROM = 64 * 1024 * 1024
 """From this size on, clones use STRATEGY FILE_COPY (PostgreSQL 15+): WAL_LOG writes every
@@ -175,13 +183,34 @@ def size_of(conn: Connection, name: str) -> int:
         return int(cur.fetchone()[0])
 
 
+def drop_ours(conn: Connection, name: str) -> bool:
+    """Drop database ``name`` if reel-tui made it (its comment says so); False if absent.
+
+    Raises:
+        NotOurs: it exists and is not reel-tui's: a user's database is never dropped.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return False
+    if not (row[0] or "").startswith(OURS):
+        raise NotOurs(f"database {name} exists but was not made by reel-tui; rename or drop "
+                      "it to let reel-tui keep a cached copy under that name")  # fmt: skip
+    drop(conn, name)
+    return True
+
+
 def keep(conn: Connection, target: str, staging: str, key: str, source: str) -> str:
     """Copy the loaded staging database as the template for ``key``; its name.
 
     An older template of the same key (a run that could not finish) is replaced.
     """
     name = cache_name(target, key)
-    drop(conn, name)
+    drop_ours(conn, name)
     clone(conn, name, staging, None, size_of(conn, staging))
     now = time.time()
     comment = _comment(CACHE_PREFIX, target=target, key=key, source=source, created=now, used=now)
@@ -257,11 +286,11 @@ def drop_unfinished_spares(conn: Connection, target: str, log: Callable[[str], N
     """``prep`` databases of workers that died (the caller holds the maintenance lock)."""
     for template in templates(conn, target):
         name = prep_name(target, template.key)
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is not None:
-                drop(conn, name)
+        try:
+            if drop_ours(conn, name):
                 log(f"dropped {name}, an unfinished spare")
+        except NotOurs as exc:
+            log(str(exc))
 
 
 def make_spare(
@@ -273,6 +302,8 @@ def make_spare(
     clone(conn, prep, template.name, None, template.bytes)
     comment = _comment(SPARE_PREFIX, target=target, key=template.key)
     with conn.cursor() as cur:
+        mark = _comment(PREP_PREFIX, target=target, key=template.key)
+        cur.execute(f"COMMENT ON DATABASE {ident(prep)} IS {literal(mark)}")
         cur.execute(f"ALTER DATABASE {ident(prep)} ALLOW_CONNECTIONS false")
         cur.execute("BEGIN")
         cur.execute(
@@ -287,5 +318,5 @@ def make_spare(
 
 def drop_copy(conn: Connection, target: str, key: str) -> None:
     """Drop the template and the spare of ``key`` (the caller holds the target's lock)."""
-    drop(conn, spare_name(target, key))
-    drop(conn, cache_name(target, key))
+    drop_ours(conn, spare_name(target, key))
+    drop_ours(conn, cache_name(target, key))

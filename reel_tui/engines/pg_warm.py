@@ -98,6 +98,9 @@ class PgWarm:
         except psycopg2.Error as exc:
             ctx.log(f"could not keep a cached copy: {exc.diag.message_primary}", "warning")
             return
+        except pg_cache.NotOurs as exc:
+            ctx.log(f"no cached copy kept: {exc}", "warning")
+            return
         ctx.log(f"kept a cached copy for the next rewind of this dump ({name}, "
                 f"{time.monotonic() - started:.2f} s)")  # fmt: skip
 
@@ -170,7 +173,7 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
             pg_cache.drop_copy(admin, target, copy.key)
             log(why)
         for copy in extra_spares:
-            pg_swap.drop(admin, pg_cache.spare_name(target, copy.key))
+            pg_cache.drop_ours(admin, pg_cache.spare_name(target, copy.key))
     finally:
         pg_cache.release_target_lock(admin, target)
 

@@ -129,6 +129,8 @@ class PostgresEngine(Engine):
             return dropped
         except TimeoutError as exc:
             raise RewindError(str(exc), code="busy") from None
+        except pg_cache.NotOurs as exc:
+            raise RewindError(str(exc)) from None
         except psycopg2.Error as exc:
             raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
         finally:
