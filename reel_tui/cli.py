@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 the rewind failed (database unchanged); 2 refused
 before anything started; 130 / 143 cancelled by SIGINT / SIGTERM.
+
+rich is imported only where it draws (a progress bar or a table, colour on a
+terminal): a cron line, ``-q`` or ``--json`` starts without it
+(tests/test_import_hygiene.py).
 """
 
 from __future__ import annotations
@@ -15,11 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from reel_tui import __version__
 from reel_tui.config import AppConfig, Config, ConfigError, find_config, load_config
@@ -32,6 +32,8 @@ from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReport
 from reel_tui.sources import list_sources
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from reel_tui.cache import CacheIndex
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -40,6 +42,39 @@ REFUSED_CODES = {"refused", "lock-timeout"}
 
 class _Refusal(Exception):
     """Stop the command with one line on stderr and exit code 2."""
+
+
+class _Stderr:
+    """Messages on stderr: coloured by rich on a terminal, plain lines elsewhere.
+
+    Off a terminal rich would write the same plain line, so cron and scripts get
+    it without paying for importing rich. Text is printed literally either way.
+    """
+
+    def print(self, text: str, style: str) -> None:
+        if _styles(sys.stderr):
+            from rich.console import Console
+
+            Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
+                text, markup=False, style=style
+            )
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+
+def _styles(stream: IO[str]) -> bool:
+    """Whether rich would style output to ``stream``: its TTY_COMPATIBLE / FORCE_COLOR /
+    isatty rule, so forcing colour in CI still works."""
+    forced = os.environ.get("TTY_COMPATIBLE", "")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if "FORCE_COLOR" in os.environ:
+        return os.environ["FORCE_COLOR"] != ""
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -107,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = _Stderr()
     try:
         actions = (args.list, args.rewind, args.history, args.metrics, args.clear_cache)
         if not any(actions) and args.log is None:
@@ -128,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_Refusal, ConfigError, HistoryError, Refused) as exc:
         if args.json:
             print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "refused", "error": str(exc)}))
-        err.print(f"reel-tui: {exc}", markup=False, style="red")
+        err.print(f"reel-tui: {exc}", style="red")
         return EXIT_REFUSED
 
 
@@ -141,7 +176,7 @@ def _tui(args: argparse.Namespace) -> int:
     return run_tui(find_config(args.config))
 
 
-def _load(args: argparse.Namespace, err: Console) -> Config:
+def _load(args: argparse.Namespace, err: _Stderr) -> Config:
     """Load the config; print the problems that matter to this command.
 
     Errors in ``[reel]`` concern every app, so they stop the command. A rewind
@@ -158,12 +193,12 @@ def _load(args: argparse.Namespace, err: Console) -> Config:
             continue
         if args.rewind and problem.severity == "error":
             continue
-        err.print(f"{problem.severity}: {problem}", markup=False,
+        err.print(f"{problem.severity}: {problem}",
                   style="yellow" if problem.severity == "warning" else "red")  # fmt: skip
     return config
 
 
-def _load_if_any(args: argparse.Namespace, err: Console) -> Config | None:
+def _load_if_any(args: argparse.Namespace, err: _Stderr) -> Config | None:
     """The config for commands that only read the history: none found is fine."""
     try:
         return _load(args, err)
@@ -180,7 +215,7 @@ def _history_store(config: Config | None) -> HistoryStore:
                         config.settings.history_limit)  # fmt: skip
 
 
-def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: Console) -> int:
+def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: _Stderr) -> int:
     plan = plan_rewind(config, args.app, args.source, allow_remote=args.allow_remote)
     if args.dry_run:
         return _dry_run(plan, args, err)
@@ -205,11 +240,11 @@ def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: 
         reporter.close()
         queue.shutdown(cancel=True)
     if job.state is JobState.FAILED:  # also on stderr, where cron and scripts look
-        err.print(f"reel-tui: {job.app}: {job.error}", markup=False, style="red")
+        err.print(f"reel-tui: {job.app}: {job.error}", style="red")
     return _exit_code(job.state, job.error_code, signals)
 
 
-def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: Console) -> int:
+def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: _Stderr) -> int:
     """Check the target and say what a rewind would do; change nothing."""
     try:
         found, error = plan.engine.check(), None
@@ -224,7 +259,7 @@ def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: Console) -> int:
         print(f"target: {found}")
         print(f"would {plan.describe()}")
     if error is not None:
-        err.print(f"reel-tui: {plan.app.name}: {error}", markup=False, style="red")
+        err.print(f"reel-tui: {plan.app.name}: {error}", style="red")
         return EXIT_FAILED
     return EXIT_OK
 
@@ -243,11 +278,13 @@ def _reporter(args: argparse.Namespace) -> Reporter:
     if args.json:
         return JsonReporter()
     if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
+        from rich.console import Console
+
         return RichReporter(Console(), quiet=args.quiet)
     return PlainReporter(quiet=args.quiet)
 
 
-def _clear_cache(config: Config, args: argparse.Namespace, err: Console) -> int:
+def _clear_cache(config: Config, args: argparse.Namespace, err: _Stderr) -> int:
     """Drop the cached copies of one app or of all: the next rewinds load their dumps."""
     from reel_tui.cache import CacheIndex
     from reel_tui.engines import engine_for
@@ -263,7 +300,7 @@ def _clear_cache(config: Config, args: argparse.Namespace, err: Console) -> int:
             dropped = engine.drop_cached(None, lines.append if args.json else _say(args))
         except RewindError as exc:
             failed = True
-            err.print(f"reel-tui: {app.name}: {exc}", markup=False, style="red")
+            err.print(f"reel-tui: {app.name}: {exc}", style="red")
             continue
         freed = sum(copy.bytes for copy in dropped)
         if args.json:
@@ -314,6 +351,9 @@ def _list(config: Config, args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK  # fmt: skip
+    from rich.table import Table
+    from rich.text import Text
+
     console = _console()
     default = config.settings.default_app or only_app(config) or "-"
     console.print(Text.assemble((str(config.path), "bold"), f"  default app: {default}"))
@@ -356,6 +396,8 @@ def _cached(index: CacheIndex, app: AppConfig, path: Path) -> dict[str, Any] | N
 def _console() -> Console:
     """Text from the config and the history is printed literally, never as markup;
     off a terminal, lines are not wrapped or cut at 80 columns."""
+    from rich.console import Console
+
     wide = None if sys.stdout.isatty() else 240
     return Console(highlight=False, markup=False, soft_wrap=True, width=wide)
 
@@ -368,6 +410,8 @@ def _history(state: HistoryStore, args: argparse.Namespace) -> int:
         print(json.dumps({"v": EVENT_FORMAT_VERSION, "jobs": [r.to_json() for r in records]},
                          indent=2))  # fmt: skip
         return EXIT_OK
+    from rich.table import Table
+
     table = Table(box=None, header_style="dim", pad_edge=False)
     for column in ("job", "when", "app", "source", "state", "duration", "error"):
         table.add_column(column)
@@ -394,6 +438,8 @@ def _metrics(state: HistoryStore, args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK  # fmt: skip
+    from rich.table import Table
+
     table = Table(box=None, header_style="dim", pad_edge=False)
     for column in ("app", "runs", "ok", "failed", "cancelled", "last", "mean", "p95", "rate"):
         table.add_column(column, justify="left" if column == "app" else "right")

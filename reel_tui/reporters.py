@@ -2,7 +2,9 @@
 
 All three consume the same :class:`~reel_tui.jobs.JobEvent` stream, called on
 the worker's thread; each is safe for that (rich's Progress has its own lock,
-the others write whole lines under one).
+the others write whole lines under one). Only the progress bar needs rich, so
+only :class:`RichReporter` imports it: ``-q``, ``--json`` and piped runs start
+without it.
 """
 
 from __future__ import annotations
@@ -11,20 +13,13 @@ import json
 import sys
 import threading
 import time
-from typing import IO, Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import IO, TYPE_CHECKING, Any
 
 from reel_tui.jobs import JobEvent, JobState
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 _STYLES = {"warning": "yellow", "error": "bold red"}
 
@@ -94,6 +89,15 @@ class RichReporter(Reporter):
     """A live progress bar with bytes, rate, ETA and phase; log lines scroll above it."""
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.console = console
         self.quiet = quiet
         self.progress = Progress(
