@@ -8,7 +8,6 @@ and every face can show the same one-line messages.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import stat
@@ -674,5 +673,7 @@ class _Validator:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

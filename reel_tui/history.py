@@ -11,9 +11,7 @@ follow it live.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
-import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -48,10 +46,12 @@ CREATE INDEX IF NOT EXISTS jobs_app ON jobs (app, id);
 
 def default_state_dir() -> Path:
     """Where history, logs and locks live: ``$REEL_STATE_DIR``, else the XDG state dir."""
-    from platformdirs import user_state_path
-
     override = os.environ.get("REEL_STATE_DIR")
-    return Path(override) if override else user_state_path("reel-tui")
+    if override:
+        return Path(override)
+    from platformdirs import user_state_path  # with tempfile and random: only when used
+
+    return user_state_path("reel-tui")
 
 
 class HistoryError(Exception):
@@ -121,7 +121,7 @@ class HistoryStore:
             raise HistoryError(f"{state_dir}: cannot use as state directory: {exc}") from None
         self.path = state_dir / "history.sqlite3"
         self._lock = threading.Lock()
-        self._host = socket.gethostname()
+        self._host = os.uname().nodename  # gethostname(), without importing socket
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=15, isolation_level=None, check_same_thread=False
@@ -308,6 +308,8 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
 
 
 def _metrics(app: str, runs: list[tuple[str, float | None, int]]) -> AppMetrics:
+    import statistics  # only --metrics needs it (with fractions, decimal, random)
+
     succeeded = [(d, b) for state, d, b in runs if state == JobState.SUCCEEDED.value]
     good = [(d, b) for d, b in succeeded if d]
     durations = [d for d, _ in good]

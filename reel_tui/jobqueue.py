@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from reel_tui import maintain
 from reel_tui.cache import CacheIndex
@@ -29,12 +28,21 @@ from reel_tui.jobs import Job, JobEvent, JobState, LogLine
 from reel_tui.locks import TargetLock
 from reel_tui.plan import RewindPlan
 
+if TYPE_CHECKING:
+    import logging
+
 Subscriber = Callable[[JobEvent], None]
 PROGRESS_INTERVAL = 0.1
 """Least time between two progress events of one job, in seconds."""
 HISTORY_PROGRESS_INTERVAL = 1.0
 """How often a running job's progress is written to the shared history."""
-_log = logging.getLogger(__name__)
+
+
+def _logger() -> logging.Logger:
+    """This module's logger; logging is imported only when there is something to log."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 class JobQueue:
@@ -162,7 +170,7 @@ class JobQueue:
             try:
                 maintain.spawn(engine.app, self.history.log_path(job.id), self.history.state_dir)
             except OSError as exc:
-                _log.warning("job #%s: could not start the background work: %s", job.id, exc)
+                _logger().warning("job #%s: could not start the background work: %s", job.id, exc)
             return
         thread = threading.Thread(
             target=self._maintain_here, args=(job, engine), name="reel-maintain", daemon=True
@@ -208,7 +216,7 @@ class JobQueue:
             try:
                 context.run()
             except Exception:  # run() reports everything it can; a worker must not die
-                _log.exception("job #%s: unexpected error", job_id)
+                _logger().exception("job #%s: unexpected error", job_id)
             finally:
                 with self._cond:
                     self._busy_targets.discard(job.target_key)
@@ -233,7 +241,7 @@ class JobQueue:
                 subscriber(event)
             except Exception:
                 # once, then never again: a broken pipe would otherwise log every event
-                _log.exception("job event subscriber failed; it gets no more events")
+                _logger().exception("job event subscriber failed; it gets no more events")
                 with self._cond:
                     if subscriber in self._subscribers:
                         self._subscribers.remove(subscriber)
@@ -285,6 +293,8 @@ class _JobContext:
         except RewindError as exc:
             job.state, job.error, job.error_code = JobState.FAILED, str(exc), exc.code
         except Exception as exc:
+            import traceback
+
             job.state = JobState.FAILED
             job.error = f"internal error: {type(exc).__name__}: {exc}"
             job.error_code = "internal"

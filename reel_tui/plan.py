@@ -5,7 +5,6 @@ A refusal here means nothing was touched; the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +45,8 @@ def pick_app(config: Config, app_name: str | None) -> AppConfig:
         reasons = "; ".join(str(p) for p in config.disabled[name])
         raise Refused(f"app {name!r} is disabled by config errors: {reasons}")
     if name not in config.apps:
+        import difflib
+
         close = difflib.get_close_matches(name, list(config.apps), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise Refused(f"{config.path}: no app named {name!r}{hint}")
