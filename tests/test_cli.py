@@ -398,3 +398,17 @@ def test_unusable_state_dir_is_one_line_exit_2(blog: Config, tmp_path):
         result = run("-c", str(blog.path), *args, env=env)
         assert result.returncode == 2
         assert "cannot use as state directory" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    ("colour", "styled"),
+    [({}, False), ({"FORCE_COLOR": "1"}, True), ({"TTY_COMPATIBLE": "0"}, False)],
+)
+def test_errors_are_plain_off_a_terminal_and_coloured_when_forced(blog: Config, colour, styled):
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    result = run("-c", str(blog.path), "--rewind", "gh:smile:ost", env={**env, **colour})
+    assert result.returncode == 2
+    assert ("\x1b[" in result.stderr) is styled
+    assert "no app named 'gh:smile:ost'" in result.stderr  # literal: no emoji codes either way
+    if not styled:
+        assert result.stderr == f"reel-tui: {blog.path}: no app named 'gh:smile:ost'\n"

@@ -1,9 +1,16 @@
-"""The core must run headless: importing it loads neither Textual nor rich."""
+"""The core must run headless: importing it loads neither Textual nor rich, and
+neither does a headless rewind off a terminal."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+
+import pytest
+
+from reel_tui.config import Config
 
 CORE = [
     "reel_tui.config",
@@ -28,3 +35,35 @@ def test_core_imports_no_ui_library():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+HEADLESS_RUN = """\
+import sys
+from reel_tui.cli import main
+code = main(sys.argv[1:])
+ui = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))
+sys.stderr.write(f"ui modules: {ui}\\n")
+raise SystemExit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code"),
+    [
+        (["--rewind", "-q"], 0),
+        (["--rewind", "--json"], 0),
+        (["--rewind"], 0),  # plain lines: stdout is a pipe here, not a terminal
+        (["--rewind", "ghost"], 2),  # the refusal on stderr is a plain line too
+    ],
+)
+def test_headless_rewind_imports_no_ui_library(blog: Config, args, exit_code):
+    """cron, scripts and ``--json`` start without rich's import time (nor Textual's)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    result = subprocess.run(
+        [sys.executable, "-c", HEADLESS_RUN, "-c", str(blog.path), *args],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == exit_code, result.stderr
+    assert result.stderr.splitlines()[-1] == "ui modules: []"
+    if "--json" in args:
+        assert json.loads(result.stdout.splitlines()[-1])["state"] == "succeeded"
