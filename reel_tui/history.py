@@ -141,6 +141,8 @@ class HistoryStore:
                 f"{self.path}: job history format {version} was written by a newer "
                 f"reel-tui (this one reads format {FORMAT_VERSION})"
             )
+        if version == FORMAT_VERSION:
+            return  # the schema is in place; a write here would cost every process a sync
         db.executescript(_SCHEMA)  # idempotent; executescript manages its own commit
         db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
 

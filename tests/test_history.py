@@ -154,6 +154,19 @@ def test_newer_format_is_refused(state_dir: Path):
         HistoryStore(state_dir)
 
 
+def test_reopening_a_current_history_writes_nothing(state_dir: Path):
+    """Commands that only read (--history, the TUI's start) pay no write and no sync."""
+    finished_job(HistoryStore(state_dir), "blog", JobState.SUCCEEDED, 1.0)
+    with sqlite3.connect(state_dir / "history.sqlite3") as watcher:
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+        store = HistoryStore(state_dir)
+        assert [r.app for r in store.records()] == ["blog"]
+        store.close()
+        # data_version changes when another connection commits anything
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == before
+    watcher.close()
+
+
 def test_garbage_history_file_is_a_clear_error(state_dir: Path):
     state_dir.mkdir(parents=True)
     (state_dir / "history.sqlite3").write_bytes(b"not a database at all" * 100)
