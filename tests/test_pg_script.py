@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from reel_tui.engines import pg_script
 from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
 
 
@@ -255,3 +258,18 @@ def test_property_routines_come_back_exactly(pairs: list[tuple[str, str]]):
         script += statement + separator
     found = [(s.text, s.line) for s in split(script) if isinstance(s, Statement)]
     assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("fast", "readable"),
+    [
+        (pg_script._NAME_START, r"[A-Za-z_\x80-\U0010ffff]"),
+        (pg_script._TAG_CHAR, r"[\w\x80-\U0010ffff]"),
+        (pg_script._NAME_CHAR, r"[\w$\x80-\U0010ffff]"),
+        (pg_script._NUMBER_CHAR, r"[\w$.\x80-\U0010ffff]"),
+    ],
+)
+def test_fast_character_classes_match_every_code_point_like_the_ranges(fast, readable):
+    everything = "".join(map(chr, range(0x110000)))
+    matched = [m.start() for m in re.finditer(fast, everything, re.S)]
+    assert matched == [m.start() for m in re.finditer(readable, everything, re.S)]
