@@ -16,7 +16,6 @@ refused before any statement for it runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pymysql
@@ -27,6 +26,7 @@ from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, message
 from reel_tui.engines.mysql_prefetch import Prefetch
 from reel_tui.engines.mysql_script import ClientCommand, ScriptError, ScriptSplitter, Statement
+from reel_tui.engines.mysql_stream import Rows, ScriptStream
 from reel_tui.sources import Source
 
 BATCH_BYTES = 512 * 1024
@@ -43,6 +43,15 @@ _INSERT = re.compile(
 )
 _SQL_MODE = re.compile(r"\bsql_mode\b", re.I)
 _DUMP_HEADER = re.compile(r"-- (MySQL|MariaDB) dump ")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A statement in the batch: its bytes as sent, where it starts, and whether it inserts."""
+
+    sql: bytes
+    line: int
+    inserts: bool
 
 
 @dataclass
@@ -76,7 +85,7 @@ class ScriptLoader:
         self.definers = definers
         self.accounts = accounts
         self.result = LoadResult()
-        self.batch: list[Statement] = []
+        self.batch: list[Pending] = []
         self.batch_bytes = 0
         self.table: str | None = None
         self.rows = 0
@@ -84,19 +93,21 @@ class ScriptLoader:
         self.splitter: ScriptSplitter | None = None
         self.dump_kind: str | None = None
         self.completed = False
-        self.prefetch: Prefetch[Statement | ClientCommand] | None = None
+        self.prefetch: Prefetch[Statement | ClientCommand | Rows] | None = None
 
     def run(self) -> LoadResult:
         self.ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
         try:
             with DumpReader(self.source.path, self.source.format, mysql_client=True) as reader:
                 self.reader = reader
-                self.splitter = ScriptSplitter(self._watch(reader))
+                self.splitter = ScriptSplitter(ScriptStream(reader, self._watch))
                 with Prefetch(iter(self.splitter), PREFETCH, _sets_sql_mode) as items:
                     self.prefetch = items
                     for item in items:
                         if isinstance(item, ClientCommand):
                             self._command(item)
+                        elif isinstance(item, Rows):
+                            self._add_rows(item)
                         else:
                             self._add(item)
                     self._flush()
@@ -118,15 +129,13 @@ class ScriptLoader:
         self.ctx.log(f"loaded {self.result.statements:,} statements")
         return self.result
 
-    def _watch(self, reader: DumpReader) -> Iterator[str]:
-        """The reader's lines, noting the dump header and its "Dump completed" trailer."""
-        for line in reader:
-            if line.startswith("--"):
-                if reader.line_number <= 5 and _DUMP_HEADER.match(line):
-                    self.dump_kind = line.split()[1]
-                elif line.startswith("-- Dump completed"):
-                    self.completed = True
-            yield line
+    def _watch(self, line: str) -> None:
+        """Note the dump header and its "Dump completed" trailer."""
+        if line.startswith("--") and self.reader is not None:
+            if self.reader.line_number <= 5 and _DUMP_HEADER.match(line):
+                self.dump_kind = line.split()[1]
+            elif line.startswith("-- Dump completed"):
+                self.completed = True
 
     def _command(self, command: ClientCommand) -> None:
         if command.name == "sandbox":
@@ -134,6 +143,22 @@ class ScriptLoader:
 
     def _where(self, line: int) -> str:
         return f"{self.source.path}:{line}"
+
+    def _add_rows(self, rows: Rows) -> None:
+        """A plain multi-row INSERT: its bytes go as they are, unless they may name the
+        dump's own database, which the text path maps."""
+        own = self.result.dump_database
+        if own is not None and own.encode("utf-8", "surrogateescape") in rows.sql:
+            self._add(Statement(rows.text, rows.line))
+            return
+        self._note_table(rows.table)
+        self._queue(Pending(rows.sql, rows.line, inserts=True))
+
+    def _queue(self, pending: Pending) -> None:
+        self.batch.append(pending)
+        self.batch_bytes += len(pending.sql)
+        if self.batch_bytes >= BATCH_BYTES:
+            self._flush()
 
     def _add(self, statement: Statement) -> None:
         text = statement.text
@@ -150,11 +175,12 @@ class ScriptLoader:
         insert = _INSERT.match(text) if text[:7].upper() in ("INSERT ", "REPLACE") else None
         if insert:
             self._note_table(insert.group(1).replace("`", ""))
-        if text != statement.text:
-            statement = Statement(text, statement.line)
-        self.batch.append(statement)
-        self.batch_bytes += len(text)
-        if _sets_sql_mode(statement):
+        inserts = text[:7].upper() in ("INSERT ", "REPLACE")
+        sql = text.encode("utf-8", "surrogateescape")  # the file's own bytes
+        if not _sets_sql_mode(statement):
+            self._queue(Pending(sql, statement.line, inserts))
+        else:
+            self.batch.append(Pending(sql, statement.line, inserts))
             self._flush()
             if self.splitter is not None:
                 self.splitter.backslash_escapes = not (
@@ -162,8 +188,6 @@ class ScriptLoader:
                 )
             if self.prefetch is not None:
                 self.prefetch.resume()
-        elif self.batch_bytes >= BATCH_BYTES:
-            self._flush()
 
     def _database(self, database: rewrite.DatabaseStatement, line: int) -> None:
         """Map the dump's own database to ours; refuse a second one before it is touched."""
@@ -220,14 +244,13 @@ class ScriptLoader:
         if self.reader is not None:
             self.ctx.progress(bytes_read=self.reader.bytes_read, statements=self.result.statements)
 
-    def _run(self, batch: list[Statement]) -> int:
+    def _run(self, batch: list[Pending]) -> int:
         """Send ``batch`` as one query; return how many statements ran (all, or past an
         empty one the server skips); raise RewindError naming the one that failed."""
         done = 0
         cur = self.conn.cursor()
         try:
-            sql = ";\n".join(s.text for s in batch)
-            cur.execute(sql.encode("utf-8", "surrogateescape"))  # the file's own bytes
+            cur.execute(b";\n".join(s.sql for s in batch))
             while True:
                 self._count(batch[done], cur.rowcount)
                 done += 1
@@ -243,19 +266,19 @@ class ScriptLoader:
                 raise RewindError(f"{self._where(failed.line)}: lost the connection to the "
                                   f"server: {message(exc)}") from None  # fmt: skip
             raise RewindError(
-                f"{self._where(failed.line)}: {message(exc)} in: {first_line(failed.text)}"
+                f"{self._where(failed.line)}: {message(exc)} in: {first_line(failed.sql)}"
             ) from None
         finally:
             cur.close()
         return done
 
-    def _count(self, statement: Statement, rowcount: int) -> None:
+    def _count(self, statement: Pending, rowcount: int) -> None:
         self.result.statements += 1
-        if rowcount > 0 and statement.text[:7].upper() in ("INSERT ", "REPLACE"):
+        if rowcount > 0 and statement.inserts:
             self.rows += rowcount
 
 
-def _sets_sql_mode(item: Statement | ClientCommand) -> bool:
+def _sets_sql_mode(item: Statement | ClientCommand | Rows) -> bool:
     """A statement that may change sql_mode (and with it, whether backslashes escape)."""
     if not isinstance(item, Statement):
         return False
@@ -263,8 +286,7 @@ def _sets_sql_mode(item: Statement | ClientCommand) -> bool:
     return text[:3].upper() in ("SET", "/*!") and bool(_SQL_MODE.search(text[:300]))
 
 
-def first_line(text: str) -> str:
+def first_line(sql: bytes) -> str:
     """A statement's first line, cut to 80 characters, for one-line errors."""
-    first = text.strip().split("\n", 1)[0]
-    first = first.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    first = sql[:400].strip().split(b"\n", 1)[0].decode("utf-8", "replace")
     return first if len(first) <= 80 else first[:77] + "..."
