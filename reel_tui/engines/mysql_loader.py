@@ -15,7 +15,9 @@ refused before any statement for it runs.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pymysql
@@ -24,6 +26,7 @@ from reel_tui.dumpfile import DumpError, DumpReader
 from reel_tui.engines import mysql_rewrite as rewrite
 from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, message
+from reel_tui.engines.mysql_parallel import Sent, Workers
 from reel_tui.engines.mysql_prefetch import Prefetch
 from reel_tui.engines.mysql_script import ClientCommand, ScriptError, ScriptSplitter, Statement
 from reel_tui.engines.mysql_stream import Rows, ScriptStream
@@ -42,6 +45,17 @@ _INSERT = re.compile(
     re.I,
 )
 _SQL_MODE = re.compile(r"\bsql_mode\b", re.I)
+_SETS_SESSION = re.compile(r"(?:/\*M?!\d*\s*)?SET\s", re.I)
+"""A SET (plain or versioned): what the workers' sessions must replay."""
+_TABLE_LOCKS = re.compile(r"(?:LOCK|UNLOCK)\s+TABLES?\b", re.I)
+_TEMPORARY = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?TEMPORARY\b", re.I)
+_PARALLEL_SAFE = """SELECT t.ENGINE, t.TABLE_TYPE,
+    (SELECT COUNT(*) FROM information_schema.STATISTICS s WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA
+     AND s.TABLE_NAME = t.TABLE_NAME AND s.INDEX_NAME = 'PRIMARY'),
+    (SELECT COUNT(*) FROM information_schema.TRIGGERS g
+     WHERE g.EVENT_OBJECT_SCHEMA = t.TABLE_SCHEMA AND g.EVENT_OBJECT_TABLE = t.TABLE_NAME)
+    FROM information_schema.TABLES t WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s"""
+"""Engine, type, primary key or not, how many triggers: see :meth:`ScriptLoader._parallel`."""
 _DUMP_HEADER = re.compile(r"-- (MySQL|MariaDB) dump ")
 
 
@@ -77,6 +91,7 @@ class ScriptLoader:
         schema: str,
         definers: str = "auto",
         accounts: frozenset[tuple[str, str]] = frozenset(),
+        workers: Workers | None = None,
     ) -> None:
         self.source = source
         self.conn = conn
@@ -94,6 +109,14 @@ class ScriptLoader:
         self.dump_kind: str | None = None
         self.completed = False
         self.prefetch: Prefetch[Statement | ClientCommand | Rows] | None = None
+        self.workers = workers
+        self.parallel: list[Sent] = []
+        """The batch being filled for the workers."""
+        self.parallel_bytes = 0
+        self.parallel_table: str | None = None
+        """The table whose rows the workers are loading (None between such runs)."""
+        self.temporary = False
+        """The dump made a temporary table: per-session, so workers could not see it."""
 
     def run(self) -> LoadResult:
         self.ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
@@ -110,6 +133,7 @@ class ScriptLoader:
                             self._add_rows(item)
                         else:
                             self._add(item)
+                    self._barrier()
                     self._flush()
         except ScriptError as exc:
             raise RewindError(f"{self.source.path}:{exc.line}: {exc}") from None
@@ -152,7 +176,66 @@ class ScriptLoader:
             self._add(Statement(rows.text, rows.line))
             return
         self._note_table(rows.table)
+        if self.parallel_table == rows.table or self._parallel(rows.table):
+            self._hand_out(Sent(rows.sql, rows.line))
+            return
         self._queue(Pending(rows.sql, rows.line, inserts=True))
+
+    def _parallel(self, table: str) -> bool:
+        """Whether the workers may load this run of ``table``'s rows (starting the run):
+        an InnoDB base table with a primary key and no triggers, row order then being
+        the key's, and no temporary table that a worker's session would not see."""
+        if self.workers is None or self.temporary or "." in table:
+            return False
+        self._barrier()
+        self._flush()  # its CREATE TABLE, DISABLE KEYS, SETs
+        with self.conn.cursor() as cur:
+            cur.execute(_PARALLEL_SAFE, (table,))
+            found = cur.fetchone()
+        if found is None:
+            return False
+        engine, kind, primary, triggers = found
+        if str(engine).lower() != "innodb" or kind != "BASE TABLE" or not primary or triggers:
+            return False
+        self.parallel_table = table
+        return True
+
+    def _hand_out(self, sent: Sent) -> None:
+        assert self.workers is not None
+        self.parallel.append(sent)
+        self.parallel_bytes += len(sent.sql)
+        if self.parallel_bytes >= BATCH_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        assert self.workers is not None
+        self.ctx.check_cancelled()
+        if self.parallel:
+            batch, self.parallel, self.parallel_bytes = self.parallel, [], 0
+            with self._cancel_first():
+                self.workers.submit(batch)
+        if self.reader is not None:
+            self.ctx.progress(bytes_read=self.reader.bytes_read, statements=self.result.statements)
+
+    @contextlib.contextmanager
+    def _cancel_first(self) -> Iterator[None]:
+        """A worker's error after a cancel (its statement was killed) is the cancel."""
+        try:
+            yield
+        except RewindError:
+            self.ctx.check_cancelled()
+            raise
+
+    def _barrier(self) -> None:
+        """End the workers' run: everything handed out has run (or its error is raised)."""
+        if self.workers is None or self.parallel_table is None:
+            return
+        self._submit()
+        with self._cancel_first():
+            statements, rows = self.workers.wait()
+        self.result.statements += statements
+        self.rows += rows
+        self.parallel_table = None
 
     def _queue(self, pending: Pending) -> None:
         self.batch.append(pending)
@@ -161,6 +244,7 @@ class ScriptLoader:
             self._flush()
 
     def _add(self, statement: Statement) -> None:
+        self._barrier()
         text = statement.text
         database = rewrite.database_statement(text)
         if database is not None:
@@ -177,6 +261,8 @@ class ScriptLoader:
             self._note_table(insert.group(1).replace("`", ""))
         inserts = text[:7].upper() in ("INSERT ", "REPLACE")
         sql = text.encode("utf-8", "surrogateescape")  # the file's own bytes
+        if self.workers is not None and self._for_workers(text, sql):
+            return
         if not _sets_sql_mode(statement):
             self._queue(Pending(sql, statement.line, inserts))
         else:
@@ -188,6 +274,20 @@ class ScriptLoader:
                 )
             if self.prefetch is not None:
                 self.prefetch.resume()
+
+    def _for_workers(self, text: str, sql: bytes) -> bool:
+        """Note what the workers' sessions need; True for a statement to leave out.
+
+        ``LOCK TABLES`` is left out with workers (it would block them until UNLOCK; it
+        only speeds up MyISAM, and nothing else sees the staging schema)."""
+        assert self.workers is not None
+        if _TABLE_LOCKS.match(text):
+            return True
+        if _SETS_SESSION.match(text):
+            self.workers.session(sql)
+        elif _TEMPORARY.match(text):
+            self.temporary = True
+        return False
 
     def _database(self, database: rewrite.DatabaseStatement, line: int) -> None:
         """Map the dump's own database to ours; refuse a second one before it is touched."""
@@ -225,6 +325,7 @@ class ScriptLoader:
         if table == self.table:
             return
         if self.table is not None:
+            self._barrier()
             self._flush()  # so its rows are counted
             self.ctx.log(f"data: {self.table} {self.rows:,} rows")
         self.table, self.rows = table, 0
