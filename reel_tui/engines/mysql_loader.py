@@ -33,8 +33,8 @@ from reel_tui.engines.mysql_stream import Rows, ScriptStream
 from reel_tui.sources import Source
 
 BATCH_BYTES = 512 * 1024
-PREFETCH = 16
-"""Statements split ahead of the server on the reader thread (a mysqldump one is ~1 MB)."""
+PREFETCH = 4
+"""Statements split ahead on the reader thread (a mysqldump one is ~1 MB: memory)."""
 NO_BACKSLASH_ESCAPES = 512
 """SERVER_STATUS_NO_BACKSLASH_ESCAPES: the server says backslashes are literal."""
 EMPTY_QUERY = 1065
@@ -198,6 +198,7 @@ class ScriptLoader:
         if str(engine).lower() != "innodb" or kind != "BASE TABLE" or not primary or triggers:
             return False
         self.parallel_table = table
+        self.ctx.log(f"data: {table} over {self.workers.size} connections")
         return True
 
     def _hand_out(self, sent: Sent) -> None:
