@@ -120,6 +120,8 @@ class AppConfig:
     """Loaded dumps kept as ready copies for near-instant rewinds; 0 turns the cache off."""
     cache_max_bytes: int | None = None
     """Disk the app's cached copies may take in all; None: no limit but ``cache_copies``."""
+    jobs: int | None = None
+    """Connections loading table data side by side; None: the engine's default."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -294,6 +296,7 @@ APP_KEYS: dict[str, Checker] = {
     "definers": _choice("auto", "keep", "strip"),
     "cache_copies": _count,
     "cache_max_size": _size,
+    "jobs": _positive_int,
 }
 POSTGRES_KEYS = ("skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode")
 """App keys only the PostgreSQL engine reads; other drivers warn that they are ignored."""
@@ -629,6 +632,7 @@ class _Validator:
             definers=values.get("definers", "auto"),
             cache_copies=values.get("cache_copies", 2),
             cache_max_bytes=values.get("cache_max_size"),
+            jobs=values.get("jobs"),
             line=self.lines.get((name, None)),
         )
 

@@ -10,6 +10,7 @@ progress is measured in.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
@@ -247,6 +248,7 @@ class DumpReader:
             raise DumpError(f"{path}: cannot read the dump: {exc.strerror or exc}") from None
         buffered = io.BufferedReader(self._raw, buffer_size=256 * 1024)
         binary = _decompressed(buffered, self.format.compression)  # type: ignore[arg-type]
+        self._binary = binary
         # Bad bytes become lone surrogates, found line by line in __iter__: a strict
         # decoder fails on a whole chunk ahead and would name the wrong line.
         self._text = io.TextIOWrapper(
@@ -267,22 +269,35 @@ class DumpReader:
         self._text.close()
         self._raw.close()
 
+    def read_block(self, size: int) -> bytes:
+        """Up to ``size`` decompressed bytes (empty at the end), for readers that split
+        bytes themselves; they keep :attr:`line_number` up to date for the messages.
+        Not to be mixed with iterating over lines."""
+        with self._translated_errors():
+            return self._binary.read(size)
+
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        """Decompression failures as :class:`DumpError` naming the last good line."""
+        try:
+            yield
+        except EOFError:
+            raise DumpError(
+                f"{self.path}: the {self.format.compression} data ends early "
+                f"(truncated file?) after line {self.line_number}"
+            ) from None
+        except (OSError, lzma.LZMAError, zlib.error) as exc:
+            raise DumpError(
+                f"{self.path}: corrupt {self.format.compression} data "
+                f"after line {self.line_number}: {exc}"
+            ) from None
+
     def __iter__(self) -> Iterator[str]:
         """Each line with its line ending; raises :class:`DumpError` on bad content."""
         text = self._text
         while True:
-            try:
+            with self._translated_errors():
                 line = text.readline()
-            except EOFError:
-                raise DumpError(
-                    f"{self.path}: the {self.format.compression} data ends early "
-                    f"(truncated file?) after line {self.line_number}"
-                ) from None
-            except (OSError, lzma.LZMAError, zlib.error) as exc:
-                raise DumpError(
-                    f"{self.path}: corrupt {self.format.compression} data "
-                    f"after line {self.line_number}: {exc}"
-                ) from None
             if not line:
                 return
             self.line_number += 1

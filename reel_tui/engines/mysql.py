@@ -19,8 +19,10 @@ the running statement with ``KILL QUERY`` from a second connection.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
+from collections.abc import Callable
 
 import pymysql
 
@@ -28,7 +30,8 @@ from reel_tui.config import AppConfig
 from reel_tui.engines import mysql_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
-from reel_tui.engines.mysql_loader import ScriptLoader
+from reel_tui.engines.mysql_loader import ScriptLoader, first_line
+from reel_tui.engines.mysql_parallel import Sent, Workers
 from reel_tui.engines.mysql_swap import Names, query
 from reel_tui.sources import Source
 
@@ -43,7 +46,8 @@ class MysqlEngine(Engine):
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
         self._guard = threading.Lock()
-        self._loading_id: int | None = None
+        self._loading_ids: list[int] = []
+        """Server thread ids of the loading connections, for interrupt()."""
 
     def is_local(self) -> bool:
         return is_local(self.app)
@@ -71,17 +75,17 @@ class MysqlEngine(Engine):
 
     def interrupt(self) -> None:
         with self._guard:
-            thread = self._loading_id
-        if thread is None:
+            threads = list(self._loading_ids)
+        if not threads:
             return
         try:
             killer = connect(self.app)
         except RewindError:
             return
         try:
-            query(killer, f"KILL QUERY {int(thread)}")
-        except pymysql.Error:
-            pass  # the statement ended meanwhile
+            for thread in threads:
+                with contextlib.suppress(pymysql.Error):  # the statement ended meanwhile
+                    query(killer, f"KILL QUERY {int(thread)}")
         finally:
             killer.close()
 
@@ -127,12 +131,22 @@ class MysqlEngine(Engine):
         ctx.progress(phase="loading", bytes_read=0)
         started = time.monotonic()
         accounts = _accounts(admin)
-        conn = connect(self.app, staging)
-        with self._guard:
-            self._loading_id = conn.thread_id()
+        jobs = self.app.jobs or default_jobs()
+        connections: list[Connection] = []
+        workers: Workers | None = None
         try:
-            query(conn, "SET SESSION foreign_key_checks = 0")
-            loader = ScriptLoader(source, conn, ctx, staging, self.app.definers, accounts)
+            for _ in range(1 + (jobs if jobs > 1 else 0)):
+                conn = connect(self.app, staging)
+                connections.append(conn)
+                with self._guard:
+                    self._loading_ids.append(conn.thread_id())
+                query(conn, "SET SESSION foreign_key_checks = 0")
+            if jobs > 1:
+                workers = Workers(connections[1:], _describer(source))
+                ctx.log(f"table data over {jobs} connections")
+            loader = ScriptLoader(
+                source, connections[0], ctx, staging, self.app.definers, accounts, workers
+            )
             result = loader.run()
             ctx.log(f"load took {time.monotonic() - started:.1f} s")
             return result.database_options
@@ -140,9 +154,12 @@ class MysqlEngine(Engine):
             ctx.check_cancelled()
             raise RewindError(f"{source.path}: {message(exc)}") from None
         finally:
+            if workers is not None:
+                workers.close()
             with self._guard:
-                self._loading_id = None
-            conn.close()  # an uncommitted transaction left by the dump is rolled back
+                self._loading_ids = []
+            for conn in connections:
+                conn.close()  # an uncommitted transaction left by the dump is rolled back
 
     def _drop_staging(self, admin: Connection, names: Names, ctx: RewindContext) -> None:
         """Best effort after a failure: the next run drops what this could not."""
@@ -157,6 +174,20 @@ class MysqlEngine(Engine):
         except pymysql.Error as exc:
             ctx.log(f"could not drop {names.staging} ({message(exc)}); the next run will",
                     "warning")  # fmt: skip
+
+
+def default_jobs() -> int:
+    """Loading connections when the config does not say: one per core, at most 4."""
+    return min(4, os.cpu_count() or 1)
+
+
+def _describer(source: Source) -> Callable[[Sent, str], str]:
+    """How a worker words a failed statement: the dump's file and line, as the loader does."""
+
+    def describe(failed: Sent, server_message: str) -> str:
+        return f"{source.path}:{failed.line}: {server_message} in: {first_line(failed.sql)}"
+
+    return describe
 
 
 def _accounts(conn: Connection) -> frozenset[tuple[str, str]]:

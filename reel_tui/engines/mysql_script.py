@@ -29,6 +29,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from reel_tui.engines.mysql_stream import Rows, ScriptStream
+
 _QUOTED = re.compile(
     r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"|`[^`]*(?:``[^`]*)*`",
     re.S,
@@ -72,6 +74,8 @@ class ScriptSplitter:
 
     def __init__(self, lines: Iterable[str]) -> None:
         self._lines = iter(lines)
+        self._take_rows = lines.take_rows if isinstance(lines, ScriptStream) else None
+        """The fast path for plain INSERTs, when the lines come from a dump stream."""
         self.line_number = 0
         """Number of the line last taken from the input."""
         self.backslash_escapes = True
@@ -89,8 +93,18 @@ class ScriptSplitter:
     def delimiter(self) -> str:
         return self._delimiter
 
-    def __iter__(self) -> Iterator[Statement | ClientCommand]:
-        for line in self._lines:
+    def __iter__(self) -> Iterator[Statement | ClientCommand | Rows]:
+        fast = self._take_rows
+        while True:
+            if fast is not None and self._at_plain_start():
+                rows = fast()
+                if rows is not None:
+                    self.line_number += rows.lines
+                    yield rows
+                    continue
+            line = next(self._lines, None)
+            if line is None:
+                break
             self.line_number += 1
             if self._mode == CODE and not self._conditional:
                 if not self._parts:
@@ -105,6 +119,16 @@ class ScriptSplitter:
                     continue
             yield from self._feed(line)
         yield from self._finish()
+
+    def _at_plain_start(self) -> bool:
+        """Between statements, in the state where a plain INSERT splits as :class:`Rows`."""
+        return (
+            not self._parts
+            and self._mode == CODE
+            and not self._conditional
+            and self._delimiter == ";"
+            and self.backslash_escapes
+        )
 
     def _command(self, line: str) -> ClientCommand | None:
         match = _DELIMITER_COMMAND.match(line)
