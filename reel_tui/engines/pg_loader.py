@@ -121,7 +121,7 @@ class ScriptLoader:
                         self.copy(item, splitter)
                     else:
                         self.add(item)
-                self.flush()
+                self.finish()
         except (DumpError, ScriptError) as exc:
             prefix = f"{self.where(exc.line)}: " if isinstance(exc, ScriptError) else ""
             raise RewindError(prefix + str(exc)) from None
@@ -188,8 +188,12 @@ class ScriptLoader:
         elif self.phase == "data" and _POST_DATA.match(text):
             self.note_table(None)
             self.enter_phase("indexes and constraints")
+        self.send(statement)
+
+    def send(self, statement: Statement) -> None:
+        """Queue a statement the filter let through: it runs with the next batch."""
         self.batch.append(statement)
-        self.batch_bytes += len(text)
+        self.batch_bytes += len(statement.text)
         if self.batch_bytes >= BATCH_BYTES:
             self.flush()
 
@@ -208,6 +212,10 @@ class ScriptLoader:
         self.table, self.rows = table, 0
         if table is not None:
             self.ctx.progress(detail=f"data: {table}")
+
+    def finish(self) -> None:
+        """At the end of the script: everything sent has run."""
+        self.flush()
 
     def flush(self) -> None:
         self.ctx.check_cancelled()
