@@ -318,7 +318,7 @@ def test_the_loading_connection_is_closed_under_the_guard(
     pg_server, pg_config, pg_dbname, history, tmp_path, monkeypatch
 ):
     (tmp_path / "dumps" / "s.sql").write_text("CREATE TABLE public.t (a int);\n")
-    plan = plan_rewind(load_config(pg_config()), "shop", "s.sql")
+    plan = plan_rewind(load_config(pg_config("jobs = 3")), "shop", "s.sql")
     engine = plan.engine
     closes: list[tuple[str, bool]] = []
 
@@ -338,4 +338,4 @@ def test_the_loading_connection_is_closed_under_the_guard(
         queue.shutdown()
     assert job.state is JobState.SUCCEEDED, job.error
     staging = [guarded for name, guarded in closes if name.endswith("__reel_staging")]
-    assert staging == [True]
+    assert staging == [True] * 4  # the loading connection and the three workers
