@@ -113,7 +113,8 @@ class ScriptLoader:
             script = self.script or DumpReader(self.source.path, self.source.format)
             with script as reader:
                 self.reader = reader
-                splitter = ScriptSplitter(self.watch_header(reader))
+                bulk = getattr(reader, "read_lines", None)  # a DumpReader, not pg_restore
+                splitter = ScriptSplitter(self.watch_header(reader), bulk)
                 for item in splitter:
                     if isinstance(item, MetaCommand):
                         self.meta(item)
@@ -333,7 +334,7 @@ class ScriptLoader:
         table = match.group(1) if match else "?"
         self.note_table(None)
         self.ctx.progress(detail=f"data: {table}")
-        stream = _CopyStream(splitter.copy_data(), self)
+        stream = _CopyStream(splitter.copy_pieces(COPY_CHUNK), self)
         try:
             if self.transactional:
                 self.execute("SAVEPOINT reel_batch")
@@ -365,23 +366,18 @@ class _CopyStream:
     ``error`` and raised again by the loader.
     """
 
-    def __init__(self, lines: Iterator[str], loader: ScriptLoader) -> None:
-        self.lines = lines
+    def __init__(self, pieces: Iterator[tuple[int, str]], loader: ScriptLoader) -> None:
+        self.pieces = pieces
         self.loader = loader
         self.error: BaseException | None = None
 
     def read(self, size: int = COPY_CHUNK) -> str:
+        """The next piece of data (whole lines, about ``COPY_CHUNK``); "" at its end."""
         try:
             self.loader.ctx.check_cancelled()
-            chunk: list[str] = []
-            taken = 0
-            for line in self.lines:
-                chunk.append(line)
-                taken += len(line)
-                if taken >= size:
-                    break
+            _, piece = next(self.pieces, (0, ""))
             self.loader.report()
-            return "".join(chunk)
+            return piece
         except (RewindCancelled, ScriptError, DumpError) as exc:
             self.error = exc
             if isinstance(exc, ScriptError):
@@ -393,7 +389,7 @@ class _CopyStream:
 
     def drain(self) -> None:
         """Skip what the server did not take, so the script goes on after ``\\.``."""
-        for _ in self.lines:
+        for _ in self.pieces:
             pass
 
 

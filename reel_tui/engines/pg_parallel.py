@@ -51,7 +51,7 @@ from reel_tui.engines.pg_loader import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from reel_tui.config import AppConfig
     from reel_tui.engines.base import RewindContext
@@ -390,8 +390,10 @@ class ParallelLoader(ScriptLoader):
         table = match.group(1)
         self.note_table(None)
         self.ctx.progress(detail=f"data: {table}")
-        for first, piece in _pieces(splitter.copy_data(), lambda: splitter.line_number):
-            task = Task("data", statement.text, first - 1, frozenset({table}), True, piece)
+        for first, piece in splitter.copy_pieces(COPY_PIECE):
+            data = piece.encode("utf-8", "surrogateescape")
+            del piece  # only one copy of a piece stays in memory
+            task = Task("data", statement.text, first - 1, frozenset({table}), True, data)
             self.submit(task)
             self.report()
         self.result.statements += 1
@@ -417,21 +419,3 @@ class ParallelLoader(ScriptLoader):
         for table in tables:
             self.submit(Task("analyze", f"ANALYZE {table}", 0, frozenset({table}), False))
         self.sync()
-
-
-def _pieces(lines: Iterator[str], line_number: Callable[[], int]) -> Iterator[tuple[int, bytes]]:
-    """COPY data lines joined into pieces of about :data:`COPY_PIECE` bytes, each with
-    the dump line it starts on."""
-    piece: list[str] = []
-    size = 0
-    first = 0
-    for line in lines:
-        if not piece:
-            first = line_number()
-        piece.append(line)
-        size += len(line)
-        if size >= COPY_PIECE:
-            yield first, "".join(piece).encode("utf-8", "surrogateescape")
-            piece, size = [], 0
-    if piece:
-        yield first, "".join(piece).encode("utf-8", "surrogateescape")
