@@ -23,9 +23,9 @@ What runs where, in dump order:
   irrelevant (triggers, rules, ``ATTACH PARTITION``, comments, …) keep it.
   ``SET`` statements also run on every worker before its next piece of work.
 
-Memory stays flat: the reader waits while :data:`QUEUED_BYTES_PER_JOB` bytes of
-data per worker are queued. The first error stops all workers (each running
-statement is cancelled) and is reported with the dump's file and line.
+Memory stays flat: the reader waits while :data:`QUEUED_BYTES` of data are
+queued. The first error stops all workers (each running statement is
+cancelled) and is reported with the dump's file and line.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ if TYPE_CHECKING:
     from reel_tui.engines.pg_script import ScriptSplitter, Statement
     from reel_tui.sources import Source
 
-COPY_PIECE = 2 * 1024 * 1024
+COPY_PIECE = 1024 * 1024
 """Bytes of one table's COPY data sent as one ``COPY`` by one worker."""
-QUEUED_BYTES_PER_JOB = 2 * 1024 * 1024
-"""The reader waits while this much COPY data per worker waits for a worker."""
+QUEUED_BYTES = 4 * 1024 * 1024
+"""The reader waits while this much COPY data waits for a worker: with the pieces the
+workers send, at most ``QUEUED_BYTES + jobs * COPY_PIECE`` of data is in memory."""
 WAKE_SECONDS = 0.2
 """How often a waiting reader looks for a cancel."""
 
@@ -131,7 +132,7 @@ class WorkerPool:
         self.session: list[str] = []
         """SET statements of the dump, in order: every worker runs them before its tasks."""
         self.rows: dict[str, int] = {}
-        self.queued_limit = QUEUED_BYTES_PER_JOB * len(conns)
+        self.queued_limit = QUEUED_BYTES
         self._cond = threading.Condition()
         self._pending: list[Task] = []
         self._running: list[Task] = []
