@@ -15,9 +15,11 @@ What runs where, in dump order:
   enabled triggers or rules, or a partitioned one, is loaded serially instead:
   its rows could depend on other tables' rows being in first;
 * ``CREATE INDEX`` and ``ADD CONSTRAINT … PRIMARY KEY / UNIQUE / EXCLUDE`` run
-  in parallel once all data before them is in; ``ADD CONSTRAINT … FOREIGN KEY``
-  in parallel once all of those are built (it needs the referenced key), never
-  two at once on a common table (their locks could deadlock);
+  in parallel as soon as their table's data is in (while other tables' data
+  may still load); ``ADD CONSTRAINT … FOREIGN KEY`` once both tables' data and
+  indexes are in (it needs the referenced key), never two at once on a common
+  table (their locks could deadlock; a deadlock the server breaks anyway, on
+  locks reel cannot see, is retried);
 * anything else waits until everything sent before it has finished and runs
   serially on the main connection, so statements whose order we cannot prove
   irrelevant (triggers, rules, ``ATTACH PARTITION``, comments, …) keep it.
@@ -64,6 +66,7 @@ COPY_PIECE = 1024 * 1024
 QUEUED_BYTES = 4 * 1024 * 1024
 """The reader waits while this much COPY data waits for a worker: with the pieces the
 workers send, at most ``QUEUED_BYTES + jobs * COPY_PIECE`` of data is in memory."""
+DEADLOCK_RETRIES = 3
 WAKE_SECONDS = 0.2
 """How often a waiting reader looks for a cancel."""
 
@@ -96,9 +99,10 @@ _TABLES_TO_ANALYZE = """
 
 @dataclass(eq=False)
 class Task:
-    """One statement for a worker. ``after``: every task numbered below it must be done
-    first; ``tables`` and ``shared``: two tasks with a common table run at once only if
-    both are ``shared`` (their locks do not conflict)."""
+    """One statement for a worker. It waits for every earlier task of another kind on a
+    common table (an index for its table's data, a foreign key for the key it
+    references); ``shared``: tasks with a common table run at once only if both are
+    (their locks do not conflict), so two foreign keys never deadlock."""
 
     kind: Kind
     sql: str
@@ -106,7 +110,6 @@ class Task:
     tables: frozenset[str]
     shared: bool
     data: bytes | None = None
-    after: int = 0
     session: int = 0
     """How many of the pool's session statements the worker runs before this task."""
     number: int = 0
@@ -136,8 +139,8 @@ class WorkerPool:
         self._cond = threading.Condition()
         self._pending: list[Task] = []
         self._running: list[Task] = []
-        self._finished: set[int] = set()
-        self._done_below = 0
+        self._unfinished: dict[str, list[Task]] = {}
+        """Per table, the tasks on it not finished yet, in the order they were submitted."""
         self._count = 0
         self._queued_bytes = 0
         self._failure: TaskFailed | None = None
@@ -148,11 +151,6 @@ class WorkerPool:
         ]
         for thread in self._threads:
             thread.start()
-
-    @property
-    def submitted(self) -> int:
-        """Number of tasks submitted so far: a task with ``after`` this waits for all of them."""
-        return self._count
 
     # --- the reader's side --------------------------------------------------------------
 
@@ -167,6 +165,8 @@ class WorkerPool:
             task.session = len(self.session)
             self._count += 1
             self._pending.append(task)
+            for table in task.tables:
+                self._unfinished.setdefault(table, []).append(task)
             self._queued_bytes += size
             self._cond.notify_all()
 
@@ -208,11 +208,7 @@ class WorkerPool:
                     for statement in self.session[applied : task.session]:
                         cur.execute(statement)
                     applied = task.session
-                    if task.data is not None:
-                        cur.copy_expert(task.sql, io.BytesIO(task.data), size=COPY_CHUNK)
-                    else:
-                        cur.execute(task.sql)
-                    task.rows = cur.rowcount
+                    _run(cur, task)
                 if conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
                     raise RewindError("a statement of the dump near here left a transaction "
                                       "open; remove the dump's transaction control")  # fmt: skip
@@ -238,11 +234,19 @@ class WorkerPool:
     def _ready(self) -> Task | None:
         """The first pending task (in dump order) whose turn it is and whose locks are free."""
         for task in self._pending:
-            if task.after > self._done_below:
-                return None  # it and every later task wait for earlier ones
-            if not any(_conflict(task, other) for other in self._running):
+            if not self._waits(task) and not any(_conflict(task, o) for o in self._running):
                 return task
         return None
+
+    def _waits(self, task: Task) -> bool:
+        """Whether an earlier task of another kind on one of its tables is not finished."""
+        for table in task.tables:
+            for earlier in self._unfinished[table]:
+                if earlier is task:
+                    break
+                if earlier.kind != task.kind:
+                    return True
+        return False
 
     def _finish(self, task: Task) -> None:
         with self._cond:
@@ -250,10 +254,8 @@ class WorkerPool:
             if task.kind == "data" and task.data is not None:
                 table = next(iter(task.tables))
                 self.rows[table] = self.rows.get(table, 0) + max(task.rows, 0)
-            self._finished.add(task.number)
-            while self._done_below in self._finished:
-                self._finished.discard(self._done_below)
-                self._done_below += 1
+            for table in task.tables:
+                self._unfinished[table].remove(task)
             self._cond.notify_all()
 
     def _fail(self, task: Task, error: BaseException) -> None:
@@ -270,6 +272,23 @@ class WorkerPool:
             if task.conn is not None and not task.conn.closed:
                 with contextlib.suppress(psycopg2.Error):  # lost: its worker fails anyway
                     task.conn.cancel()
+
+
+def _run(cur: psycopg2.extensions.cursor, task: Task) -> None:
+    """Run the task's statement; again if the server broke a deadlock by failing it
+    (locks reel cannot see, e.g. of partitions, met another task's): it was undone."""
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            if task.data is not None:
+                cur.copy_expert(task.sql, io.BytesIO(task.data), size=COPY_CHUNK)
+            else:
+                cur.execute(task.sql)
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == DEADLOCK_RETRIES:
+                raise
+            continue
+        task.rows = cur.rowcount
+        return
 
 
 def _conflict(task: Task, other: Task) -> bool:
@@ -293,9 +312,6 @@ class ParallelLoader(ScriptLoader):
     ) -> None:
         super().__init__(app, source, conn, ctx)
         self.pool = WorkerPool(workers, ctx.check_cancelled)
-        self.kind: Kind | None = None
-        """Kind of the last task submitted: a task of another kind waits for it."""
-        self.after = 0
 
     def close(self) -> None:
         self.pool.close()
@@ -334,10 +350,7 @@ class ParallelLoader(ScriptLoader):
         return Task("foreign key", text, line, frozenset({table, references.group(1)}), False)
 
     def submit(self, task: Task) -> None:
-        """Queue ``task`` after every earlier task of another kind."""
-        if task.kind != self.kind:
-            self.kind, self.after = task.kind, self.pool.submitted
-        task.after = self.after
+        """Queue ``task``; raise a worker's failure as the serial loader would."""
         try:
             self.pool.submit(task)
         except TaskFailed as failed:
@@ -349,7 +362,6 @@ class ParallelLoader(ScriptLoader):
             self.pool.wait_all()
         except TaskFailed as failed:
             self.failed_task(failed)
-        self.kind = None
 
     def finish(self) -> None:
         self.flush()
