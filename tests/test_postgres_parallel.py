@@ -61,6 +61,7 @@ CREATE MATERIALIZED VIEW public.sales_per_shop AS
     SELECT shop_id, count(*) AS n FROM public.sale GROUP BY shop_id;
 CREATE UNIQUE INDEX sales_per_shop_id ON public.sales_per_shop (shop_id);
 COMMENT ON INDEX public.sale_at IS 'by time';
+CREATE MATERIALIZED VIEW public.not_yet AS SELECT 1 AS one WITH NO DATA;
 '''
 
 

@@ -91,10 +91,13 @@ _SERIAL_COPY_QUERY = """
 _TABLES_TO_ANALYZE = """
     SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'm', 'p') AND NOT c.relispartition
+    WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
+      AND NOT c.relispartition
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
     ORDER BY pg_total_relation_size(c.oid) DESC"""
+"""What the serial load's plain ``ANALYZE`` covers, but the catalogs (the new database
+has template0's statistics for them); a partitioned table's partitions with it."""
 
 
 @dataclass(eq=False)
