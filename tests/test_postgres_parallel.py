@@ -80,6 +80,9 @@ def many_tables(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -
     return dump
 
 
+COLD = "cache_copies = 0"  # every rewind here loads the dump: no copy of an earlier load
+
+
 def psql_fingerprint(server: PgServer, dump: Path, dbname: str):
     reference = dbname + "_ref"
     psql_reference(server, [dump], reference)
@@ -98,7 +101,7 @@ def test_many_tables_in_small_pieces_equal_psql(pg_server, pg_config, pg_dbname,
     monkeypatch.setattr(pg_parallel, "COPY_PIECE", 16 * 1024)  # sale: about 130 pieces
     expected = psql_fingerprint(pg_server, many_tables, pg_dbname)
     (tmp_path / "dumps" / "many.sql").write_bytes(many_tables.read_bytes())
-    job = rewind(pg_config("jobs = 4"), history, "many.sql")
+    job = rewind(pg_config("jobs = 4\n" + COLD), history, "many.sql")
     assert job.state is JobState.SUCCEEDED, job.error
     assert "loading data, indexes and constraints over 4 connections" in messages(job)
     assert "data: public.sale 40,000 rows" in messages(job)
@@ -124,7 +127,7 @@ def test_pagila_equals_psql(pg_server, pg_config, pg_dbname, history, tmp_path):
                        check=True)  # fmt: skip
     finally:
         pg_server.execute(f'DROP DATABASE "{source}"')
-    config = pg_config("jobs = 3")
+    config = pg_config("jobs = 3\n" + COLD)
     for dump in (whole, both):
         expected = psql_fingerprint(pg_server, dump, pg_dbname)
         job = rewind(config, history, dump.name)
@@ -135,7 +138,7 @@ def test_pagila_equals_psql(pg_server, pg_config, pg_dbname, history, tmp_path):
 def test_bad_row_in_one_table_while_others_load(pg_server, pg_config, pg_dbname, history,
                                                 tmp_path, many_tables, monkeypatch):  # fmt: skip
     monkeypatch.setattr(pg_parallel, "COPY_PIECE", 16 * 1024)
-    config = pg_config("jobs = 3")
+    config = pg_config("jobs = 3\n" + COLD)
     dumps = tmp_path / "dumps"
     (dumps / "good.sql").write_bytes(many_tables.read_bytes())
     assert rewind(config, history, "good.sql").state is JobState.SUCCEEDED
@@ -163,7 +166,7 @@ def test_duplicate_found_by_a_parallel_unique_index_names_its_line(
     rows = text.splitlines()
     line = next(n for n, row in enumerate(rows) if "ADD CONSTRAINT product_sku_key" in row)
     assert rows[line - 1] == "ALTER TABLE ONLY public.product"  # where the statement starts
-    job = rewind(pg_config("jobs = 3"), history, "dup.sql")
+    job = rewind(pg_config("jobs = 3\n" + COLD), history, "dup.sql")
     assert job.state is JobState.FAILED
     assert f"{broken}:{line}: could not create unique index" in job.error, job.error
     assert pg_dbname not in pg_server.databases()
@@ -191,7 +194,7 @@ def test_cancel_while_indexes_build_alongside_data(pg_server, pg_config, pg_dbna
                                                    tmp_path):  # fmt: skip
     """A table's indexes build as soon as its own data is in, while other tables' data
     still loads (as pg_restore -j does); a cancel then stops every connection."""
-    config = pg_config("jobs = 3")
+    config = pg_config("jobs = 3\n" + COLD)
     dumps = tmp_path / "dumps"
     (dumps / "seed.sql").write_text("CREATE TABLE public.kept (a integer);\n")
     assert rewind(config, history, "seed.sql").state is JobState.SUCCEEDED
@@ -228,7 +231,8 @@ def test_cancel_while_indexes_build_alongside_data(pg_server, pg_config, pg_dbna
 def test_on_error_continue_loads_over_one_connection(pg_server, pg_config, pg_dbname, history,
                                                      tmp_path, many_tables):  # fmt: skip
     (tmp_path / "dumps" / "many.sql").write_bytes(many_tables.read_bytes())
-    job = rewind(pg_config('jobs = 4\non_error = "continue"'), history, "many.sql")
+    config = pg_config('jobs = 4\non_error = "continue"\n' + COLD)
+    job = rewind(config, history, "many.sql")
     assert job.state is JobState.SUCCEEDED, job.error
     assert not any("over 4 connections" in m for m in messages(job))
     assert any(m.startswith("loading over one connection") for m in messages(job))
@@ -259,7 +263,7 @@ def test_tables_with_live_foreign_keys_load_in_dump_order(
         f"COPY public.child (pid) FROM stdin;\n{children}\\.\n"
     )
     expected = psql_fingerprint(pg_server, dump, pg_dbname)
-    job = rewind(pg_config("jobs = 4"), history, "live.sql")
+    job = rewind(pg_config("jobs = 4\n" + COLD), history, "live.sql")
     assert job.state is JobState.SUCCEEDED, job.error
     assert fingerprint(pg_server, pg_dbname) == expected
     assert pg_server.execute("SELECT count(*) FROM public.seen", pg_dbname) == [(101,)]
