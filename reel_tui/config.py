@@ -113,6 +113,9 @@ class AppConfig:
     """PostgreSQL: libpq's sslmode, passed through."""
     rewind_mode: Literal["auto", "swap", "in-place"] = "auto"
     """PostgreSQL: staging database and swap, or in place in one transaction."""
+    jobs: int | None = None
+    """PostgreSQL and MySQL: connections loading a dump into the staging database at once
+    (tables' data; for PostgreSQL also indexes and constraints); None: :func:`default_jobs`."""
     definers: Literal["auto", "keep", "strip"] = "auto"
     """MySQL: DEFINER clauses naming accounts missing here are stripped (auto), all kept, or
     all stripped; a stripped object belongs to the user reel connects as."""
@@ -120,8 +123,6 @@ class AppConfig:
     """Loaded dumps kept as ready copies for near-instant rewinds; 0 turns the cache off."""
     cache_max_bytes: int | None = None
     """Disk the app's cached copies may take in all; None: no limit but ``cache_copies``."""
-    jobs: int | None = None
-    """Connections loading table data side by side; None: the engine's default."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -269,6 +270,21 @@ def _size(value: Any) -> int:
     raise _BadValue(f'expected a size such as "5 GB" or "500 MiB", got {_show(value)}')
 
 
+MAX_JOBS = 32
+"""More loading connections than this only queue up on the server."""
+
+
+def _jobs(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_JOBS:
+        raise _BadValue(f"expected a whole number 1-{MAX_JOBS}, got {_show(value)}")
+    return value
+
+
+def default_jobs() -> int:
+    """``jobs`` when the config does not say: one connection per core, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def _show(value: Any) -> str:
     kind = type(value).__name__
     text = repr(value)
@@ -293,12 +309,14 @@ APP_KEYS: dict[str, Checker] = {
     "analyze": _bool,
     "sslmode": _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     "rewind_mode": _choice("auto", "swap", "in-place"),
+    "jobs": _jobs,
     "definers": _choice("auto", "keep", "strip"),
     "cache_copies": _count,
     "cache_max_size": _size,
-    "jobs": _positive_int,
 }
-POSTGRES_KEYS = ("skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode")
+POSTGRES_KEYS = (
+    "skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode",
+)  # fmt: skip
 """App keys only the PostgreSQL engine reads; other drivers warn that they are ignored."""
 UNUSED_APP_KEYS = {"proxy_dest": "reel's HTTP proxy is not part of reel-tui"}
 SERVER_KEYS = ("dbserver", "dbport", "dbuser", "dbpassword", "dbpassword_env")
@@ -578,6 +596,9 @@ class _Validator:
             for key in SERVER_KEYS:
                 if key in table:
                     self.problem("ignored for sqlite apps", app=name, key=key, severity="warning")
+            if "jobs" in table:
+                self.problem("ignored for sqlite apps (a SQLite file takes one writer)",
+                             app=name, key="jobs", severity="warning")  # fmt: skip
         if driver != "postgres":
             for key in POSTGRES_KEYS:
                 if key in table:
@@ -629,10 +650,10 @@ class _Validator:
             analyze=values.get("analyze", True),
             sslmode=values.get("sslmode"),
             rewind_mode=values.get("rewind_mode", "auto"),
+            jobs=values.get("jobs"),
             definers=values.get("definers", "auto"),
             cache_copies=values.get("cache_copies", 2),
             cache_max_bytes=values.get("cache_max_size"),
-            jobs=values.get("jobs"),
             line=self.lines.get((name, None)),
         )
 

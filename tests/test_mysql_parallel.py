@@ -177,4 +177,4 @@ def test_jobs_must_be_a_whole_number(tmp_path: Path):
     config = tmp_path / "reel.toml"
     config.write_text('[crm]\ndbdriver = "mariadb"\ndatabase = "crm"\njobs = 0\n')
     problems = load_config(config).problems
-    assert any(p.key == "jobs" and "at least 1" in p.message for p in problems)
+    assert any(p.key == "jobs" and "expected a whole number 1-32" in p.message for p in problems)

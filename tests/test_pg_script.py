@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -273,3 +274,43 @@ def test_fast_character_classes_match_every_code_point_like_the_ranges(fast, rea
     everything = "".join(map(chr, range(0x110000)))
     matched = [m.start() for m in re.finditer(fast, everything, re.S)]
     assert matched == [m.start() for m in re.finditer(readable, everything, re.S)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(list("a;'$\\.\t")), max_size=10), max_size=30),
+    st.integers(min_value=1, max_value=40),
+)
+def test_property_copy_pieces_read_in_bulk_come_back_exactly(rows: list[str], size: int):
+    """Bulk reads run past the end of the data into the next COPY: both come back whole,
+    with the lines they start on, and the statements after them are split as usual."""
+    data = [row + "\n" for row in rows if row != "\\."]
+    script = io.StringIO(
+        "COPY t FROM stdin;\n" + "".join(data) + "\\.\nCOPY u FROM stdin;\n"
+        + "".join(data) + "\\.\nSELECT 1;\n"
+    )  # fmt: skip
+    splitter = ScriptSplitter(iter(script.readline, ""), script.readlines)
+    found = []
+    for item in splitter:
+        if isinstance(item, Statement) and item.copy_from_stdin:
+            pieces = list(splitter.copy_pieces(size))
+            found.append((item.line, "".join(piece for _, piece in pieces)))
+            line = item.line + 1
+            for first, piece in pieces:
+                assert first == line
+                line += piece.count("\n")
+        else:
+            found.append((item.line, item.text))
+    assert found == [
+        (1, "".join(data)),
+        (len(data) + 3, "".join(data)),
+        (2 * len(data) + 5, "SELECT 1;"),
+    ]
+
+
+def test_copy_pieces_of_a_cut_off_dump_name_the_copy():
+    script = io.StringIO("COPY t FROM stdin;\n1\n2\n")
+    splitter = ScriptSplitter(iter(script.readline, ""), script.readlines)
+    next(iter(splitter))
+    with pytest.raises(ScriptError, match="ends inside the COPY data started at line 1"):
+        list(splitter.copy_pieces(1))

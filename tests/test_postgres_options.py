@@ -15,7 +15,7 @@ import pytest
 from pg_server import PgServer
 from pg_tools import messages, rewind
 
-from reel_tui.config import AppConfig, load_config
+from reel_tui.config import AppConfig, default_jobs, load_config
 from reel_tui.engines import pg_restore
 from reel_tui.engines.pg_conn import connect_params, is_local, scrub
 from reel_tui.engines.pg_database import read_database
@@ -263,6 +263,10 @@ def test_connection_keywords_and_pg_restore_conninfo(monkeypatch):
         ('rewind_mode = "fast"', "rewind_mode: expected one of auto, swap, in-place"),
         ("skip_owner = 1", "skip_owner: expected true or false"),
         ('sslmode = "maybe"', "sslmode: expected one of disable, allow, prefer"),
+        ("jobs = 0", "jobs: expected a whole number 1-32, got int 0"),
+        ("jobs = 33", "jobs: expected a whole number 1-32, got int 33"),
+        ('jobs = "4"', "jobs: expected a whole number 1-32, got str '4'"),
+        ("jobs = true", "jobs: expected a whole number 1-32, got bool True"),
     ],
 )
 def test_postgres_keys_are_checked(write_config, tmp_path, line, problem):
@@ -279,14 +283,18 @@ def test_postgres_keys_are_read_and_ignored_elsewhere(write_config, tmp_path):
     config = load_config(write_config(
         '[shop]\ndbdriver = "postgres"\ndatabase = "shop"\ndbsource = "d.sql"\n'
         'skip_owner = true\nskip_privileges = true\non_error = "Continue"\nanalyze = false\n'
-        'sslmode = "verify-full"\nrewind_mode = "in-place"\n'
-        '[blog]\ndatabase = "b.db"\ndbsource = "d.sql"\nskip_owner = true\n'
+        'sslmode = "verify-full"\nrewind_mode = "in-place"\njobs = 8\n'
+        '[blog]\ndatabase = "b.db"\ndbsource = "d.sql"\nskip_owner = true\njobs = 2\n'
+        '[other]\ndbdriver = "postgres"\ndatabase = "o"\ndbsource = "d.sql"\n'
     ))  # fmt: skip
     shop = config.apps["shop"]
     assert (shop.skip_owner, shop.skip_privileges, shop.on_error) == (True, True, "continue")
     assert (shop.analyze, shop.sslmode, shop.rewind_mode) == (False, "verify-full", "in-place")
-    assert any(p.app == "blog" and p.key == "skip_owner" and "ignored for sqlite" in str(p)
-               for p in config.warnings)  # fmt: skip
+    assert (shop.jobs, config.apps["other"].jobs) == (8, None)
+    assert default_jobs() == min(4, os.cpu_count() or 1)
+    for key in ("skip_owner", "jobs"):
+        assert any(p.app == "blog" and p.key == key and "ignored for sqlite" in str(p)
+                   for p in config.warnings)  # fmt: skip
 
 
 class _Loading:
@@ -318,7 +326,7 @@ def test_the_loading_connection_is_closed_under_the_guard(
     pg_server, pg_config, pg_dbname, history, tmp_path, monkeypatch
 ):
     (tmp_path / "dumps" / "s.sql").write_text("CREATE TABLE public.t (a int);\n")
-    plan = plan_rewind(load_config(pg_config()), "shop", "s.sql")
+    plan = plan_rewind(load_config(pg_config("jobs = 3")), "shop", "s.sql")
     engine = plan.engine
     closes: list[tuple[str, bool]] = []
 
@@ -338,4 +346,4 @@ def test_the_loading_connection_is_closed_under_the_guard(
         queue.shutdown()
     assert job.state is JobState.SUCCEEDED, job.error
     staging = [guarded for name, guarded in closes if name.endswith("__reel_staging")]
-    assert staging == [True]
+    assert staging == [True] * 4  # the loading connection and the three workers

@@ -19,14 +19,13 @@ the running statement with ``KILL QUERY`` from a second connection.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
 
 import pymysql
 
-from reel_tui.config import AppConfig
+from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import mysql_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
@@ -174,11 +173,6 @@ class MysqlEngine(Engine):
         except pymysql.Error as exc:
             ctx.log(f"could not drop {names.staging} ({message(exc)}); the next run will",
                     "warning")  # fmt: skip
-
-
-def default_jobs() -> int:
-    """Loading connections when the config does not say: one per core, at most 4."""
-    return min(4, os.cpu_count() or 1)
 
 
 def _describer(source: Source) -> Callable[[Sent, str], str]:

@@ -113,7 +113,8 @@ class ScriptLoader:
             script = self.script or DumpReader(self.source.path, self.source.format)
             with script as reader:
                 self.reader = reader
-                splitter = ScriptSplitter(self.watch_header(reader))
+                bulk = getattr(reader, "read_lines", None)  # a DumpReader, not pg_restore
+                splitter = ScriptSplitter(self.watch_header(reader), bulk)
                 for item in splitter:
                     if isinstance(item, MetaCommand):
                         self.meta(item)
@@ -121,7 +122,7 @@ class ScriptLoader:
                         self.copy(item, splitter)
                     else:
                         self.add(item)
-                self.flush()
+                self.finish()
         except (DumpError, ScriptError) as exc:
             prefix = f"{self.where(exc.line)}: " if isinstance(exc, ScriptError) else ""
             raise RewindError(prefix + str(exc)) from None
@@ -188,8 +189,12 @@ class ScriptLoader:
         elif self.phase == "data" and _POST_DATA.match(text):
             self.note_table(None)
             self.enter_phase("indexes and constraints")
+        self.send(statement)
+
+    def send(self, statement: Statement) -> None:
+        """Queue a statement the filter let through: it runs with the next batch."""
         self.batch.append(statement)
-        self.batch_bytes += len(text)
+        self.batch_bytes += len(statement.text)
         if self.batch_bytes >= BATCH_BYTES:
             self.flush()
 
@@ -208,6 +213,10 @@ class ScriptLoader:
         self.table, self.rows = table, 0
         if table is not None:
             self.ctx.progress(detail=f"data: {table}")
+
+    def finish(self) -> None:
+        """At the end of the script: everything sent has run."""
+        self.flush()
 
     def flush(self) -> None:
         self.ctx.check_cancelled()
@@ -325,7 +334,7 @@ class ScriptLoader:
         table = match.group(1) if match else "?"
         self.note_table(None)
         self.ctx.progress(detail=f"data: {table}")
-        stream = _CopyStream(splitter.copy_data(), self)
+        stream = _CopyStream(splitter.copy_pieces(COPY_CHUNK), self)
         try:
             if self.transactional:
                 self.execute("SAVEPOINT reel_batch")
@@ -357,23 +366,18 @@ class _CopyStream:
     ``error`` and raised again by the loader.
     """
 
-    def __init__(self, lines: Iterator[str], loader: ScriptLoader) -> None:
-        self.lines = lines
+    def __init__(self, pieces: Iterator[tuple[int, str]], loader: ScriptLoader) -> None:
+        self.pieces = pieces
         self.loader = loader
         self.error: BaseException | None = None
 
     def read(self, size: int = COPY_CHUNK) -> str:
+        """The next piece of data (whole lines, about ``COPY_CHUNK``); "" at its end."""
         try:
             self.loader.ctx.check_cancelled()
-            chunk: list[str] = []
-            taken = 0
-            for line in self.lines:
-                chunk.append(line)
-                taken += len(line)
-                if taken >= size:
-                    break
+            _, piece = next(self.pieces, (0, ""))
             self.loader.report()
-            return "".join(chunk)
+            return piece
         except (RewindCancelled, ScriptError, DumpError) as exc:
             self.error = exc
             if isinstance(exc, ScriptError):
@@ -385,7 +389,7 @@ class _CopyStream:
 
     def drain(self) -> None:
         """Skip what the server did not take, so the script goes on after ``\\.``."""
-        for _ in self.lines:
+        for _ in self.pieces:
             pass
 
 

@@ -23,7 +23,7 @@ Lexical rules followed (PostgreSQL's, as psql's lexer applies them):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 _CODE = re.compile(r"[;'\"$()]|--|/\*")
@@ -111,13 +111,69 @@ class MetaCommand:
 class ScriptSplitter:
     """Iterate over a script's statements and meta-commands, streaming."""
 
-    def __init__(self, lines: Iterable[str]) -> None:
-        self._lines = iter(lines)
+    def __init__(
+        self, lines: Iterable[str], read_lines: Callable[[int], list[str]] | None = None
+    ) -> None:
+        """``read_lines(hint)``, when given, returns the next lines of the same input
+        (about ``hint`` characters, [] at its end): COPY data is then taken in bulk."""
+        self._source = iter(lines)
+        self._read_lines = read_lines
+        self._pushed_back: list[str] = []
+        """Lines read in bulk past the end of COPY data, in reverse order."""
+        self._lines = self._feed()
         self.line_number = 0
         """Number of the line last taken from the input."""
         self.standard_strings = True
         """Whether backslashes are literal in '' strings; follows the script's SET."""
         self._copy_pending = False
+
+    def _feed(self) -> Iterator[str]:
+        """The input's lines, those read too far in bulk first."""
+        pushed_back, source = self._pushed_back, self._source
+        while True:
+            while pushed_back:
+                yield pushed_back.pop()
+            line = next(source, None)
+            if line is None:
+                return
+            yield line
+
+    def copy_pieces(self, size: int) -> Iterator[tuple[int, str]]:
+        """The data lines after a COPY statement, up to (not including) ``\\.``, joined
+        into pieces of about ``size`` characters, each with the line it starts on.
+
+        Without per-line Python work when the input can be read in bulk.
+
+        Raises:
+            ScriptError: the script ends before the ``\\.`` line.
+        """
+        read_lines = self._read_lines
+        if read_lines is None:
+            yield from _joined(self.copy_data(), size, lambda: self.line_number)
+            return
+        start = self.line_number
+        self._copy_pending = False
+        while True:
+            lines = read_lines(size)
+            if self._pushed_back:  # read in bulk with the data before: they come first
+                lines[:0] = reversed(self._pushed_back)
+                self._pushed_back.clear()
+            if not lines:
+                raise ScriptError(
+                    f"the dump ends inside the COPY data started at line {start} (truncated file?)",
+                    self.line_number,
+                )
+            end = _end_of_copy(lines)
+            first = self.line_number + 1
+            if end < 0:
+                self.line_number += len(lines)
+                yield first, "".join(lines)
+                continue
+            self.line_number += end + 1
+            self._pushed_back.extend(reversed(lines[end + 1 :]))
+            if end:
+                yield first, "".join(lines[:end])
+            return
 
     def copy_data(self) -> Iterator[str]:
         """The data lines after a COPY statement, up to (not including) ``\\.``.
@@ -161,6 +217,36 @@ class ScriptSplitter:
                             pass
                     break  # the rest of a COPY line is not SQL
         scan.finish()
+
+
+def _end_of_copy(lines: list[str]) -> int:
+    """Index of the first ``\\.`` line in ``lines``, -1 if none (list scans, in C)."""
+    found = -1
+    for marker in _END_OF_COPY:
+        try:
+            at = lines.index(marker)
+        except ValueError:
+            continue
+        found = at if found < 0 else min(found, at)
+    return found
+
+
+def _joined(
+    lines: Iterable[str], size: int, line_number: Callable[[], int]
+) -> Iterator[tuple[int, str]]:
+    """``lines`` joined into pieces of about ``size`` characters, each with its first line."""
+    piece: list[str] = []
+    taken = first = 0
+    for line in lines:
+        if not piece:
+            first = line_number()
+        piece.append(line)
+        taken += len(line)
+        if taken >= size:
+            yield first, "".join(piece)
+            piece, taken = [], 0
+    if piece:
+        yield first, "".join(piece)
 
 
 class _Scanner:

@@ -37,7 +37,7 @@ from typing import Literal
 import psycopg2
 
 from reel_tui.cache import CachedCopy
-from reel_tui.config import AppConfig
+from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import pg_cache, pg_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.pg_conn import Connection, connect, connect_maintenance, is_local, where
@@ -49,6 +49,7 @@ from reel_tui.engines.pg_database import (
 )
 from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
 from reel_tui.engines.pg_loader import ScriptLoader
+from reel_tui.engines.pg_parallel import ParallelLoader
 from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript
 from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain
 from reel_tui.sources import Source
@@ -66,6 +67,8 @@ class PostgresEngine(Engine):
         self._guard = threading.Lock()
         self._loading: Connection | None = None
         self._restore: ArchiveRestore | None = None
+        self._workers: list[Connection] = []
+        """The parallel load's extra connections; ``interrupt`` cancels them too."""
 
     def is_local(self) -> bool:
         return is_local(self.app)
@@ -103,9 +106,10 @@ class PostgresEngine(Engine):
         # so the cancel never meets a connection being closed.
         with self._guard:
             loading, restore = self._loading, self._restore
-            if loading is not None and not loading.closed:
-                with contextlib.suppress(psycopg2.Error):  # it may have just been lost
-                    loading.cancel()
+            for conn in [loading, *self._workers]:
+                if conn is not None and not conn.closed:
+                    with contextlib.suppress(psycopg2.Error):  # it may have just been lost
+                        conn.cancel()
         if restore is not None:
             restore.terminate()
 
@@ -322,14 +326,14 @@ class PostgresEngine(Engine):
             finally:
                 with self._guard:
                     self._restore = None
-        conn = connect(self.app, staging)
+        conn = self._connect_loading(staging)
         with self._guard:
             self._loading = conn
         try:
-            conn.set_client_encoding("UTF8")
+            if source.format.container == "sql" and self._jobs(ctx) > 1:
+                self._load_parallel(source, staging, conn, ctx, started)
+                return
             if source.format.container == "sql":
-                with conn.cursor() as cur:
-                    cur.execute("SET synchronous_commit = off")  # the swap's commit flushes it
                 ScriptLoader(self.app, source, conn, ctx).run()
             ctx.log(f"load took {time.monotonic() - started:.1f} s")
             if self.app.analyze:
@@ -339,6 +343,57 @@ class PostgresEngine(Engine):
             raise RewindError(f"{source.path}: {_primary(exc)}") from None
         finally:
             self._release(conn)
+
+    def _connect_loading(self, staging: str) -> Connection:
+        """A connection that loads into the staging database (UTF-8, autocommit)."""
+        conn = connect(self.app, staging)
+        try:
+            conn.set_client_encoding("UTF8")
+            with conn.cursor() as cur:
+                cur.execute("SET synchronous_commit = off")  # the swap's commit flushes it
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _jobs(self, ctx: RewindContext) -> int:
+        """How many connections load a plain dump into the staging database."""
+        jobs = self.app.jobs or default_jobs()
+        if jobs > 1 and self.app.on_error == "continue":
+            ctx.log("loading over one connection: with on_error = \"continue\" a failed "
+                    "statement must be skipped in dump order")  # fmt: skip
+            return 1
+        return jobs
+
+    def _load_parallel(
+        self, source: Source, staging: str, conn: Connection, ctx: RewindContext, started: float
+    ) -> None:
+        """Load over ``jobs`` more connections (see :mod:`reel_tui.engines.pg_parallel`)."""
+        jobs = self._jobs(ctx)
+        workers: list[Connection] = []
+        try:
+            for _ in range(jobs):
+                worker = self._connect_loading(staging)
+                with self._guard:
+                    self._workers.append(worker)
+                workers.append(worker)
+            ctx.log(f"loading data, indexes and constraints over {jobs} connections")
+            loader = ParallelLoader(self.app, source, conn, ctx, workers)
+            try:
+                loader.run()
+                ctx.log(f"load took {time.monotonic() - started:.1f} s")
+                if self.app.analyze:
+                    ctx.progress(phase="finishing", detail="ANALYZE")
+                    analyzing = time.monotonic()
+                    loader.analyze()
+                    ctx.log(f"ANALYZE took {time.monotonic() - analyzing:.1f} s")
+            finally:
+                loader.close()
+        finally:
+            with self._guard:
+                for worker in workers:
+                    self._workers.remove(worker)
+                    worker.close()
 
     def _drop_staging(self, admin: Connection, names: pg_swap.Names, ctx: RewindContext) -> None:
         """Best effort after a failure: the next run drops what this could not."""
