@@ -55,6 +55,9 @@ def fingerprint(server: MysqlServer, database: str) -> Fingerprint:
                 cur.execute(sql)
                 return list(cur.fetchall())
 
+            def q(name: object) -> str:
+                return "`" + str(name).replace("`", "``") + "`"
+
             def same(value: object) -> object:
                 if isinstance(value, str):
                     return value.replace(f"`{database}`.", "`DB`.").replace(f"{database}.", "DB.")
@@ -62,22 +65,27 @@ def fingerprint(server: MysqlServer, database: str) -> Fingerprint:
 
             for name, kind in rows("SHOW FULL TABLES"):
                 if kind == "VIEW":
-                    found[f"view {name}"] = [same(v) for v in rows(f"SHOW CREATE VIEW `{name}`")[0]]
+                    found[f"view {name}"] = [
+                        same(v) for v in rows(f"SHOW CREATE VIEW {q(name)}")[0]
+                    ]
                 else:
-                    found[f"table {name}"] = same(rows(f"SHOW CREATE TABLE `{name}`")[0][1])
-                    found[f"rows {name}"] = rows(f"CHECKSUM TABLE `{name}`")[0][1]
+                    found[f"table {name}"] = same(rows(f"SHOW CREATE TABLE {q(name)}")[0][1])
+                    found[f"rows {name}"] = rows(f"CHECKSUM TABLE {q(name)}")[0][1]
+            schema = conn.escape(database)  # a quoted literal, whatever the name holds
             for (name,) in rows(f"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
-                                f"WHERE TRIGGER_SCHEMA = '{database}'"):  # fmt: skip
+                                f"WHERE TRIGGER_SCHEMA = {schema}"):  # fmt: skip
                 found[f"trigger {name}"] = [
-                    same(v) for v in rows(f"SHOW CREATE TRIGGER `{name}`")[0][:6]
+                    same(v) for v in rows(f"SHOW CREATE TRIGGER {q(name)}")[0][:6]
                 ]
             routines = rows("SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
-                            f"WHERE ROUTINE_SCHEMA = '{database}'")  # fmt: skip
+                            f"WHERE ROUTINE_SCHEMA = {schema}")  # fmt: skip
             for name, kind in routines:
-                found[f"{kind} {name}"] = [same(v) for v in rows(f"SHOW CREATE {kind} `{name}`")[0]]
+                found[f"{kind} {name}"] = [
+                    same(v) for v in rows(f"SHOW CREATE {kind} {q(name)}")[0]
+                ]
             for (name,) in rows(f"SELECT EVENT_NAME FROM information_schema.EVENTS "
-                                f"WHERE EVENT_SCHEMA = '{database}'"):  # fmt: skip
-                found[f"event {name}"] = [same(v) for v in rows(f"SHOW CREATE EVENT `{name}`")[0]]
+                                f"WHERE EVENT_SCHEMA = {schema}"):  # fmt: skip
+                found[f"event {name}"] = [same(v) for v in rows(f"SHOW CREATE EVENT {q(name)}")[0]]
     finally:
         conn.close()
     return found
