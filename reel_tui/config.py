@@ -42,6 +42,20 @@ CONFIG_FILE_NAME = "reel.toml"
 RESERVED_TABLE = "reel"
 
 
+def is_system_database(driver: Driver, database: str) -> bool:
+    """True when ``database`` names one of the server's own databases, compared as that
+    server compares names.
+
+    PostgreSQL names are exact (libpq and quoted SQL never fold case): ``Postgres`` is an
+    ordinary database. MySQL / MariaDB fold case where ``lower_case_table_names`` is set
+    (Windows, macOS) and always for ``information_schema``; which server a config will meet is
+    not known here, so MySQL names are compared without case.
+    """
+    if driver == "mysql":
+        return database.casefold() in SYSTEM_DATABASES[driver]
+    return database in SYSTEM_DATABASES[driver]
+
+
 class ConfigError(Exception):
     """The config cannot be used at all (not found, unreadable, not TOML)."""
 
@@ -581,7 +595,7 @@ class _Validator:
             # no server or file system takes it; os.path.realpath() would raise later
             self.problem("must not contain a NUL character", app=name, key="database")
             return None
-        if database.lower() in SYSTEM_DATABASES[driver]:
+        if is_system_database(driver, database):
             self.problem(
                 f"{database!r} is a system database; reel-tui will not rewind it",
                 app=name,

@@ -934,8 +934,10 @@ def test_problem_without_line_or_app_still_prints_the_file():
         ("postgres", "postgres"),
         ("postgres", "template0"),
         ("postgres", "template1"),
-        ("postgresql", "Template1"),
+        ("postgresql", "template1"),
         ("mysql", "mysql"),
+        ("mysql", "MySQL"),
+        ("mariadb", "Performance_Schema"),
         ("mysql", "information_schema"),
         ("mysql", "sys"),
         ("mysql", "performance_schema"),
@@ -952,8 +954,14 @@ def test_system_databases_are_refused(tmp_path: Path, driver: str, database: str
     assert repr(database) in problem.message
 
 
-@pytest.mark.parametrize(("driver", "database"), [("postgres", "mysql"), ("mysql", "postgres")])
-def test_system_database_list_is_per_driver(tmp_path: Path, driver: str, database: str):
+@pytest.mark.parametrize(
+    ("driver", "database"),
+    [("postgres", "mysql"), ("mysql", "postgres"), ("postgres", "Postgres"),
+     ("postgres", "TEMPLATE1"), ("postgres", "postgres "), ("postgres", "template0_copy")],
+)  # fmt: skip
+def test_system_database_list_is_per_driver_with_its_case_rules(
+    tmp_path: Path, driver: str, database: str
+):
     touch_dump(tmp_path)
     config = load(tmp_path, pg_app(dbdriver=driver, database=database))
     assert config.apps["shop"].database == database

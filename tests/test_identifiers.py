@@ -233,3 +233,29 @@ def test_sqlite_hostile_paths(tmp_path, history):
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [target.name, neighbour.name, "dumps ü", f".{target.name}.reel.lock"]
     ), "no temp or journal file left beside the target (the lock file is kept on purpose)"
+
+
+def test_postgres_names_differing_from_system_databases_only_in_case_are_ordinary(
+    pg_server, history, tmp_path, monkeypatch
+):
+    """PostgreSQL compares database names exactly: ``Postgres`` is not ``postgres``, so
+    the config allows it and the rewind lands there, leaving the system database alone."""
+    monkeypatch.setenv(PASSWORD_ENV, pg_server.password)
+    (tmp_path / "dumps").mkdir()
+    (tmp_path / "dumps" / "new.sql").write_text(
+        "CREATE TABLE t (x int);\nINSERT INTO t VALUES (7);\n"
+    )
+    system_before = table_rows(pg_server, "postgres")
+    pg_server.execute('CREATE DATABASE "Postgres"')
+    try:
+        config = write_config(tmp_path, {
+            "dbdriver": "postgres", "dbserver": pg_server.host, "dbport": pg_server.port,
+            "database": "Postgres", "dbuser": pg_server.user, "dbpassword_env": PASSWORD_ENV,
+            "dbsources": "dumps",
+        })  # fmt: skip
+        job = rewind(config, history, "hostile", "new.sql")
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert pg_server.execute("SELECT x FROM t", "Postgres") == [(7,)]
+        assert table_rows(pg_server, "postgres") == system_before
+    finally:
+        pg_server.execute('DROP DATABASE IF EXISTS "Postgres" WITH (FORCE)')
