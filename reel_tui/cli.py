@@ -180,13 +180,21 @@ def _load(args: argparse.Namespace, err: _Stderr) -> Config:
     """Load the config; print the problems that matter to this command.
 
     Errors in ``[reel]`` concern every app, so they stop the command. A rewind
-    prints only its own app's warnings (a cron line should not mail about other
-    apps); its own app's errors come back as the refusal.
+    prints its warnings only once its plan has passed (:func:`_print_problems`),
+    so a refusal is exactly one line; its own app's errors come back as the refusal.
     """
     config = load_config(find_config(args.config))
     fatal = [p for p in config.errors if p.app is None]
     if fatal:
         raise _Refusal(str(fatal[0]))
+    if not args.rewind:
+        _print_problems(config, args, err)
+    return config
+
+
+def _print_problems(config: Config, args: argparse.Namespace, err: Console) -> None:
+    """The config's problems on stderr; for a rewind only the warnings of its own app and of
+    the whole file (a cron line should not mail about other apps)."""
     target = (args.app or config.settings.default_app or only_app(config)) if args.rewind else None
     for problem in config.problems:
         if args.quiet or (args.rewind and problem.app not in (None, target)):
@@ -195,7 +203,6 @@ def _load(args: argparse.Namespace, err: _Stderr) -> Config:
             continue
         err.print(f"{problem.severity}: {problem}",
                   style="yellow" if problem.severity == "warning" else "red")  # fmt: skip
-    return config
 
 
 def _load_if_any(args: argparse.Namespace, err: _Stderr) -> Config | None:
@@ -217,6 +224,7 @@ def _history_store(config: Config | None) -> HistoryStore:
 
 def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: _Stderr) -> int:
     plan = plan_rewind(config, args.app, args.source, allow_remote=args.allow_remote)
+    _print_problems(config, args, err)
     if args.dry_run:
         return _dry_run(plan, args, err)
     reporter = _reporter(args)

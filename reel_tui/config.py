@@ -397,6 +397,9 @@ def _key_lines(text: str) -> dict[tuple[str | None, str | None], int]:
         if header:
             table = header.group(1).strip().strip("\"'")
             lines.setdefault((table, None), number)
+            if not header.group(1).startswith(('"', "'")):
+                # [app.sub] defines app too, when no [app] header came first
+                lines.setdefault((table.split(".")[0].strip(), None), number)
             continue
         key = _KEY_RE.match(line)
         if key:
@@ -436,7 +439,7 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError, text: str) -> str:
     tomllib says "(at end of document)" instead when the last value is cut short
     (an unclosed array, ``key =`` on the last line): that is the last non-blank line.
     """
-    message = str(exc)
+    message = _plain_toml_message(str(exc))
     match = re.search(r"\(at line (\d+), column (\d+)\)", message)
     if match:
         message = message[: match.start()].strip()
@@ -447,6 +450,24 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError, text: str) -> str:
         line = len(text.rstrip().split("\n"))
         return f"{path}:{line}: invalid TOML: {message} (at end of file)"
     return f"{path}: invalid TOML: {message}"
+
+
+def _plain_toml_message(message: str) -> str:
+    """tomllib's wording where it shows Python: "Cannot declare ('a',) twice" says which
+    table is repeated as a tuple; a user wrote ``[a]`` twice, so say that."""
+    match = re.match(r"Cannot declare \((.*)\) twice", message)
+    if not match:
+        return message
+    import ast  # only for this message: not worth its import time on every start
+
+    try:
+        parts = ast.literal_eval(f"({match.group(1)})")
+    except (ValueError, SyntaxError):
+        return message
+    if not isinstance(parts, tuple) or not all(isinstance(part, str) for part in parts):
+        return message
+    table = ".".join(parts)
+    return f"[{table}] is declared twice (each app once){message[match.end() :]}"
 
 
 class _Validator:

@@ -38,6 +38,9 @@ EngineFactory = Callable[[AppConfig], Engine]
 
 def pick_app(config: Config, app_name: str | None) -> AppConfig:
     """The named app, or ``[reel] default_app``; refused if unknown or disabled."""
+    if not config.apps and not config.disabled:
+        raise Refused(f"{config.path}: no apps configured: add a table such as [myapp]"
+                      + _ignored_keys(config))  # fmt: skip
     name = app_name or config.settings.default_app or only_app(config)
     if name is None:
         raise Refused(f"{config.path}: name an app: there is no [reel] default_app")
@@ -51,6 +54,14 @@ def pick_app(config: Config, app_name: str | None) -> AppConfig:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise Refused(f"{config.path}: no app named {name!r}{hint}")
     return config.apps[name]
+
+
+def _ignored_keys(config: Config) -> str:
+    """Why a file with content has no apps: its top-level keys that are not tables."""
+    ignored = [p.key for p in config.warnings if p.app is None and "top-level key" in p.message]
+    if not ignored:
+        return ""
+    return f" (top-level {', '.join(repr(k) for k in ignored[:3])} not a table)"
 
 
 def only_app(config: Config) -> str | None:

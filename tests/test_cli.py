@@ -412,3 +412,90 @@ def test_errors_are_plain_off_a_terminal_and_coloured_when_forced(blog: Config, 
     assert "no app named 'gh:smile:ost'" in result.stderr  # literal: no emoji codes either way
     if not styled:
         assert result.stderr == f"reel-tui: {blog.path}: no app named 'gh:smile:ost'\n"
+
+
+APP = 'dbsource = "d.sql"\n'
+BAD_CONFIGS = {
+    "empty file": (b"", "reel.toml: no apps configured"),
+    "only comments": (b"# nothing\n\n", "reel.toml: no apps configured"),
+    "binary garbage": (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "reel.toml:1: not a text file"),
+    "toml syntax": (b'[a]\ndatabase = "a.db\n', "reel.toml:2: invalid TOML"),
+    "duplicate apps": (
+        f'[a]\ndatabase = "a.db"\n{APP}[a]\ndatabase = "b.db"\n'.encode(),
+        "reel.toml:4: invalid TOML: [a] is declared twice",
+    ),
+    "database of wrong type": (
+        f"[a]\ndatabase = 3\n{APP}".encode(),
+        "reel.toml:2: app 'a': database: expected a string",
+    ),
+    "bool of wrong type": (
+        f'[a]\ndatabase = "a.db"\n{APP}protected = "yes"\n'.encode(),
+        "reel.toml:4: app 'a': protected: expected true or false",
+    ),
+    "port of wrong type": (
+        f'[a]\ndbdriver = "postgres"\ndatabase = "x"\ndbport = 1.5\n{APP}'.encode(),
+        "reel.toml:4: app 'a': dbport: expected a port number",
+    ),
+    "settings of wrong type": (
+        f'[reel]\nworkers = "2"\n[a]\ndatabase = "a.db"\n{APP}'.encode(),
+        "reel.toml:2: [reel]: workers: expected a whole number",
+    ),
+    "reel not a table": (f'reel = 5\n[a]\ndatabase = "a.db"\n{APP}'.encode(), "[reel] must be"),
+    "no tables": (b'database = "a.db"\n', "no apps configured: add a table such as [myapp]"),
+    "array of tables": (b'[[a]]\ndatabase = "a.db"\n', "top-level 'a' not a table"),
+    "missing database": (f"[a]\n{APP}".encode(), "reel.toml:1: app 'a': database: missing"),
+    "sub-table only": (b'[a.b]\ndatabase = "x"\n', "reel.toml:1: app 'a': database: missing"),
+    "missing dumps": (b'[a]\ndatabase = "a.db"\n', "reel.toml:1: app 'a': dbsource: no dumps"),
+    "empty database": (
+        f'[a]\ndbdriver = "postgres"\ndatabase = ""\n{APP}'.encode(),
+        "reel.toml:3: app 'a': database: must not be empty",
+    ),
+    "postgres system database": (
+        f'[a]\ndbdriver = "postgres"\ndatabase = "template0"\n{APP}'.encode(),
+        "reel.toml:3: app 'a': database: 'template0' is a system database",
+    ),
+    "mysql system database": (
+        f'[a]\ndbdriver = "mariadb"\ndatabase = "Performance_Schema"\n{APP}'.encode(),
+        "reel.toml:3: app 'a': database: 'Performance_Schema' is a system database",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "fragment"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_bad_configs_are_one_line_exit_2_and_nothing_changed(tmp_path, capsys, text, fragment):
+    """Each broken config refuses a rewind with exactly one line naming file and line, on
+    stderr; no traceback (in process it would fail the test), no database file created."""
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x);\n")
+    path = tmp_path / "reel.toml"
+    path.write_bytes(text)
+    path.chmod(0o600)
+    assert main(["-c", str(path), "--rewind"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("reel-tui: ") and fragment in lines[0]
+    assert {p.name for p in tmp_path.iterdir()} - {"state"} == {"d.sql", "reel.toml"}
+
+
+def test_a_system_database_disables_only_its_app(write_config, tmp_path):
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x);\nINSERT INTO t VALUES (1);\n")
+    path = write_config(
+        """
+        [sys]
+        dbdriver = "postgres"
+        database = "postgres"
+        dbsource = "d.sql"
+        [good]
+        database = "good.db"
+        dbsource = "d.sql"
+        """
+    )
+    bad = run("-c", str(path), "--rewind", "sys")
+    assert bad.returncode == 2
+    assert "reel.toml:4: app 'sys': database: 'postgres' is a system database" in (
+        one_line_error(bad)
+    )
+    good = run("-c", str(path), "--rewind", "good")
+    assert good.returncode == 0, good.stderr
+    assert sqlite3.connect(tmp_path / "good.db").execute("SELECT x FROM t").fetchall() == [(1,)]
