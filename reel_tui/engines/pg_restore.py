@@ -236,6 +236,46 @@ class ArchiveScript:
             self._lines.close()
 
 
+LIST_TIMEOUT = 120
+"""Seconds ``pg_restore --list`` may take: it reads only the archive's table of contents."""
+
+
+def check_archive(source: Source) -> int:
+    """The number of objects in the archive's table of contents, checked before anything
+    is dropped: pg_restore restores an archive whose TOC is empty (a zeroed or cut-short
+    file, "TOC Entries: 0") without an error, which would swap in an empty database.
+
+    Raises:
+        RewindError: pg_restore is missing, cannot read the archive, or it holds nothing.
+    """
+    if source.format.compression != "none":
+        raise RewindError(f"{source.path} is a {source.format.describe()}: pg_restore cannot "
+                          "read a compressed archive; decompress it first")  # fmt: skip
+    tool = find_pg_restore()
+    if tool is None:
+        raise RewindError(_missing_tool(source))
+    try:
+        listed = subprocess.run(
+            [tool, "--list", str(source.path)], stdin=subprocess.DEVNULL, capture_output=True,
+            text=True, errors="replace", timeout=LIST_TIMEOUT,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise RewindError(
+            f"{source.path}: pg_restore --list did not finish in "
+            f"{LIST_TIMEOUT} s; is the archive on a stalled file system?"
+        ) from None
+    if listed.returncode != 0:
+        errors = [m.group(1) for m in map(_ERROR.match, listed.stderr.splitlines()) if m]
+        detail = errors[0] if errors else f"exit code {listed.returncode}"
+        raise RewindError(f"{source.path}: pg_restore could not read it: {detail}")
+    entries = sum(1 for line in listed.stdout.splitlines() if line.strip()
+                  and not line.startswith(";"))  # fmt: skip
+    if entries == 0:
+        raise RewindError(f"{source.path}: the archive lists no objects (TOC Entries: 0): "
+                          "not a complete pg_dump archive; nothing was changed")  # fmt: skip
+    return entries
+
+
 def _missing_tool(source: Source) -> str:
     return (
         f"{source.path} is a {source.format.describe()}: loading it needs pg_restore, "

@@ -50,7 +50,7 @@ from reel_tui.engines.pg_database import (
 from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
 from reel_tui.engines.pg_loader import ScriptLoader
 from reel_tui.engines.pg_parallel import ParallelLoader
-from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript
+from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript, check_archive
 from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain
 from reel_tui.sources import Source
 
@@ -157,6 +157,9 @@ class PostgresEngine(Engine):
             conn.close()
 
     def rewind(self, source: Source, ctx: RewindContext) -> None:
+        if source.format.container != "sql":
+            entries = check_archive(source)
+            ctx.log(f"archive lists {entries} objects")
         ctx.progress(phase="connecting")
         admin = connect_maintenance(self.app)
         try:
