@@ -261,6 +261,16 @@ class _JobContext:
         self._last_recorded = time.monotonic()
         self._writer: LogWriter | None = None
         self._warned: set[str] = set()
+        self._password = plan.app.resolve_password()
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the app's password replaced by ``***``: the one place every log line,
+        detail and error of the job passes, so a server message or a dump statement quoted
+        back (which may hold the password as data) never carries it into the screen, the
+        ``--json`` events, the log file or the history."""
+        if self._password and self._password in text:
+            return text.replace(self._password, "***")
+        return text
 
     def run(self) -> None:
         """Run the job to a final state; never raises, whatever the engine or the disk do."""
@@ -305,6 +315,7 @@ class _JobContext:
             job.finished = time.time()
             job.phase = "done"
             if job.error:
+                job.error = self._scrub(job.error)
                 self.log(job.error, "warning" if job.error_code == "cancelled" else "error")
             self.log(f"{job.state.value} in {job.duration:.2f} s")
             self._record()
@@ -337,7 +348,7 @@ class _JobContext:
     # --- RewindContext ----------------------------------------------------------
 
     def log(self, message: str, level: LogLevel = "info") -> None:
-        line = LogLine(time.time(), message, level)
+        line = LogLine(time.time(), self._scrub(message), level)
         if self._writer is not None:
             try:
                 self._writer.write(line)
@@ -363,6 +374,8 @@ class _JobContext:
             job.phase, changed = phase, True
             if phase == "loading" and job.loading_since is None:
                 job.loading_since = time.time()
+        if detail is not None:
+            detail = self._scrub(detail)
         if detail is not None and detail != job.detail:
             job.detail, changed = detail, True
         if bytes_read is not None:
