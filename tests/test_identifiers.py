@@ -87,8 +87,11 @@ def pg_hostile(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> Iterator
     pg_server.execute(f"DROP ROLE IF EXISTS {pg_ident(role)}")
 
 
-@pytest.mark.parametrize("mode", ["swap", "in-place"])
-@pytest.mark.parametrize("dump_format", ["p", "c"], ids=["plain", "archive"])
+@pytest.mark.parametrize(
+    ("mode", "dump_format"),
+    [("swap", "c"), ("in-place", "p")],
+    ids=["swap-archive", "in-place-plain"],
+)
 def test_postgres_hostile_database_and_user_names(pg_server, pg_hostile, history, tmp_path,
                                                   mode, dump_format):  # fmt: skip
     role, database = pg_hostile["role"], pg_hostile["database"]

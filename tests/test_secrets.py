@@ -99,7 +99,7 @@ def test_postgres_password_stays_secret_through_pg_restore(pg_server: PgServer, 
     source = pg_dbname + "_src"
     pg_server.execute(f'CREATE DATABASE "{source}"')
     pg_server.execute("CREATE TABLE t AS SELECT g AS n, md5(g::text) AS m "
-                      "FROM generate_series(1, 50000) g", source)  # fmt: skip
+                      "FROM generate_series(1, 20000) g", source)  # fmt: skip
     subprocess.run(["pg_dump", "-Fc", "-f", str(tmp_path / "dumps" / "t.dump"), "-d", source],
                    env=pg_server.env(), check=True)  # fmt: skip
     pg_server.execute(f'DROP DATABASE "{source}"')
@@ -114,7 +114,7 @@ def test_postgres_password_stays_secret_through_pg_restore(pg_server: PgServer, 
     assert result.returncode == 0, result.stderr
     assert found["seen"], "the watcher never saw pg_restore running"
     assert found["leaks"] == []
-    assert pg_server.execute("SELECT count(*) FROM t", pg_dbname) == [(50_000,)]
+    assert pg_server.execute("SELECT count(*) FROM t", pg_dbname) == [(20_000,)]
     listing = run_private(["-c", str(config), "--list", "--json"], state)
     for output in (result, listing):  # the history is checked in its files below
         assert pg_server.password not in output.stdout + output.stderr
