@@ -499,3 +499,31 @@ def test_a_system_database_disables_only_its_app(write_config, tmp_path):
     good = run("-c", str(path), "--rewind", "good")
     assert good.returncode == 0, good.stderr
     assert sqlite3.connect(tmp_path / "good.db").execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("driver", ["postgres", "mariadb"])
+@pytest.mark.parametrize("protected", [False, True])
+def test_server_guards_hold_headless_before_any_connection(write_config, tmp_path, capsys,
+                                                           driver, protected):  # fmt: skip
+    """A target on another machine needs --allow-remote; a protected one is refused even
+    with it. Both before anything connects (the host does not even resolve)."""
+    (tmp_path / "d.sql").write_text("CREATE TABLE t (x int);\n")
+    path = write_config(
+        f"""
+        [prod]
+        dbdriver = "{driver}"
+        dbserver = "db.example.invalid"
+        database = "prod"
+        dbsource = "d.sql"
+        protected = {str(protected).lower()}
+        """
+    )
+    assert main(["-c", str(path), "--rewind", "prod"]) == 2
+    line = capsys.readouterr().err.strip()
+    if protected:
+        assert "reel.toml:2: app 'prod' is protected" in line
+        assert main(["-c", str(path), "--rewind", "prod", "--allow-remote"]) == 2
+        assert "is protected" in capsys.readouterr().err
+    else:
+        assert "prod@db.example.invalid" in line and "pass --allow-remote" in line
+    assert "\n" not in line

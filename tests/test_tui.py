@@ -374,3 +374,33 @@ async def test_a_rewound_source_is_marked_cached_and_its_next_rewind_is_warm(dem
         second = await finished(app, pilot)
         assert second.state is JobState.SUCCEEDED, second.error
         assert "cached copy of this dump found" in log_text(app)
+
+
+async def test_protected_app_is_refused_in_the_tui(demo: Path):
+    demo.write_text(demo.read_text().replace("[blog]", "[blog]\nprotected = true"))
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await choose_source(pilot, app, "blog", "seed.sql")
+        assert not isinstance(app.screen, ConfirmRewind)
+        assert app.queue.jobs() == []
+        shown = [n.message for n in app._notifications]
+        assert any("is protected (protected = true); refused" in m for m in shown), shown
+    assert not (demo.parent / "data" / "blog.sqlite3").exists()
+
+
+async def test_remote_target_asks_for_its_name_even_with_confirm_false(demo: Path, monkeypatch):
+    from reel_tui.engines.sqlite import SqliteEngine
+
+    monkeypatch.setattr(SqliteEngine, "is_local", lambda self: False)
+    demo.write_text(demo.read_text().replace("[blog]", "[blog]\nconfirm = false"))
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await choose_source(pilot, app, "blog", "seed.sql")
+        assert isinstance(app.screen, ConfirmRewind)
+        assert app.screen.query("#typed"), "the stronger confirmation: type the target's name"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.queue.jobs() == []
+    assert not (demo.parent / "data" / "blog.sqlite3").exists()
