@@ -123,6 +123,9 @@ class HistoryStore:
         self._lock = threading.Lock()
         self._host = os.uname().nodename  # gethostname(), without importing socket
         try:
+            # created user-only before SQLite opens it: SQLite would create it with the
+            # umask's mode (often 0644), readable by others until the chmod below
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
                 self.path, timeout=15, isolation_level=None, check_same_thread=False
             )

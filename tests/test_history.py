@@ -203,3 +203,24 @@ def test_log_file_reads_back_as_lines(state_dir: Path):
     ]
     assert lines[0].time == 1_800_000_000.0 and lines[2].time == lines[1].time
     store.close()
+
+
+def test_history_file_is_never_readable_by_others(state_dir: Path, monkeypatch):
+    """Under umask 0 the history file is already 0600 when SQLite first opens it (not only
+    after a chmod that follows: between the two, others could open it)."""
+    seen: list[int | None] = []
+    real_connect = sqlite3.connect
+
+    def connect(path, *args, **kwargs):
+        exists = os.path.exists(path)  # missing: SQLite would create it with the umask's mode
+        seen.append(stat.S_IMODE(os.stat(path).st_mode) if exists else None)
+        return real_connect(path, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    old = os.umask(0)
+    try:
+        store = HistoryStore(state_dir)
+    finally:
+        os.umask(old)
+    store.close()
+    assert seen == [0o600]
