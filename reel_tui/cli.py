@@ -192,7 +192,7 @@ def _load(args: argparse.Namespace, err: _Stderr) -> Config:
     return config
 
 
-def _print_problems(config: Config, args: argparse.Namespace, err: Console) -> None:
+def _print_problems(config: Config, args: argparse.Namespace, err: _Stderr) -> None:
     """The config's problems on stderr; for a rewind only the warnings of its own app and of
     the whole file (a cron line should not mail about other apps)."""
     target = (args.app or config.settings.default_app or only_app(config)) if args.rewind else None
