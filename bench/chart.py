@@ -73,6 +73,7 @@ def draw_panel(ax: Any, title: str, cases: list[dict[str, Any]],
                colors: dict[tuple[str, str], str]) -> None:  # fmt: skip
     order = tool_order(cases)
     width = 0.84 / max(len(order), 1)
+    labelled: set[tuple[str, str]] = set()
     for group, case in enumerate(sorted(cases, key=lambda c: c["size_mb"])):
         by_key = {(t["role"], t["tool"]): t for t in case["tools"]}
         for i, key in enumerate(order):
@@ -82,15 +83,19 @@ def draw_panel(ax: Any, title: str, cases: list[dict[str, Any]],
                 continue
             if not tool.get("usable", True) or tool.get("median_s") is None:
                 ax.text(x, 0.012, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                if key not in labelled:
+                    ax.bar([], [], color=colors[key], label=f"{key[1]}: n/a, no cached copy used")
+                    labelled.add(key)
                 continue
             value = max(tool["median_s"], 0.001)
-            ax.bar(x, value, width * 0.9, color=colors[key], label=key[1])
+            label = key[1] if key not in labelled else None
+            labelled.add(key)
+            ax.bar(x, value, width * 0.9, color=colors[key], label=label)
             ax.text(x, value * 1.1, seconds_label(value), ha="center", va="bottom", fontsize=7,
                     rotation=90)  # fmt: skip
     if any(t["role"] == "warm" for c in cases for t in c["tools"]):
-        ax.axhline(WARM_TARGET_S, color="#1e8c3a", linestyle="--", linewidth=0.9)
-        ax.text(-0.48, WARM_TARGET_S * 0.8, f"warm target {WARM_TARGET_S:g} s", fontsize=7,
-                color="#1e8c3a", va="top")  # fmt: skip
+        ax.axhline(WARM_TARGET_S, color="#1e8c3a", linestyle="--", linewidth=0.9,
+                   label=f"target for a warm rewind ({WARM_TARGET_S:g} s)")  # fmt: skip
     sizes = sorted(c["size_mb"] for c in cases)
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([f"{s:g} MB dump" for s in sizes])
@@ -101,6 +106,7 @@ def draw_panel(ax: Any, title: str, cases: list[dict[str, Any]],
     ax.set_ylabel("median, log scale")
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
 def memory(text: str) -> str:
@@ -112,26 +118,16 @@ def memory(text: str) -> str:
 
 
 def draw(result: dict[str, Any], out: Path) -> None:
+    """One row per engine and dump, its legend on the right; the machine in the title."""
     grouped = panels(result["cases"])
-    order = tool_order(result["cases"])
-    colors = colors_for(order)
-    widths = [max(len(tool_order(cases)) * len(cases), 4) + 2 for cases in grouped.values()]
-    fig, axes = plt.subplots(
-        1, len(grouped), figsize=(max(7.0, 0.42 * sum(widths) + 1.5 * len(grouped)), 6.4),
-        squeeze=False, gridspec_kw={"width_ratios": widths},
-    )  # fmt: skip
-    for ax, ((engine, dump), cases) in zip(axes[0], grouped.items(), strict=True):
-        draw_panel(ax, f"{ENGINE_TITLES.get(engine, engine)}\n{dump}", cases, colors)
-    labels: dict[str, Any] = {}
-    for ax in axes[0]:
-        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
-            labels.setdefault(name, handle)
-    ordered = [name for _, name in order if name in labels]
-    fig.legend([labels[n] for n in ordered], ordered, loc="lower center", ncol=4, fontsize=8,
-               frameon=False)  # fmt: skip
+    colors = colors_for(tool_order(result["cases"]))
+    fig, axes = plt.subplots(len(grouped), 1, figsize=(12.0, 1.4 + 3.4 * len(grouped)),
+                             squeeze=False)  # fmt: skip
+    for ax, ((engine, dump), cases) in zip(axes[:, 0], grouped.items(), strict=True):
+        draw_panel(ax, f"{ENGINE_TITLES.get(engine, engine)}: {dump}", cases, colors)
     info = result.get("machine", {})
     versions = ", ".join(
-        f"{k} {str(info[k]).split()[0]}"
+        f"{k} {str(info[k]).split('-')[0].split()[0]}"
         for k in ("postgres", "mariadb", "sqlite3", "dslr")
         if info.get(k)
     )
@@ -143,9 +139,8 @@ def draw(result: dict[str, Any], out: Path) -> None:
         + (f"; load average {load:.1f} at the start" if load is not None else ""),
         fontsize=10,
     )
-    rows = (len(ordered) + 3) // 4
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows, 1, 0.93))
-    fig.savefig(out, dpi=110)
+    fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.1 / len(grouped)))
+    fig.savefig(out, dpi=100)
 
 
 def main(argv: list[str]) -> int:

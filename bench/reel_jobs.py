@@ -31,6 +31,15 @@ class BackgroundTimeout(RuntimeError):
     """reel-tui's background work did not finish in time."""
 
 
+JOB_SECONDS = re.compile(r"succeeded in ([0-9.]+) s")
+
+
+def job_seconds(log: str) -> float | None:
+    """The job's own duration as it logged it: the rewind without Python start-up and imports."""
+    found = JOB_SECONDS.search(log)
+    return float(found.group(1)) if found else None
+
+
 def classify(log: str) -> str:
     """How a rewind went, from its job log: the note the results carry per run."""
     if WARM_HIT not in log:
@@ -49,6 +58,7 @@ class ReelJobs:
         self.logs = state_dir / "logs"
         self.timeout = timeout
         self.pending: list[Path] = []
+        self.last_job_seconds: float | None = None
 
     def latest(self) -> Path | None:
         """The newest job's log (job ids grow), or None before any job ran."""
@@ -60,10 +70,13 @@ class ReelJobs:
     def after_run(self) -> str:
         """Note the job that just ran (its background work is waited for later); how it went."""
         path = self.latest()
+        self.last_job_seconds = None
         if path is None:
             return "no job log"
         self.pending.append(path)
-        return classify(path.read_text(encoding="utf-8", errors="replace"))
+        text = path.read_text(encoding="utf-8", errors="replace")
+        self.last_job_seconds = job_seconds(text)
+        return classify(text)
 
     def quiesce(self) -> float:
         """Wait until no background work of a noted job is running; the seconds waited."""

@@ -18,6 +18,7 @@ Roles of the timed commands (``role`` in the JSON):
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,12 +70,14 @@ def table_rows(cases: list[Case]) -> Iterator[tuple[str, ...]]:
 def note(tool: Tool) -> str:
     """What the runs did, when it matters: the warm path taken, or why a row is n/a."""
     notes = tool.get("notes") or []
-    if not notes:
-        return ""
     counts: dict[str, int] = {}
     for item in notes:
         counts[item] = counts.get(item, 0) + 1
-    return "; ".join(f"{item} x{n}" if n > 1 else item for item, n in counts.items())
+    said = [f"{item} x{n}" if n > 1 else item for item, n in counts.items()]
+    jobs = [s for s in tool.get("job_seconds") or [] if s is not None]
+    if jobs:
+        said.append(f"job itself {statistics.median(jobs):.2f} s")
+    return "; ".join(said)
 
 
 def print_table(cases: list[Case], runs: int) -> None:
@@ -226,14 +229,23 @@ def targets(cases: list[Case]) -> list[Target]:
                                        what="warm vs mysql <", sizes=(100,)))  # fmt: skip
             found.append(_ratio_target(case, cold, mysql, faster=None, at_most=1.0,
                                        what="cold vs mysql <", sizes=(100, 500)))  # fmt: skip
-        for tool in case["tools"]:
-            if tool["role"] in REEL_ROLES and tool.get("peak_rss_mb"):
-                rss = tool["peak_rss_mb"]
-                exact = "" if tool.get("rss_exact", True) else " (upper bound: no /usr/bin/time)"
-                found.append(Target("PASS" if rss <= RSS_LIMIT_MB else "FAIL",
-                                    f"{label(case)}: {tool['tool']} peak RSS {rss:.0f} MB, "
-                                    f"target <= {RSS_LIMIT_MB:g} MB{exact}"))  # fmt: skip
+        found.append(_rss_target(case))
     return [t for t in found if t is not None]
+
+
+def _rss_target(case: Case) -> Target | None:
+    """The largest peak RSS of the case's reel-tui rows against the 64 MB target."""
+    rows = [t for t in case["tools"] if t["role"] in REEL_ROLES and t.get("peak_rss_mb")]
+    if not rows:
+        return None
+    top = max(rows, key=lambda t: t["peak_rss_mb"])
+    rss = top["peak_rss_mb"]
+    exact = (
+        "" if all(t.get("rss_exact", True) for t in rows) else " (upper bound: no /usr/bin/time)"
+    )
+    return Target("PASS" if rss <= RSS_LIMIT_MB else "FAIL",
+                  f"{label(case)}: reel-tui peak RSS {rss:.0f} MB ({top['tool']}, the largest "
+                  f"of its {len(rows)} rows), target <= {RSS_LIMIT_MB:g} MB{exact}")  # fmt: skip
 
 
 def print_targets(found: list[Target]) -> None:

@@ -78,8 +78,11 @@ class Tool:
     after: Callable[[], str] | None = None
     expect: str | None = None
     """For a warm row: the start of the note every run must have for its median to count."""
+    job_seconds: Callable[[], float | None] | None = None
+    """For reel-tui: the last job's own duration from its log (no start-up, no imports)."""
     samples: list[Sample] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    jobs: list[float | None] = field(default_factory=list)
 
     def run(self) -> Sample:
         self.prepare()
@@ -87,11 +90,14 @@ class Tool:
         self.samples.append(sample)
         if self.after is not None:
             self.notes.append(self.after())
+        if self.job_seconds is not None:
+            self.jobs.append(self.job_seconds())
         return sample
 
     def forget(self) -> None:
         self.samples.clear()
         self.notes.clear()
+        self.jobs.clear()
 
     @property
     def usable(self) -> bool:
@@ -116,6 +122,7 @@ class Tool:
             "median_s": round(self.median, 4) if self.samples else None,
             "usable": self.usable,
             "notes": list(self.notes),
+            "job_seconds": list(self.jobs),
             "max_rss_kb": [s.max_rss_kb for s in self.samples],
             "peak_rss_mb": round(self.peak_rss_mb, 1) if self.samples else None,
             "rss_exact": all(s.rss_exact for s in self.samples),
@@ -195,7 +202,8 @@ class Bench:
                  "first": "reel-tui first rewind, cache on"}  # fmt: skip
         expect = {"warm": "warm", "warm-no-spare": "warm"}.get(role)
         return Tool(names[role], argv, self.env, dump, role=role, counts=counts,
-                    after=self.jobs.after_run, expect=expect)  # fmt: skip
+                    after=self.jobs.after_run, expect=expect,
+                    job_seconds=lambda: self.jobs.last_job_seconds)  # fmt: skip
 
     def reel_pair(self, app: str, dump: Path,
                   counts: Callable[[str], Callable[[], dict[str, int]]],
