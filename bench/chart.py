@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 WARM_TARGET_S = 0.2
@@ -74,6 +75,7 @@ def draw_panel(ax: Any, title: str, cases: list[dict[str, Any]],
     order = tool_order(cases)
     width = 0.84 / max(len(order), 1)
     labelled: set[tuple[str, str]] = set()
+    missing: list[Patch] = []
     for group, case in enumerate(sorted(cases, key=lambda c: c["size_mb"])):
         by_key = {(t["role"], t["tool"]): t for t in case["tools"]}
         for i, key in enumerate(order):
@@ -84,7 +86,8 @@ def draw_panel(ax: Any, title: str, cases: list[dict[str, Any]],
             if not tool.get("usable", True) or tool.get("median_s") is None:
                 ax.text(x, 0.012, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
                 if key not in labelled:
-                    ax.bar([], [], color=colors[key], label=f"{key[1]}: n/a, no cached copy used")
+                    missing.append(Patch(facecolor="white", edgecolor=colors[key], hatch="///",
+                                         label=f"{key[1]}: n/a, no cached copy used"))  # fmt: skip
                     labelled.add(key)
                 continue
             value = max(tool["median_s"], 0.001)
@@ -106,7 +109,9 @@ def draw_panel(ax: Any, title: str, cases: list[dict[str, Any]],
     ax.set_ylabel("median, log scale")
     ax.set_title(title, fontsize=11)
     ax.grid(axis="y", which="major", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, *missing], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              fontsize=8, frameon=False)  # fmt: skip
 
 
 def memory(text: str) -> str:
