@@ -153,6 +153,16 @@ class Target:
         return f"  {self.status:<4}  {self.text}"
 
 
+def why_not_usable(tool: Tool) -> str:
+    """Why a row has no median that counts: no cache at all, or runs that took another path."""
+    notes = tool.get("notes") or []
+    if not tool.get("seconds"):
+        return "not measured"
+    if notes and not any(n.startswith("warm") for n in notes):
+        return "no cached copy was used (no warm rewinds for this engine yet)"
+    return f"not every run took the path this row measures ({note(tool)})"
+
+
 def _tool(case: Case, role: str, name_prefix: str = "") -> Tool | None:
     return next((t for t in case["tools"]
                  if t["role"] == role and t["tool"].startswith(name_prefix)), None)  # fmt: skip
@@ -179,9 +189,7 @@ def _ratio_target(
         return None
     where = f"{label(case)}: {what}"
     if not usable(reel) or not usable(other):
-        why = "no cached copy was used (no warm rewinds for this engine yet)" if reel.get(
-            "notes") else "not measured"  # fmt: skip
-        return Target("n/a", f"{where}: {why}")
+        return Target("n/a", f"{where}: {why_not_usable(reel if not usable(reel) else other)}")
     speedup = other["median_s"] / reel["median_s"]
     ratio = reel["median_s"] / other["median_s"]
     if faster is not None:
@@ -208,8 +216,7 @@ def targets(cases: list[Case]) -> list[Target]:
                                     f"{warm['median_s']:.3f} s, target <= {WARM_LIMIT_S} s "
                                     "(whole process, any size)"))  # fmt: skip
             else:
-                found.append(Target("n/a", f"{label(case)}: warm rewind: no cached copy was "
-                                    "used (no warm rewinds for this engine yet)"))  # fmt: skip
+                found.append(Target("n/a", f"{label(case)}: warm rewind: {why_not_usable(warm)}"))
         if engine == "postgres" and dump == "pg_dump":
             psql = _tool(case, "reference", "psql")
             found.append(_ratio_target(case, warm, psql, faster=70, at_most=None,
