@@ -137,7 +137,7 @@ HELP = """\
 [b]Rewinding[/b]
   enter           on a source: rewind to it (asks first)
   d               rewind the app to its default source ★
-  [green]●[/green] after a source  cached: its rewind is a swap, no load
+  [green]●[/green]               a cached source: its rewind is a swap
   /               filter the sources (esc clears)
   c               cancel the highlighted or running job
 [b]Looking[/b]
