@@ -21,17 +21,19 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import pymysql
 
+from reel_tui.cache import CachedCopy
 from reel_tui.config import AppConfig, default_jobs
-from reel_tui.engines import mysql_swap
+from reel_tui.engines import mysql_cache, mysql_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
 from reel_tui.engines.mysql_loader import ScriptLoader, first_line
 from reel_tui.engines.mysql_parallel import Sent, Workers
 from reel_tui.engines.mysql_swap import Names, query
+from reel_tui.engines.mysql_warm import MyWarm, drop_all, maintain
 from reel_tui.sources import Source
 
 
@@ -88,6 +90,41 @@ class MysqlEngine(Engine):
         finally:
             killer.close()
 
+    def cached_copies(self) -> list[CachedCopy]:
+        admin = connect(self.app)
+        try:
+            return mysql_cache.copies(admin, self.app.database)
+        finally:
+            admin.close()
+
+    def drop_cached(
+        self, keys: Collection[str] | None, log: Callable[[str], None]
+    ) -> list[CachedCopy]:
+        admin = connect(self.app)
+        try:
+            dropped = drop_all(self.app, admin, None if keys is None else set(keys), log)
+            if self.cache_index is not None:
+                self.cache_index.record_copies(
+                    self.app.target_key, mysql_cache.copies(admin, self.app.database)
+                )
+            return dropped
+        except TimeoutError as exc:
+            raise RewindError(str(exc), code="busy") from None
+        except pymysql.Error as exc:
+            raise RewindError(f"{where(self.app)}: {message(exc)}") from None
+        finally:
+            admin.close()
+
+    def maintain(self, log: Callable[[str], None]) -> None:
+        admin = connect(self.app)
+        try:
+            load = lambda source, schema, ctx: self._load(source, schema, ctx, admin)  # noqa: E731
+            maintain(self.app, self.cache_index, admin, load, log)
+        except pymysql.Error as exc:
+            raise RewindError(f"{where(self.app)}: {message(exc)}") from None
+        finally:
+            admin.close()
+
     def rewind(self, source: Source, ctx: RewindContext) -> None:
         ctx.progress(phase="connecting")
         admin = connect(self.app)
@@ -113,18 +150,28 @@ class MysqlEngine(Engine):
             (names.target,),
         )
         options = f" CHARACTER SET {charset[0][0]} COLLATE {charset[0][1]}" if charset else ""
+        warm = MyWarm(self.app, self.cache_index, admin)
+        warm.start(source)
+        template = warm.find()
         query(admin, f"CREATE DATABASE {ident(names.staging)}{options}")
         try:
             mysql_swap.create_journal(admin, names.staging)
             mysql_swap.write_journal(admin, names.staging, mysql_swap.Plan())
-            ctx.log(f"loading into staging schema {names.staging}")
-            database_options = self._load(source, names.staging, ctx, admin)
+            if template is not None:
+                warm.stage(names, template, ctx)
+                new, database_options = template.definitions, template.database_options
+            else:
+                ctx.log(f"loading into staging schema {names.staging}")
+                new, database_options = None, self._load(source, names.staging, ctx, admin)
             ctx.progress(phase="swapping")
-            plan = mysql_swap.prepare(admin, names, database_options)
-            mysql_swap.swap(admin, names, plan, ctx)
+            plan = mysql_swap.prepare(admin, names, database_options, new)
+            mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled)
         except BaseException:
             self._drop_staging(admin, names, ctx)
             raise
+        if warm.enabled:
+            warm.after_swap(names, source, template, ctx)
+            self.maintenance_due = True
 
     def _load(self, source: Source, staging: str, ctx: RewindContext, admin: Connection) -> str:
         ctx.progress(phase="loading", bytes_read=0)

@@ -139,14 +139,23 @@ def drop_schema(conn: Connection, name: str) -> None:
 # --- the swap ---------------------------------------------------------------------------
 
 
-def prepare(conn: Connection, names: Names, database_options: str) -> Plan:
-    """Step 1 and 2's reading: what moves and what must be recreated; nothing in T changes."""
+def prepare(
+    conn: Connection, names: Names, database_options: str, new: list[Definition] | None = None
+) -> Plan:
+    """Step 1 and 2's reading: what moves and what must be recreated; nothing in T changes.
+
+    ``new``: the definitions of the new content when they are known already (a cached
+    copy keeps them, its staging schema has none); else read from the staging schema.
+    """
     plan = Plan(state="prepared", database_options=database_options)
     plan.new_tables = tables(conn, names.staging)
-    plan.new = definitions(conn, names.staging, names.target, names.staging)
-    for definition in plan.new:
-        if definition.kind == "trigger":
-            query(conn, f"DROP TRIGGER {ident(names.staging)}.{ident(definition.name)}")
+    if new is not None:
+        plan.new = list(new)
+    else:
+        plan.new = definitions(conn, names.staging, names.target, names.staging)
+        for definition in plan.new:
+            if definition.kind == "trigger":
+                query(conn, f"DROP TRIGGER {ident(names.staging)}.{ident(definition.name)}")
     write_journal(conn, names.staging, plan)
     plan.target_existed = schema_exists(conn, names.target)
     if plan.target_existed:
@@ -162,8 +171,14 @@ def prepare(conn: Connection, names: Names, database_options: str) -> Plan:
     return plan
 
 
-def swap(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None:
-    """Steps 2 to 5 (see the module doc); RewindError with T unchanged if it cannot start."""
+def swap(
+    conn: Connection, names: Names, plan: Plan, ctx: RewindContext, *, keep_old: bool = False
+) -> None:
+    """Steps 2 to 5 (see the module doc); RewindError with T unchanged if it cannot start.
+
+    ``keep_old``: leave the replaced tables in ``O`` for the caller to set aside (the
+    cache drops them in the background); the next run drops ``O`` if the caller cannot.
+    """
     plan.state = "swapping"
     write_journal(conn, names.staging, plan)
     query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
@@ -204,7 +219,7 @@ def swap(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None
         ctx.log(f"swapped {len(plan.new_tables)} tables into {names.target} in one RENAME TABLE "
                 f"({(renamed - started) * 1000:.0f} ms), then {len(plan.new)} triggers, routines,"
                 f" views and events ({(time.monotonic() - renamed) * 1000:.0f} ms)")  # fmt: skip
-    cleanup(conn, names, ctx)
+    cleanup(conn, names, ctx, keep_old=keep_old)
 
 
 def finish(conn: Connection, names: Names, plan: Plan) -> None:
@@ -245,8 +260,8 @@ def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> 
     return True
 
 
-def cleanup(conn: Connection, names: Names, ctx: RewindContext) -> None:
-    for name in (names.old, names.staging):
+def cleanup(conn: Connection, names: Names, ctx: RewindContext, *, keep_old: bool = False) -> None:
+    for name in (names.staging,) if keep_old else (names.old, names.staging):
         try:
             drop_schema(conn, name)
         except pymysql.Error as exc:
@@ -320,14 +335,20 @@ def _blockers(conn: Connection) -> str:
     return f" (open transactions: {held})"
 
 
+def lock_name(target: str) -> str:
+    """The ``GET_LOCK`` name every rewind of ``target`` takes (at most 64 characters)."""
+    name = "reel-tui:" + target
+    if len(name) > 64:
+        name = "reel-tui:" + hashlib.sha256(target.encode()).hexdigest()[:40]
+    return name
+
+
 def get_lock(conn: Connection, target: str, ctx: RewindContext) -> None:
     """Take the server-side lock for ``target``, waiting (cancellably) while another holds it.
 
     The server releases it when this connection ends, also when reel dies.
     """
-    name = "reel-tui:" + target
-    if len(name) > 64:
-        name = "reel-tui:" + hashlib.sha256(target.encode()).hexdigest()[:40]
+    name = lock_name(target)
     if query(conn, "SELECT GET_LOCK(%s, 0)", (name,))[0][0] == 1:
         return
     holder = query(conn, "SELECT IS_USED_LOCK(%s)", (name,))[0][0]

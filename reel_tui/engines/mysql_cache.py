@@ -1,0 +1,365 @@
+"""Cached copies for MySQL / MariaDB: a shadow schema per cached dump, a ready spare.
+
+MySQL cannot rename or clone a schema, but one ``RENAME TABLE`` moves any set
+of tables between schemas atomically. Per cached dump (``K`` the short cache
+key, ``T`` the target):
+
+* ``T__reel_cache_K``, the *template*: the dump as loaded, its tables only.
+  It is never live: the triggers, views, routines and events of the dump are
+  kept as definitions (``SHOW CREATE``, as the swap's journal keeps them) in
+  its marker, and created in ``T`` by the swap, as after a cold load.
+* ``T__reel_spare_K``, the *spare*: a copy of the template's tables made in the
+  background (in ``T__reel_prep_K`` first, moved in when complete). A warm
+  rewind moves its tables to the staging schema with one ``RENAME TABLE`` and
+  goes through the normal journaled swap.
+* ``T__reel_load_K``: a *request* left by a cold rewind: the background loads
+  the same dump again there (off the critical path: copying the staged tables
+  before the swap would cost the cold rewind about half a load) and moves the
+  tables into the template.
+* ``T__reel_trash_<n>``: the tables a swap replaced, dropped in the background.
+
+Each schema says what it is in a small marker table, :data:`MARKER` (one JSON
+row: kind, target, key, …): portable to MySQL 8, which has no schema
+comments. Schemas are found by their markers, never by their names alone, so
+a user's schema named like ours is never touched. A marker is written last,
+after the tables are in place, so a schema whose marker does not say it is
+complete is a leftover of a killed worker, dropped by the next one.
+
+Who may do what: a rewind holds the target's ``GET_LOCK``; it may copy from
+any template and takes a spare only while holding it. The background holds
+the *maintenance* lock (one worker per target) and takes the target's lock
+only while it drops templates or spares: it never drops a copy a rewind is
+using.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pymysql
+
+from reel_tui.cache import CachedCopy, short
+from reel_tui.engines.mysql_conn import Connection, error_code, ident
+from reel_tui.engines.mysql_objects import Definition, query
+from reel_tui.engines.mysql_swap import JOURNAL, derived_name, drop_schema, lock_name
+
+MARKER = "__reel_cache"
+COMPLETE = ("cache", "spare", "request", "trash")
+"""Marker kinds of schemas that are what they say; others ("building", "prep", "taken")
+are unfinished work of a worker or rewind that was killed."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template schema as found on the server."""
+
+    name: str
+    key: str
+    source: str
+    created: float
+    used: float
+    bytes: int
+    tables: list[str]
+    definitions: list[Definition] = field(default_factory=list)
+    database_options: str = ""
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A schema with reel's marker: its name, marker entry and size in bytes."""
+
+    name: str
+    entry: dict[str, object]
+    bytes: int
+
+    @property
+    def kind(self) -> str:
+        return str(self.entry.get("kind"))
+
+    @property
+    def key(self) -> str:
+        return str(self.entry.get("key"))
+
+
+def cache_name(target: str, key: str) -> str:
+    return derived_name(target, f"cache_{short(key)}")
+
+
+def spare_name(target: str, key: str) -> str:
+    return derived_name(target, f"spare_{short(key)}")
+
+
+def prep_name(target: str, key: str) -> str:
+    return derived_name(target, f"prep_{short(key)}")
+
+
+def load_name(target: str, key: str) -> str:
+    return derived_name(target, f"load_{short(key)}")
+
+
+# --- markers ----------------------------------------------------------------------------
+
+
+def mark(conn: Connection, schema: str, **entry: object) -> None:
+    """Write (or replace) ``schema``'s marker: one statement, so it is all or nothing."""
+    query(
+        conn,
+        f"CREATE TABLE IF NOT EXISTS {ident(schema)}.{MARKER} (id INT PRIMARY KEY, "
+        "entry LONGTEXT NOT NULL) ENGINE=InnoDB",
+    )
+    query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+
+
+def marked(conn: Connection, target: str) -> list[Marked]:
+    """The schemas whose marker names ``target``."""
+    schemas = query(
+        conn, "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME = %s", (MARKER,)
+    )
+    found = []
+    for (schema,) in schemas:
+        try:
+            rows = query(conn, f"SELECT entry FROM {ident(schema)}.{MARKER} WHERE id = 1")
+            entry = json.loads(rows[0][0]) if rows else None
+        except (pymysql.Error, ValueError):
+            continue  # dropped meanwhile, or not ours
+        if isinstance(entry, dict) and entry.get("target") == target:
+            found.append(Marked(str(schema), entry, schema_bytes(conn, str(schema))))
+    return found
+
+
+def schema_bytes(conn: Connection, schema: str) -> int:
+    rows = query(
+        conn,
+        "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
+        "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+        (schema,),
+    )
+    return int(rows[0][0])
+
+
+def data_tables(conn: Connection, schema: str) -> list[str]:
+    """The base tables of ``schema``, without reel's journal and marker."""
+    rows = query(
+        conn,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_TYPE <> 'VIEW' AND TABLE_NAME NOT IN (%s, %s) ORDER BY TABLE_NAME",
+        (schema, JOURNAL, MARKER),
+    )
+    return [str(r[0]) for r in rows]
+
+
+# --- what is cached ---------------------------------------------------------------------
+
+
+def templates(conn: Connection, target: str) -> list[Template]:
+    """The target's cached copies, most recently used first."""
+    found = []
+    for schema in marked(conn, target):
+        if schema.kind != "cache" or schema.name != cache_name(target, schema.key):
+            continue
+        e = schema.entry
+        found.append(
+            Template(
+                schema.name,
+                schema.key,
+                str(e.get("source", "?")),
+                float(e.get("created", 0)),
+                float(e.get("used", 0)),  # type: ignore[arg-type]
+                schema.bytes,
+                [str(t) for t in e.get("tables", [])],  # type: ignore[attr-defined]
+                [Definition(**d) for d in e.get("definitions", [])],  # type: ignore[attr-defined]
+                str(e.get("database_options", "")),
+            )
+        )
+    return sorted(found, key=lambda t: t.used, reverse=True)
+
+
+def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
+    """Ready spares by key: (schema name, bytes)."""
+    return {
+        s.key: (s.name, s.bytes)
+        for s in marked(conn, target)
+        if s.kind == "spare" and s.name == spare_name(target, s.key)
+    }
+
+
+def copies(conn: Connection, target: str) -> list[CachedCopy]:
+    """The target's cached copies as the cache module describes them (spare bytes included)."""
+    ready = spares(conn, target)
+    return [
+        CachedCopy(
+            t.key,
+            t.source,
+            t.name,
+            t.bytes + ready.get(t.key, ("", 0))[1],
+            t.created,
+            t.used,
+            spare_ready=t.key in ready,
+        )
+        for t in templates(conn, target)
+    ]
+
+
+def touch(conn: Connection, template: Template, target: str) -> None:
+    """Note that the template was used now: the least recently used are evicted first."""
+    rows = query(conn, f"SELECT entry FROM {ident(template.name)}.{MARKER} WHERE id = 1")
+    entry = json.loads(rows[0][0])
+    entry["used"] = time.time()
+    mark(conn, template.name, **entry)
+
+
+# --- copying tables ---------------------------------------------------------------------
+
+
+def copy_tables(
+    conn: Connection,
+    source: str,
+    dest: str,
+    names: list[str],
+    check: Callable[[], None] = lambda: None,
+) -> None:
+    """Copy tables ``names`` of ``source`` into the existing schema ``dest``: definitions as
+    SHOW CREATE gives them (foreign keys included, which CREATE TABLE … LIKE drops), rows
+    with INSERT … SELECT of the stored columns. ``check`` runs between statements."""
+    saved = query(
+        conn, "SELECT @@SESSION.foreign_key_checks, @@SESSION.unique_checks, @@SESSION.sql_mode"
+    )[0]
+    query(
+        conn,
+        "SET SESSION foreign_key_checks = 0, unique_checks = 0, "
+        "sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+    )
+    try:
+        query(conn, f"USE {ident(dest)}")
+        for table in names:
+            check()
+            create = query(conn, f"SHOW CREATE TABLE {ident(source)}.{ident(table)}")[0][1]
+            query(conn, create)
+        for table in names:
+            check()
+            columns = ", ".join(ident(c) for c in _stored_columns(conn, source, table))
+            query(
+                conn,
+                f"INSERT INTO {ident(dest)}.{ident(table)} ({columns}) "
+                f"SELECT {columns} FROM {ident(source)}.{ident(table)}",
+            )
+    finally:
+        query(conn, "USE information_schema")
+        query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)
+
+
+def _stored_columns(conn: Connection, schema: str, table: str) -> list[str]:
+    """Columns that take values (generated ones are computed again), invisible ones too."""
+    rows = query(
+        conn,
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_NAME = %s AND EXTRA NOT LIKE '%%GENERATED%%' ORDER BY ORDINAL_POSITION",
+        (schema, table),
+    )
+    return [str(r[0]) for r in rows]
+
+
+def move_tables(conn: Connection, source: str, dest: str, names: list[str]) -> None:
+    """One atomic RENAME TABLE of ``names`` from ``source`` to ``dest``."""
+    if names:
+        query(
+            conn,
+            "RENAME TABLE "
+            + ", ".join(f"{ident(source)}.{ident(t)} TO {ident(dest)}.{ident(t)}" for t in names),
+        )
+
+
+def create_schema(conn: Connection, name: str, like: str | None) -> None:
+    """CREATE DATABASE ``name`` with the character set and collation of ``like``."""
+    options = ""
+    if like is not None:
+        found = query(
+            conn,
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+            "information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (like,),
+        )
+        if found:
+            options = f" CHARACTER SET {found[0][0]} COLLATE {found[0][1]}"
+    query(conn, f"CREATE DATABASE {ident(name)}{options}")
+
+
+# --- the rewind's side ------------------------------------------------------------------
+
+
+def take_spare(conn: Connection, target: str, template: Template, staging: str) -> bool:
+    """Move the ready spare's tables into ``staging``; False if there is no complete spare
+    (another run took it, or the background has not made it yet).
+
+    The spare's marker says "taken" before its tables move: a run killed in between
+    leaves a schema the background drops, never a spare without tables.
+    """
+    name = spare_name(target, template.key)
+    spare = next((s for s in marked(conn, target) if s.name == name), None)
+    if spare is None or spare.kind != "spare" or spare.key != template.key:
+        return False
+    if sorted(data_tables(conn, name)) != sorted(template.tables):
+        return False
+    mark(conn, name, **{**spare.entry, "kind": "taken"})
+    try:
+        move_tables(conn, name, staging, template.tables)
+    except pymysql.Error:
+        return False
+    drop_schema(conn, name)
+    return True
+
+
+def request(conn: Connection, target: str, key: str, **entry: object) -> bool:
+    """Ask the background to make the template for ``key``; False if already asked."""
+    name = load_name(target, key)
+    try:
+        query(conn, f"CREATE DATABASE {ident(name)}")
+    except pymysql.Error as exc:
+        if error_code(exc) == 1007:  # exists: asked already, or being made
+            return False
+        raise
+    mark(conn, name, kind="request", target=target, key=key, time=time.time(), **entry)
+    return True
+
+
+def trash_tables(conn: Connection, target: str, old: str) -> str | None:
+    """Move the replaced tables from ``old`` to a trash schema the background drops; its
+    name, or None when there was nothing to keep aside. ``old`` is dropped."""
+    names = data_tables(conn, old)
+    trash = None
+    if names:
+        trash = derived_name(target, f"trash_{time.time_ns() // 1000}")
+        query(conn, f"CREATE DATABASE {ident(trash)}")
+        mark(conn, trash, kind="trash", target=target, time=time.time())
+        move_tables(conn, old, trash, names)
+    drop_schema(conn, old)
+    return trash
+
+
+# --- locks ------------------------------------------------------------------------------
+
+
+def _maintenance_lock_name(target: str) -> str:
+    name = "reel-tui-maintain:" + target
+    if len(name) > 64:
+        name = "reel-tui-maintain:" + hashlib.sha256(target.encode()).hexdigest()[:40]
+    return name
+
+
+def try_target_lock(conn: Connection, target: str) -> bool:
+    return query(conn, "SELECT GET_LOCK(%s, 0)", (lock_name(target),))[0][0] == 1
+
+
+def release_target_lock(conn: Connection, target: str) -> None:
+    query(conn, "SELECT RELEASE_LOCK(%s)", (lock_name(target),))
+
+
+def maintenance_lock(conn: Connection, target: str) -> None:
+    """One background worker per target at a time: the next waits for this one
+    (the server releases the lock when the worker's connection ends)."""
+    while query(conn, "SELECT GET_LOCK(%s, 60)", (_maintenance_lock_name(target),))[0][0] != 1:
+        pass

@@ -1,0 +1,351 @@
+"""The MySQL engine's use of its cache: warm rewinds, asking for copies, background work.
+
+See :mod:`reel_tui.engines.mysql_cache` for the schemas involved and who may
+touch them when. A warm rewind holds the target's ``GET_LOCK`` like a cold
+one and goes through the same staging schema, journal and swap, so an
+interrupted warm rewind is finished or rolled back exactly as a cold one.
+
+Why the template is loaded again in the background rather than copied from
+the staging schema before the swap: copying the tables costs about half a
+load (INSERT … SELECT), well above what a cold rewind may lose to the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+
+import pymysql
+
+from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, to_evict
+from reel_tui.config import AppConfig
+from reel_tui.engines import mysql_cache
+from reel_tui.engines.base import LogLevel, Phase, RewindContext
+from reel_tui.engines.mysql_cache import Marked, Template
+from reel_tui.engines.mysql_conn import Connection, ident, message
+from reel_tui.engines.mysql_objects import definitions, query
+from reel_tui.engines.mysql_swap import Names, drop_schema
+from reel_tui.sources import Source, list_sources
+
+Loader = Callable[[Source, str, RewindContext], str]
+"""Loads a dump into a schema, returns the dump's database options (the engine's ``_load``)."""
+
+
+class MyWarm:
+    """One rewind's view of the target's cached copies."""
+
+    def __init__(self, app: AppConfig, index: CacheIndex | None, admin: Connection) -> None:
+        self.app = app
+        self.index = index
+        self.admin = admin
+        self.target = app.database
+        self.retention = Retention.of(app)
+        self.digest: DigestTask | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.index is not None and self.retention.enabled
+
+    def start(self, source: Source) -> None:
+        """Start finding the dump's digest: first if copies exist (a touched dump may be
+        unchanged), else beside the load."""
+        if self.index is None or not self.retention.enabled:
+            return
+        has_copies = bool(mysql_cache.templates(self.admin, self.target))
+        self.digest = DigestTask(self.index, source.path, background=not has_copies)
+
+    def find(self) -> Template | None:
+        """The template for this dump, if there is one."""
+        if self.digest is None or not self.digest.ready:
+            return None
+        digest = self.digest.result()
+        if digest is None:
+            return None
+        key = cache_key(self.app, digest)
+        return next(
+            (t for t in mysql_cache.templates(self.admin, self.target) if t.key == key), None
+        )
+
+    def stage(self, names: Names, template: Template, ctx: RewindContext) -> None:
+        """Put the template's tables into the staging schema: the spare's by one RENAME
+        TABLE, else a copy."""
+        ctx.log(f"cached copy of this dump found ({template.name}): no load")
+        started = time.monotonic()
+        if mysql_cache.take_spare(self.admin, self.target, template, names.staging):
+            ctx.log(f"took its ready spare ({time.monotonic() - started:.2f} s)")
+        else:
+            ctx.progress(phase="preparing", detail="copying the cached tables")
+            mysql_cache.copy_tables(
+                self.admin, template.name, names.staging, template.tables, ctx.check_cancelled
+            )
+            ctx.log(
+                f"no spare was ready: copied {template.name} in {time.monotonic() - started:.2f} s"
+            )
+        mysql_cache.touch(self.admin, template, self.target)
+
+    def after_swap(
+        self, names: Names, source: Source, template: Template | None, ctx: RewindContext
+    ) -> None:
+        """Set the replaced tables aside; after a cold load, ask for a cached copy."""
+        try:
+            trash = mysql_cache.trash_tables(self.admin, self.target, names.old)
+            if trash is not None:
+                ctx.log(f"the previous content ({trash}) is dropped in the background")
+            if template is None:
+                self._request(source, ctx)
+        except pymysql.Error as exc:
+            ctx.log(f"cache: {message(exc)}; the next rewind cleans up", "warning")
+        self.record()
+
+    def _request(self, source: Source, ctx: RewindContext) -> None:
+        digest = self.digest.result() if self.digest is not None else None
+        if digest is None:
+            ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
+            return
+        key = cache_key(self.app, digest)
+        if mysql_cache.request(
+            self.admin, self.target, key, source=source.name, path=str(source.path), digest=digest
+        ):
+            ctx.log("a cached copy of this dump is made in the background for the next rewind")
+
+    def record(self) -> None:
+        """Tell the index what the server holds now (for --list and the TUI)."""
+        if self.index is not None and self.admin.open:
+            self.index.record_copies(
+                self.app.target_key, mysql_cache.copies(self.admin, self.target)
+            )
+
+
+# --- background work --------------------------------------------------------------------
+
+
+def maintain(
+    app: AppConfig,
+    index: CacheIndex | None,
+    admin: Connection,
+    load: Loader,
+    log: Callable[[str], None],
+) -> None:
+    """The background work for the target: drop what swaps set aside and unfinished work,
+    make the templates cold rewinds asked for, evict over the limits, make the spare of
+    the most recently used copy."""
+    target = app.database
+    mysql_cache.maintenance_lock(admin, target)
+    found = mysql_cache.marked(admin, target)
+    for schema in found:
+        if schema.kind == "trash":
+            _drop_logged(admin, schema, "the replaced content", log)
+        elif schema.kind not in mysql_cache.COMPLETE:
+            _drop_logged(admin, schema, "unfinished work of a stopped run", log)
+    requests = sorted(
+        (s for s in found if s.kind == "request"),
+        key=lambda s: float(s.entry.get("time", 0)),
+        reverse=True,
+    )  # type: ignore[arg-type]
+    for n, wanted in enumerate(requests):
+        if n < Retention.of(app).copies:
+            build(app, index or CacheIndex(None), admin, wanted, load, log)
+        drop_schema(admin, wanted.name)
+    found_templates = mysql_cache.templates(admin, target)
+    if found_templates:
+        evict(app, admin, found_templates[0].key, log)
+        found_templates = mysql_cache.templates(admin, target)
+    if found_templates and found_templates[0].key not in mysql_cache.spares(admin, target):
+        make_spare(admin, target, found_templates[0], log)
+    if index is not None:
+        index.record_copies(app.target_key, mysql_cache.copies(admin, target))
+
+
+def _drop_logged(admin: Connection, schema: Marked, what: str, log: Callable[[str], None]) -> None:
+    started = time.monotonic()
+    drop_schema(admin, schema.name)
+    log(
+        f"dropped {what} {schema.name} ({schema.bytes:,} bytes) in "
+        f"{time.monotonic() - started:.2f} s"
+    )
+
+
+def build(
+    app: AppConfig,
+    index: CacheIndex,
+    admin: Connection,
+    wanted: Marked,
+    load: Loader,
+    log: Callable[[str], None],
+) -> None:
+    """Load the dump a cold rewind asked for into its ``load`` schema and make it the
+    template, if the dump is still the one that rewind loaded."""
+    target, key, entry = app.database, wanted.key, wanted.entry
+    source = _source(app, str(entry.get("path")))
+    if any(t.key == key for t in mysql_cache.templates(admin, target)):
+        return
+    if source is None:
+        log(f"{entry.get('source')} is gone: no cached copy made")
+        return
+    digest = DigestTask(index, source.path, background=False)
+    if digest.result() != entry.get("digest") or cache_key(app, str(entry["digest"])) != key:
+        log(f"{source.name} changed since it was loaded: no cached copy made")
+        return
+    started = time.monotonic()
+    drop_schema(admin, wanted.name)
+    mysql_cache.create_schema(admin, wanted.name, target)
+    mysql_cache.mark(admin, wanted.name, **{**entry, "kind": "building"})
+    options = load(source, wanted.name, _Quiet(log))
+    if digest.result() != entry.get("digest"):
+        log(f"{source.name} changed while it was loaded again: no cached copy made")
+        return
+    template = _make_template(admin, target, wanted, options)
+    log(f"cached copy of {source.name} made ({template}, {time.monotonic() - started:.2f} s)")
+
+
+def _source(app: AppConfig, path: str) -> Source | None:
+    """The app's source at ``path``, if it is still one of the app's sources."""
+    return next((s for s in list_sources(app) if str(s.path) == path), None)
+
+
+def _make_template(admin: Connection, target: str, loaded: Marked, options: str) -> str:
+    """Turn the loaded schema into the template: definitions kept in its marker and
+    dropped (nothing in a cache schema fires or can be called), tables moved in."""
+    schema = loaded.name
+    kept = definitions(admin, schema, target, schema)
+    for definition in kept:
+        query(
+            admin,
+            f"DROP {definition.kind.upper()} IF EXISTS {ident(schema)}.{ident(definition.name)}",
+        )
+    query(admin, "USE information_schema")
+    tables = mysql_cache.data_tables(admin, schema)
+    name = mysql_cache.cache_name(target, loaded.key)
+    drop_schema(admin, name)
+    mysql_cache.create_schema(admin, name, schema)
+    mysql_cache.mark(admin, name, kind="building", target=target, key=loaded.key)
+    mysql_cache.move_tables(admin, schema, name, tables)
+    created = float(loaded.entry.get("time", time.time()))  # type: ignore[arg-type]
+    mysql_cache.mark(
+        admin,
+        name,
+        kind="cache",
+        target=target,
+        key=loaded.key,
+        source=loaded.entry.get("source"),
+        created=created,
+        used=created,
+        tables=tables,
+        definitions=[asdict(d) for d in kept],
+        database_options=options,
+    )
+    return name
+
+
+def make_spare(
+    admin: Connection, target: str, template: Template, log: Callable[[str], None]
+) -> None:
+    """Copy the template's tables into a ready spare: under the ``prep`` name, moved
+    into the spare schema when complete."""
+    prep = mysql_cache.prep_name(target, template.key)
+    spare = mysql_cache.spare_name(target, template.key)
+    started = time.monotonic()
+    drop_schema(admin, prep)
+    mysql_cache.create_schema(admin, prep, template.name)
+    mysql_cache.mark(admin, prep, kind="prep", target=target, key=template.key)
+    mysql_cache.copy_tables(admin, template.name, prep, template.tables)
+    drop_schema(admin, spare)
+    mysql_cache.create_schema(admin, spare, template.name)
+    mysql_cache.mark(admin, spare, kind="prep", target=target, key=template.key)
+    mysql_cache.move_tables(admin, prep, spare, template.tables)
+    mysql_cache.mark(admin, spare, kind="spare", target=target, key=template.key)
+    drop_schema(admin, prep)
+    log(
+        f"spare copy of {template.source} ready for the next rewind "
+        f"({time.monotonic() - started:.2f} s)"
+    )
+
+
+def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], None]) -> None:
+    """Drop copies over the app's limits and spares of other dumps than ``keep``'s, if no
+    rewind of the target is running (else the next background run does it)."""
+    target = app.database
+    found = mysql_cache.copies(admin, target)
+    evicted = to_evict(found, Retention.of(app), keep)
+    extra_spares = [c for c in found if c.spare_ready and c.key != keep and c not in evicted]
+    if not (evicted or extra_spares):
+        return
+    if not mysql_cache.try_target_lock(admin, target):
+        log("a rewind of the target is running: eviction is left for the next background run")
+        return
+    try:
+        for copy in evicted:
+            drop_copy(admin, target, copy.key)
+            log(
+                f"evicted the cached copy of {copy.source} ({copy.bytes:,} bytes, least "
+                "recently used; see cache_copies / cache_max_size)"
+            )
+        for copy in extra_spares:
+            drop_schema(admin, mysql_cache.spare_name(target, copy.key))
+    finally:
+        mysql_cache.release_target_lock(admin, target)
+
+
+def drop_copy(admin: Connection, target: str, key: str) -> None:
+    """Drop the template and the spare of ``key`` (the caller holds the target's lock)."""
+    drop_schema(admin, mysql_cache.spare_name(target, key))
+    drop_schema(admin, mysql_cache.cache_name(target, key))
+
+
+def drop_all(
+    app: AppConfig,
+    admin: Connection,
+    keys: set[str] | None,
+    log: Callable[[str], None],
+    timeout: float = 30.0,
+) -> list[CachedCopy]:
+    """Drop the target's copies (those of ``keys``; all, and pending requests, when None),
+    waiting for a running rewind of the target to finish first (up to ``timeout``)."""
+    target = app.database
+    deadline = time.monotonic() + timeout
+    while not mysql_cache.try_target_lock(admin, target):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"a rewind of {app.target} is still running")
+        time.sleep(0.2)
+    try:
+        dropped = [c for c in mysql_cache.copies(admin, target) if keys is None or c.key in keys]
+        for copy in dropped:
+            drop_copy(admin, target, copy.key)
+            log(f"dropped the cached copy of {copy.source} ({copy.name})")
+        if keys is None:
+            for schema in mysql_cache.marked(admin, target):
+                drop_schema(admin, schema.name)
+        return dropped
+    finally:
+        mysql_cache.release_target_lock(admin, target)
+
+
+class _Quiet:
+    """The context a background load reports to: warnings reach the job's log, the
+    per-table chatter of a load does not; nothing cancels it."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log = log
+
+    def log(self, message: str, level: LogLevel = "info") -> None:
+        if level in ("warning", "error"):
+            self._log(f"loading the cached copy: {message}")
+
+    def progress(
+        self,
+        *,
+        phase: Phase | None = None,
+        bytes_read: int | None = None,
+        statements: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        pass
+
+    def check_cancelled(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def swap(self) -> Iterator[None]:
+        yield
