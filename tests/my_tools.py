@@ -4,6 +4,7 @@ reference every load is compared with (``mysql --comments --default-character-se
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from mysql_server import MysqlServer
@@ -89,3 +90,21 @@ def fingerprint(server: MysqlServer, database: str) -> Fingerprint:
     finally:
         conn.close()
     return found
+
+
+KEPT = ("__reel_cache_", "__reel_spare_")
+"""Cached copies are kept on purpose, named as such: not leftovers."""
+BACKGROUND = ("__reel_trash_", "__reel_load_", "__reel_prep_")
+"""What the background work drops or turns into cached copies, maybe in a detached process."""
+
+
+def leftovers(server: MysqlServer, target: str, wait: float = 60.0) -> set[str]:
+    """reel's leftovers for the target, once the background work is over (waited for)."""
+    deadline = time.monotonic() + wait
+    while True:
+        ours = [db for db in server.databases() if db.startswith(target + "__reel")]
+        found = {db for db in ours if not any(kept in db for kept in KEPT)}
+        busy = any(part in db for db in found for part in BACKGROUND)
+        if not busy or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
