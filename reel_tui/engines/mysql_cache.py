@@ -119,16 +119,18 @@ def marked(conn: Connection, target: str) -> list[Marked]:
     schemas = query(
         conn, "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME = %s", (MARKER,)
     )
-    found = []
-    for (schema,) in schemas:
-        try:
-            rows = query(conn, f"SELECT entry FROM {ident(schema)}.{MARKER} WHERE id = 1")
-            entry = json.loads(rows[0][0]) if rows else None
-        except (pymysql.Error, ValueError):
-            continue  # dropped meanwhile, or not ours
-        if isinstance(entry, dict) and entry.get("target") == target:
-            found.append(Marked(str(schema), entry, schema_bytes(conn, str(schema))))
-    return found
+    found = [read_marker(conn, str(schema)) for (schema,) in schemas]
+    return [m for m in found if m is not None and m.entry.get("target") == target]
+
+
+def read_marker(conn: Connection, schema: str) -> Marked | None:
+    """``schema``'s marker; None when it has none (not ours, gone, or just created)."""
+    try:
+        rows = query(conn, f"SELECT entry FROM {ident(schema)}.{MARKER} WHERE id = 1")
+        entry = json.loads(rows[0][0]) if rows else None
+    except (pymysql.Error, ValueError):
+        return None
+    return Marked(schema, entry, schema_bytes(conn, schema)) if isinstance(entry, dict) else None
 
 
 def schema_bytes(conn: Connection, schema: str) -> int:
@@ -253,11 +255,16 @@ def copy_tables(
 
 
 def _stored_columns(conn: Connection, schema: str, table: str) -> list[str]:
-    """Columns that take values (generated ones are computed again), invisible ones too."""
+    """Columns that take values (generated ones are computed again), invisible ones too.
+
+    Generated columns are told by their expression: MySQL 8 also says "DEFAULT_GENERATED"
+    in EXTRA for a column whose default is an expression, whose values must be copied.
+    """
     rows = query(
         conn,
         "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-        "AND TABLE_NAME = %s AND EXTRA NOT LIKE '%%GENERATED%%' ORDER BY ORDINAL_POSITION",
+        "AND TABLE_NAME = %s AND COALESCE(GENERATION_EXPRESSION, '') = '' "
+        "ORDER BY ORDINAL_POSITION",
         (schema, table),
     )
     return [str(r[0]) for r in rows]
@@ -299,8 +306,12 @@ def take_spare(conn: Connection, target: str, template: Template, staging: str) 
     leaves a schema the background drops, never a spare without tables.
     """
     name = spare_name(target, template.key)
-    spare = next((s for s in marked(conn, target) if s.name == name), None)
-    if spare is None or spare.kind != "spare" or spare.key != template.key:
+    spare = read_marker(conn, name)
+    if spare is None or (spare.kind, spare.key, spare.entry.get("target")) != (
+        "spare",
+        template.key,
+        target,
+    ):
         return False
     if sorted(data_tables(conn, name)) != sorted(template.tables):
         return False

@@ -43,6 +43,8 @@ class MyWarm:
         self.target = app.database
         self.retention = Retention.of(app)
         self.digest: DigestTask | None = None
+        self.templates: list[Template] = []
+        """Found by :meth:`start`, under the target's lock: nothing drops them meanwhile."""
 
     @property
     def enabled(self) -> bool:
@@ -53,8 +55,8 @@ class MyWarm:
         unchanged), else beside the load."""
         if self.index is None or not self.retention.enabled:
             return
-        has_copies = bool(mysql_cache.templates(self.admin, self.target))
-        self.digest = DigestTask(self.index, source.path, background=not has_copies)
+        self.templates = mysql_cache.templates(self.admin, self.target)
+        self.digest = DigestTask(self.index, source.path, background=not self.templates)
 
     def find(self) -> Template | None:
         """The template for this dump, if there is one."""
@@ -64,9 +66,7 @@ class MyWarm:
         if digest is None:
             return None
         key = cache_key(self.app, digest)
-        return next(
-            (t for t in mysql_cache.templates(self.admin, self.target) if t.key == key), None
-        )
+        return next((t for t in self.templates if t.key == key), None)
 
     def stage(self, names: Names, template: Template, ctx: RewindContext) -> None:
         """Put the template's tables into the staging schema: the spare's by one RENAME
