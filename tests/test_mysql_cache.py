@@ -9,12 +9,15 @@ import time
 import pytest
 from my_tools import fingerprint, messages, rewind
 from mysql_server import MysqlServer
-from test_mysql_atomic import SEED
+from test_mysql_atomic import SEED, _Context, _Killed, _run_engine
 
 from conftest import REEL
+from reel_tui.cache import CacheIndex
+from reel_tui.config import load_config
 from reel_tui.engines import mysql_swap
 from reel_tui.history import HistoryStore
 from reel_tui.jobs import JobState
+from reel_tui.plan import plan_rewind
 
 RICH = SEED.replace(
     "/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;",
@@ -145,8 +148,6 @@ def test_kill_during_a_warm_swap_is_rolled_back_or_completed(
     before = fingerprint(mysql_server, my_dbname)
     mysql_server.execute("INSERT INTO parent VALUES (8, 'eight')", my_dbname)
     changed = fingerprint(mysql_server, my_dbname)
-    from test_mysql_atomic import _Killed, _run_engine
-
     real = mysql_swap.query
 
     def dying(conn, sql, args=None):  # type: ignore[no-untyped-def]
@@ -219,6 +220,21 @@ def test_a_schema_only_named_like_a_cache_is_never_used_or_dropped(
     ok(rewind(dumps, history, "seed.sql"))
     ok(rewind(dumps, history, "seed.sql"))
     assert mysql_server.execute(f"SHOW TABLES FROM `{impostor}`") == [("precious",)]
+
+
+def test_background_makes_no_copy_of_a_dump_changed_since_its_load(
+    dumps, mysql_server, my_dbname, tmp_path
+):
+    plan = plan_rewind(load_config(dumps), "crm", "seed.sql")
+    plan.engine.cache_index = CacheIndex(tmp_path)
+    plan.engine.rewind(plan.source, _Context())  # the engine alone: no background work yet
+    assert plan.engine.maintenance_due
+    assert set(reel_schemas(mysql_server, my_dbname)) == {"load"}, "a copy was asked for"
+    (dumps.parent / "dumps" / "seed.sql").write_text(RICH + "-- edited\n", encoding="utf-8")
+    lines: list[str] = []
+    plan.engine.maintain(lines.append)
+    assert "seed.sql changed since it was loaded: no cached copy made" in lines
+    assert reel_schemas(mysql_server, my_dbname) == {}
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
