@@ -209,17 +209,22 @@ def test_cache_off_keeps_nothing(my_config, mysql_server, my_dbname, history):
     assert reel_schemas(mysql_server, my_dbname) == {}
 
 
-def test_a_schema_only_named_like_a_cache_is_never_used_or_dropped(
+def test_a_schema_only_named_like_a_spare_is_never_used_or_dropped(
     dumps, mysql_server, my_dbname, history
 ):
     ok(rewind(dumps, history, "seed.sql"))
-    [cache] = reel_schemas(mysql_server, my_dbname)["cache"]
-    impostor = cache.replace("__reel_cache_", "__reel_spare_") + "x"
-    mysql_server.execute(f"CREATE DATABASE `{impostor}`")
-    mysql_server.execute(f"CREATE TABLE `{impostor}`.precious (x int)")
-    ok(rewind(dumps, history, "seed.sql"))
-    ok(rewind(dumps, history, "seed.sql"))
-    assert mysql_server.execute(f"SHOW TABLES FROM `{impostor}`") == [("precious",)]
+    expected = fingerprint(mysql_server, my_dbname)
+    [spare] = reel_schemas(mysql_server, my_dbname)["spare"]
+    mysql_server.execute(f"DROP DATABASE `{spare}`")
+    mysql_server.execute(f"CREATE DATABASE `{spare}`")  # a user's, under the spare's name
+    mysql_server.execute(f"CREATE TABLE `{spare}`.parent (x int)")
+    log = ok(rewind(dumps, history, "seed.sql"))
+    assert "no spare was ready: copied" in log
+    assert f"database {spare} exists but was not made by reel-tui" in log
+    assert fingerprint(mysql_server, my_dbname) == expected
+    assert mysql_server.execute(f"SHOW TABLES FROM `{spare}`") == [("parent",)]
+    ok(rewind(dumps, history, "seed.sql"))  # and again: still the user's
+    assert mysql_server.execute(f"SHOW TABLES FROM `{spare}`") == [("parent",)]
 
 
 def test_background_makes_no_copy_of_a_dump_changed_since_its_load(

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import pymysql
 
 from reel_tui.cache import CachedCopy, short
+from reel_tui.engines.base import RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
 from reel_tui.engines.mysql_swap import JOURNAL, derived_name, drop_schema, lock_name
@@ -51,6 +52,10 @@ MARKER = "__reel_cache"
 COMPLETE = ("cache", "spare", "request", "trash")
 """Marker kinds of schemas that are what they say; others ("building", "prep", "taken")
 are unfinished work of a worker or rewind that was killed."""
+
+
+class NotOurs(RewindError):
+    """A schema has the name reel-tui would use, but reel-tui did not make it."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,38 @@ def touch(conn: Connection, template: Template, target: str) -> None:
     mark(conn, template.name, **entry)
 
 
+def drop_ours(conn: Connection, name: str, target: str) -> bool:
+    """Drop schema ``name`` if reel-tui made it for ``target`` (its marker says so, or it is
+    empty: made by a run killed before its marker); False if there is no such schema.
+
+    Raises:
+        NotOurs: it exists and is not reel-tui's: a user's schema is never dropped.
+    """
+    if not query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                 (name,)):  # fmt: skip
+        return False
+    marker = read_marker(conn, name)
+    if marker is None:
+        ours = not _holds_anything(conn, name)
+    else:
+        ours = marker.entry.get("target") == target
+    if not ours:
+        raise NotOurs(f"database {name} exists but was not made by reel-tui; rename or drop "
+                      "it to let reel-tui keep a cached copy under that name")  # fmt: skip
+    drop_schema(conn, name)
+    return True
+
+
+def _holds_anything(conn: Connection, schema: str) -> bool:
+    for table, column in (("TABLES", "TABLE_SCHEMA"), ("ROUTINES", "ROUTINE_SCHEMA"),
+                          ("EVENTS", "EVENT_SCHEMA")):  # fmt: skip
+        found = query(conn, f"SELECT 1 FROM information_schema.{table} WHERE {column} = %s "
+                            "LIMIT 1", (schema,))  # fmt: skip
+        if found:
+            return True
+    return False
+
+
 # --- copying tables ---------------------------------------------------------------------
 
 
@@ -361,8 +398,9 @@ def _maintenance_lock_name(target: str) -> str:
     return name
 
 
-def try_target_lock(conn: Connection, target: str) -> bool:
-    return query(conn, "SELECT GET_LOCK(%s, 0)", (lock_name(target),))[0][0] == 1
+def try_target_lock(conn: Connection, target: str, wait: float = 0) -> bool:
+    """Take the target's lock if it is free within ``wait`` seconds."""
+    return query(conn, "SELECT GET_LOCK(%s, %s)", (lock_name(target), wait))[0][0] == 1
 
 
 def release_target_lock(conn: Connection, target: str) -> None:

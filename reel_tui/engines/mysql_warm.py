@@ -29,6 +29,11 @@ from reel_tui.engines.mysql_objects import definitions, query
 from reel_tui.engines.mysql_swap import Names, drop_schema
 from reel_tui.sources import Source, list_sources
 
+EVICT_LOCK_WAIT = 3.0
+"""How long the background work waits for the target's lock before leaving eviction: the
+rewind that started it may hold the lock a moment longer (the server releases a session's
+locks when it has processed the disconnect)."""
+
 Loader = Callable[[Source, str, RewindContext], str]
 """Loads a dump into a schema, returns the dump's database options (the engine's ``_load``)."""
 
@@ -218,7 +223,7 @@ def _make_template(admin: Connection, target: str, loaded: Marked, options: str)
     query(admin, "USE information_schema")
     tables = mysql_cache.data_tables(admin, schema)
     name = mysql_cache.cache_name(target, loaded.key)
-    drop_schema(admin, name)
+    mysql_cache.drop_ours(admin, name, target)
     mysql_cache.create_schema(admin, name, schema)
     mysql_cache.mark(admin, name, kind="building", target=target, key=loaded.key)
     mysql_cache.move_tables(admin, schema, name, tables)
@@ -247,11 +252,11 @@ def make_spare(
     prep = mysql_cache.prep_name(target, template.key)
     spare = mysql_cache.spare_name(target, template.key)
     started = time.monotonic()
-    drop_schema(admin, prep)
+    mysql_cache.drop_ours(admin, prep, target)
     mysql_cache.create_schema(admin, prep, template.name)
     mysql_cache.mark(admin, prep, kind="prep", target=target, key=template.key)
     mysql_cache.copy_tables(admin, template.name, prep, template.tables)
-    drop_schema(admin, spare)
+    mysql_cache.drop_ours(admin, spare, target)
     mysql_cache.create_schema(admin, spare, template.name)
     mysql_cache.mark(admin, spare, kind="prep", target=target, key=template.key)
     mysql_cache.move_tables(admin, prep, spare, template.tables)
@@ -272,7 +277,7 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
     extra_spares = [c for c in found if c.spare_ready and c.key != keep and c not in evicted]
     if not (evicted or extra_spares):
         return
-    if not mysql_cache.try_target_lock(admin, target):
+    if not mysql_cache.try_target_lock(admin, target, EVICT_LOCK_WAIT):
         log("a rewind of the target is running: eviction is left for the next background run")
         return
     try:
@@ -283,15 +288,15 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
                 "recently used; see cache_copies / cache_max_size)"
             )
         for copy in extra_spares:
-            drop_schema(admin, mysql_cache.spare_name(target, copy.key))
+            mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, copy.key), target)
     finally:
         mysql_cache.release_target_lock(admin, target)
 
 
 def drop_copy(admin: Connection, target: str, key: str) -> None:
     """Drop the template and the spare of ``key`` (the caller holds the target's lock)."""
-    drop_schema(admin, mysql_cache.spare_name(target, key))
-    drop_schema(admin, mysql_cache.cache_name(target, key))
+    mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, key), target)
+    mysql_cache.drop_ours(admin, mysql_cache.cache_name(target, key), target)
 
 
 def drop_all(
