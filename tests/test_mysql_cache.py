@@ -113,16 +113,22 @@ def test_warm_rewind_without_a_spare_copies_the_template(dumps, mysql_server, my
     assert fingerprint(mysql_server, my_dbname) == expected
 
 
-def test_changed_dump_loads_cold_and_both_copies_are_kept(dumps, mysql_server, my_dbname, history):
+def test_changed_dump_loads_cold_and_its_outdated_copy_is_dropped(
+    dumps, mysql_server, my_dbname, history
+):
     ok(rewind(dumps, history, "seed.sql"))
+    before = reel_schemas(mysql_server, my_dbname)["cache"]
     dump = dumps.parent / "dumps" / "seed.sql"
     dump.write_text(RICH.replace("(1,'one')", "(1,'uno')"), encoding="utf-8")
     second = ok(rewind(dumps, history, "seed.sql"))
     assert "loading into staging" in second
+    assert "dropped the cached copy of an earlier version of seed.sql" in second
     assert mysql_server.execute("SELECT name FROM parent WHERE id = 1", my_dbname) == [("uno",)]
     schemas = reel_schemas(mysql_server, my_dbname)
-    assert len(schemas["cache"]) == 2
-    assert len(schemas["spare"]) == 1, "one spare: for the copy used last"
+    assert len(schemas["cache"]) == 1 and schemas["cache"] != before
+    assert len(schemas["spare"]) == 1
+    [cache] = schemas["cache"]
+    assert mysql_server.execute(f"SELECT name FROM `{cache}`.parent WHERE id = 1") == [("uno",)]
 
 
 def test_retention_evicts_the_least_recently_used_copy(my_config, mysql_server, my_dbname,

@@ -56,6 +56,13 @@ class MysqlEngine(Engine):
     def check(self) -> str:
         conn = connect(self.app)
         try:
+            return self._describe_target(conn)
+        finally:
+            conn.close()
+
+    def _describe_target(self, conn: Connection) -> str:
+        """What :meth:`check` says, over an open connection (a rewind's: no second one)."""
+        try:
             version, user = query(conn, "SELECT VERSION(), CURRENT_USER()")[0]
             size = query(
                 conn,
@@ -66,8 +73,6 @@ class MysqlEngine(Engine):
             exists = mysql_swap.schema_exists(conn, self.app.database)
         except pymysql.Error as exc:
             raise RewindError(f"{where(self.app)}: {message(exc)}") from None
-        finally:
-            conn.close()
         found = f"database {self.app.database} does not exist yet; a rewind creates it"
         if exists:
             count, size_bytes = size[0]
@@ -142,7 +147,7 @@ class MysqlEngine(Engine):
         mysql_swap.get_lock(admin, names.target, ctx)
         mysql_swap.recover(admin, names, ctx)
         ctx.progress(phase="preparing")
-        ctx.log(f"checked target: {self.check()}")
+        ctx.log(f"checked target: {self._describe_target(admin)}")
         charset = query(
             admin,
             """SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME

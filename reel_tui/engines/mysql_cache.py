@@ -109,13 +109,17 @@ def load_name(target: str, key: str) -> str:
 # --- markers ----------------------------------------------------------------------------
 
 
-def mark(conn: Connection, schema: str, **entry: object) -> None:
-    """Write (or replace) ``schema``'s marker: one statement, so it is all or nothing."""
-    query(
-        conn,
-        f"CREATE TABLE IF NOT EXISTS {ident(schema)}.{MARKER} (id INT PRIMARY KEY, "
-        "entry LONGTEXT NOT NULL) ENGINE=InnoDB",
-    )
+def mark(conn: Connection, schema: str, *, exists: bool = False, **entry: object) -> None:
+    """Write (or replace) ``schema``'s marker: one statement, so it is all or nothing.
+
+    ``exists``: the marker table is there already (saves a round trip on a warm rewind).
+    """
+    if not exists:
+        query(
+            conn,
+            f"CREATE TABLE IF NOT EXISTS {ident(schema)}.{MARKER} (id INT PRIMARY KEY, "
+            "entry LONGTEXT NOT NULL) ENGINE=InnoDB",
+        )
     query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
 
 
@@ -216,7 +220,7 @@ def touch(conn: Connection, template: Template, target: str) -> None:
     rows = query(conn, f"SELECT entry FROM {ident(template.name)}.{MARKER} WHERE id = 1")
     entry = json.loads(rows[0][0])
     entry["used"] = time.time()
-    mark(conn, template.name, **entry)
+    mark(conn, template.name, exists=True, **entry)
 
 
 def drop_ours(conn: Connection, name: str, target: str) -> bool:
@@ -352,7 +356,7 @@ def take_spare(conn: Connection, target: str, template: Template, staging: str) 
         return False
     if sorted(data_tables(conn, name)) != sorted(template.tables):
         return False
-    mark(conn, name, **{**spare.entry, "kind": "taken"})
+    mark(conn, name, exists=True, **{**spare.entry, "kind": "taken"})
     try:
         move_tables(conn, name, staging, template.tables)
     except pymysql.Error:

@@ -19,7 +19,7 @@ from dataclasses import asdict
 
 import pymysql
 
-from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, to_evict
+from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, evictions
 from reel_tui.config import AppConfig
 from reel_tui.engines import mysql_cache
 from reel_tui.engines.base import LogLevel, Phase, RewindContext
@@ -269,24 +269,22 @@ def make_spare(
 
 
 def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], None]) -> None:
-    """Drop copies over the app's limits and spares of other dumps than ``keep``'s, if no
-    rewind of the target is running (else the next background run does it)."""
+    """Drop outdated copies, copies over the app's limits and spares of other dumps than
+    ``keep``'s, if no rewind of the target is running (else the next background run does)."""
     target = app.database
     found = mysql_cache.copies(admin, target)
-    evicted = to_evict(found, Retention.of(app), keep)
-    extra_spares = [c for c in found if c.spare_ready and c.key != keep and c not in evicted]
-    if not (evicted or extra_spares):
+    dropping = evictions(found, Retention.of(app), keep)
+    gone = [copy for copy, _ in dropping]
+    extra_spares = [c for c in found if c.spare_ready and c.key != keep and c not in gone]
+    if not (dropping or extra_spares):
         return
     if not mysql_cache.try_target_lock(admin, target, EVICT_LOCK_WAIT):
         log("a rewind of the target is running: eviction is left for the next background run")
         return
     try:
-        for copy in evicted:
+        for copy, why in dropping:
             drop_copy(admin, target, copy.key)
-            log(
-                f"evicted the cached copy of {copy.source} ({copy.bytes:,} bytes, least "
-                "recently used; see cache_copies / cache_max_size)"
-            )
+            log(why)
         for copy in extra_spares:
             mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, copy.key), target)
     finally:
