@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from my_tools import fingerprint, messages, mysql_reference, rewind
+from my_tools import fingerprint, leftovers, messages, mysql_reference, rewind
 from mysql_server import MysqlServer
 
 from reel_tui.config import load_config
@@ -76,10 +76,6 @@ def dump(big_statements: int = 12, bad_statement: int | None = None) -> str:
         + "INSERT INTO `big` VALUES (999999,'after the trigger',NULL,1,1);\n"
         + TRAILER
     )
-
-
-def leftovers(server: MysqlServer, target: str) -> set[str]:
-    return {db for db in server.databases() if db.startswith(target + "__reel")}
 
 
 def connections(server: MysqlServer) -> list[tuple[object, ...]]:
