@@ -3,6 +3,7 @@ the password, GET_LOCK between two reel processes, and check()."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -151,3 +152,17 @@ def test_no_backslash_escapes_set_by_the_dump_is_followed(mysql_server, my_confi
     assert job.state is JobState.SUCCEEDED, job.error
     rows = mysql_server.execute(f"SELECT s FROM `{my_dbname}`.t")
     assert rows == [("a\\",), ("b;c",), ("d'e",)]
+
+
+@pytest.mark.parametrize(
+    ("fast", "readable"),
+    [
+        (rewrite._NAME_CHAR, r"[\w$\x80-\uffff]"),
+        (rewrite._NAME_OR_QUALIFIER_CHAR, r"[\w$.`\x80-\uffff]"),
+    ],
+)
+@pytest.mark.parametrize("flags", [0, re.I])
+def test_fast_identifier_classes_match_every_code_point_like_the_ranges(fast, readable, flags):
+    everything = "".join(map(chr, range(0x110000)))
+    matched = [m.start() for m in re.finditer(fast, everything, re.S | flags)]
+    assert matched == [m.start() for m in re.finditer(readable, everything, re.S | flags)]

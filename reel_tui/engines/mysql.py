@@ -22,6 +22,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 import pymysql
 
@@ -30,11 +31,15 @@ from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import mysql_cache, mysql_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
-from reel_tui.engines.mysql_loader import ScriptLoader, first_line
-from reel_tui.engines.mysql_parallel import Sent, Workers
 from reel_tui.engines.mysql_swap import Names, query
 from reel_tui.engines.mysql_warm import MyWarm, drop_all, maintain
 from reel_tui.sources import Source
+
+if TYPE_CHECKING:
+    from reel_tui.engines.mysql_parallel import Sent, Workers
+
+# The loaders (mysql_loader, mysql_parallel) are imported where a load starts: a warm
+# rewind moves a ready copy in and should not pay for importing them.
 
 
 class MysqlEngine(Engine):
@@ -179,6 +184,9 @@ class MysqlEngine(Engine):
             self.maintenance_due = True
 
     def _load(self, source: Source, staging: str, ctx: RewindContext, admin: Connection) -> str:
+        from reel_tui.engines.mysql_loader import ScriptLoader
+        from reel_tui.engines.mysql_parallel import Workers
+
         ctx.progress(phase="loading", bytes_read=0)
         started = time.monotonic()
         accounts = _accounts(admin)
@@ -229,6 +237,8 @@ class MysqlEngine(Engine):
 
 def _describer(source: Source) -> Callable[[Sent, str], str]:
     """How a worker words a failed statement: the dump's file and line, as the loader does."""
+
+    from reel_tui.engines.mysql_loader import first_line
 
     def describe(failed: Sent, server_message: str) -> str:
         return f"{source.path}:{failed.line}: {server_message} in: {first_line(failed.sql)}"

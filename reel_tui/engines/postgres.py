@@ -32,7 +32,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import psycopg2
 
@@ -47,12 +47,14 @@ from reel_tui.engines.pg_database import (
     give_properties,
     read_database,
 )
-from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
-from reel_tui.engines.pg_loader import ScriptLoader
-from reel_tui.engines.pg_parallel import ParallelLoader
-from reel_tui.engines.pg_restore import ArchiveRestore, ArchiveScript, check_archive
 from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain
 from reel_tui.sources import Source
+
+if TYPE_CHECKING:
+    from reel_tui.engines.pg_restore import ArchiveRestore
+
+# The loaders (pg_loader, pg_parallel, pg_restore, pg_inplace) are imported where a load
+# starts: a warm rewind renames a ready copy in and should not pay for importing them.
 
 
 class PostgresEngine(Engine):
@@ -158,6 +160,8 @@ class PostgresEngine(Engine):
 
     def rewind(self, source: Source, ctx: RewindContext) -> None:
         if source.format.container != "sql":
+            from reel_tui.engines.pg_restore import check_archive
+
             entries = check_archive(source)
             ctx.log(f"archive lists {entries} objects")
         ctx.progress(phase="connecting")
@@ -244,6 +248,10 @@ class PostgresEngine(Engine):
 
     def _rewind_in_place(self, source: Source, ctx: RewindContext) -> None:
         """Clear and load the target in one transaction: a failure rolls all of it back."""
+        from reel_tui.engines.pg_inplace import clear_owned, end_own_sessions
+        from reel_tui.engines.pg_loader import ScriptLoader
+        from reel_tui.engines.pg_restore import ArchiveScript
+
         conn = connect(self.app, self.app.database)
         with self._guard:
             self._loading = conn
@@ -318,6 +326,9 @@ class PostgresEngine(Engine):
         ctx.log(f"ANALYZE took {time.monotonic() - started:.1f} s")
 
     def _load(self, source: Source, staging: str, ctx: RewindContext) -> None:
+        from reel_tui.engines.pg_loader import ScriptLoader
+        from reel_tui.engines.pg_restore import ArchiveRestore
+
         ctx.progress(phase="loading", bytes_read=0)
         started = time.monotonic()
         if source.format.container != "sql":
@@ -372,6 +383,8 @@ class PostgresEngine(Engine):
         self, source: Source, staging: str, conn: Connection, ctx: RewindContext, started: float
     ) -> None:
         """Load over ``jobs`` more connections (see :mod:`reel_tui.engines.pg_parallel`)."""
+        from reel_tui.engines.pg_parallel import ParallelLoader
+
         jobs = self._jobs(ctx)
         workers: list[Connection] = []
         try:
