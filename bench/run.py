@@ -179,7 +179,11 @@ class Bench:
         self.tools = tools
         self.config = work / "reel.toml"
         self.apps: dict[str, str] = {}
-        self.env = dict(os.environ)
+        # Timed as installed: pip writes bytecode at install; a PYTHONDONTWRITEBYTECODE
+        # inherited from the shell would make every run compile reel-tui from source.
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "reel_tui")],
+                       check=False, env=self.env, stdout=subprocess.DEVNULL)  # fmt: skip
         self.jobs = reel_jobs.ReelJobs(work / "state")
         self.pg: PgServer | None = None
         self.my: MysqlServer | None = None
