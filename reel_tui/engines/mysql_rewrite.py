@@ -18,13 +18,16 @@ from dataclasses import dataclass
 
 
 def _name_char(ascii_class: str) -> str:
-    r"""``[{ascii_class}\x80-\uffff]`` (identifier characters as MySQL has them: up to
-    U+FFFF, with ``\w`` letters beyond), written so that ``re`` compiles it in
-    microseconds: a range up to U+FFFF is filled into a table in Python, ~5-20 ms a
-    class, which every reel-tui process paid at start-up."""
+    r"""The characters of an unquoted MySQL identifier: ``[{ascii_class}]`` plus
+    U+0080-U+FFFF (MySQL allows no supplementary characters in identifiers).
+
+    Written as one negated class of the other ASCII characters and the supplementary
+    planes: ``re`` compiles a range up to U+FFFF by filling a table in Python, ~5-20 ms a
+    class that every reel-tui process paid at start-up; this one takes microseconds and
+    matches as fast (a class, not an alternation: it scans whole INSERT statements)."""
     inside = re.compile(f"[{ascii_class}]")
     others = "".join(re.escape(chr(c)) for c in range(128) if not inside.fullmatch(chr(c)))
-    return rf"(?:[^{others}\U00010000-\U0010ffff]|[{ascii_class}])"
+    return rf"[^{others}\U00010000-\U0010ffff]"
 
 
 _NAME_CHAR = _name_char(r"\w$")
