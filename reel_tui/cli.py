@@ -316,7 +316,8 @@ def _clear_cache(config: Config, args: argparse.Namespace, err: _Stderr) -> int:
                               "app": app.name, "dropped": [c.source for c in dropped],
                               "bytes": freed}))  # fmt: skip
         elif not args.quiet:
-            print(f"{app.name}: {len(dropped)} cached copies dropped, {human_size(freed)} freed")
+            copies = "copy" if len(dropped) == 1 else "copies"
+            print(f"{app.name}: {len(dropped)} cached {copies} dropped, {human_size(freed)} freed")
     return EXIT_FAILED if failed else EXIT_OK
 
 
