@@ -47,6 +47,10 @@ _ROLLBACK = re.compile(r"^\s*ROLLBACK\b", re.I)
 _CREATE = re.compile(r"^\s*CREATE\s+(TABLE|INDEX|UNIQUE INDEX|VIEW|TRIGGER)\s+(IF NOT EXISTS\s+)?"
                      r"(\"[^\"]+\"|'[^']+'|`[^`]+`|\[[^\]]+\]|\S+?)[\s(]", re.I)  # fmt: skip
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\"[^\"]+\"|'[^']+'|`[^`]+`|\[[^\]]+\]|[^\s(]+)", re.I)
+_UNWRITABLE_CODES = {10, 13}
+"""SQLITE_IOERR and SQLITE_FULL: the temp file could not be written."""
+_UNWRITABLE_TEXTS = {"database or disk is full", "disk I/O error",
+                     "database disk image is malformed"}  # fmt: skip
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
 
 
@@ -498,14 +502,30 @@ class _ScriptLoader:
         except sqlite3.OperationalError as exc:
             if "interrupted" in str(exc):
                 self.ctx.check_cancelled()
+            self._unless_unwritable(exc)
             self.replay()
             raise RewindError(f"{self.source.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
+            self._unless_unwritable(exc)
             self.replay()  # names the line when a single statement fails
             raise RewindError(f"{self.source.path}: {exc}") from None
         self.statements += len(self.batch)
         self.batch, self.batch_bytes = [], 0
         self.ctx.progress(bytes_read=bytes_read, statements=self.statements)
+
+    def _unless_unwritable(self, exc: sqlite3.DatabaseError) -> None:
+        """A temp file that could not be written is not a statement's fault: a full disk
+        or a file-size limit shows as "disk is full", an I/O error, or (journal off) as a
+        "malformed" temp; replaying would blame a line of the dump."""
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # Python 3.11+
+        if code in _UNWRITABLE_CODES or str(exc) in _UNWRITABLE_TEXTS:
+            folder = self.source.path.parent
+            with suppress(sqlite3.Error):
+                folder = Path(self.db.execute("PRAGMA database_list").fetchone()[2]).parent
+            raise RewindError(
+                f"cannot write the loaded copy in {folder} ({exc}): is the "
+                "disk full, or a file-size limit set?"
+            ) from None
 
     def replay(self) -> None:
         """Rerun the failed batch statement by statement to name the failing line."""
