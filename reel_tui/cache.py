@@ -24,16 +24,24 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from reel_tui.config import AppConfig
+
+if TYPE_CHECKING:
+    from reel_tui.engines.base import RewindContext
 
 INDEX_FILE = "cache.sqlite3"
 KEY_LENGTH = 12
 """Hex digits of the key in object names: 48 bits, enough to tell one app's dumps apart."""
 _CHUNK = 1 << 20
+EVICT_LOCK_WAIT = 3.0
+"""How long background work waits for the target's lock before leaving eviction for the
+next run: the rewind that started it may hold the lock a moment longer (a server releases
+a session's locks once it has processed the disconnect)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
@@ -337,3 +345,69 @@ class DigestTask:
         except OSError:
             unchanged = False
         return self._digest if unchanged else None
+
+
+def digest_task(
+    index: CacheIndex | None, app: AppConfig, path: Path, has_copies: Callable[[], bool]
+) -> DigestTask | None:
+    """The dump's digest for a rewind; None when the app's cache is off.
+
+    Remembered: known at once. Hashed before: hashed first when the target has copies (the
+    dump was touched since, it may still be the same). Never seen: hashed beside the load.
+    """
+    if index is None or not Retention.of(app).enabled:
+        return None
+    first = index.seen(path) and has_copies()
+    return DigestTask(index, path, background=not first)
+
+
+def key_now(app: AppConfig, task: DigestTask | None) -> str | None:
+    """The dump's cache key if its digest is known without waiting: to look for a copy."""
+    if task is None or not task.ready:
+        return None
+    digest = task.result()
+    return None if digest is None else cache_key(app, digest)
+
+
+def key_after_load(
+    app: AppConfig, task: DigestTask | None, ctx: RewindContext
+) -> tuple[str, str] | None:
+    """(key, digest) to keep a copy of what was just loaded; None when the cache is off, or
+    when the dump changed while it was loaded (said in the log)."""
+    if task is None:
+        return None
+    digest = task.result()
+    if digest is None:
+        ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
+        return None
+    return cache_key(app, digest), digest
+
+
+class TemplateFacts(Protocol):
+    """What :func:`copies_of` reads of an engine's template."""
+
+    key: str
+    source: str
+    name: str
+    bytes: int
+    created: float
+    used: float
+
+
+def copies_of(
+    templates: Iterable[TemplateFacts], spares: Mapping[str, tuple[str, int]]
+) -> list[CachedCopy]:
+    """Engines' templates and ready spares (key: name, bytes) as cached copies; a copy's
+    bytes count its spare too."""
+    return [
+        CachedCopy(
+            t.key,
+            t.source,
+            t.name,
+            t.bytes + spares.get(t.key, ("", 0))[1],
+            t.created,
+            t.used,
+            spare_ready=t.key in spares,
+        )
+        for t in templates
+    ]

@@ -215,11 +215,16 @@ def _load_if_any(args: argparse.Namespace, err: _Stderr) -> Config | None:
         return None
 
 
+def _state_dir(config: Config | None) -> Path:
+    if config is None or config.settings.state_dir is None:
+        return default_state_dir()
+    return config.settings.state_dir
+
+
 def _history_store(config: Config | None) -> HistoryStore:
     if config is None:
-        return HistoryStore(default_state_dir())
-    return HistoryStore(config.settings.state_dir or default_state_dir(),
-                        config.settings.history_limit)  # fmt: skip
+        return HistoryStore(_state_dir(None))
+    return HistoryStore(_state_dir(config), config.settings.history_limit)
 
 
 def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: _Stderr) -> int:
@@ -298,7 +303,7 @@ def _clear_cache(config: Config, args: argparse.Namespace, err: _Stderr) -> int:
     from reel_tui.engines import engine_for
 
     apps = [pick_app(config, args.app)] if args.app else list(config.apps.values())
-    index = CacheIndex(_history_store(config).state_dir)
+    index = CacheIndex(_state_dir(config))
     failed = False
     for app in apps:
         engine = engine_for(app)
@@ -330,7 +335,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
 
     if args.app and args.app not in config.apps and args.app not in config.disabled:
         pick_app(config, args.app)  # refuses, with a "did you mean"
-    index = CacheIndex(_history_store(config).state_dir)
+    index = CacheIndex(_state_dir(config))
     apps: list[dict[str, Any]] = []
     for name, app in config.apps.items():
         if args.app and name != args.app:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import pymysql
 
-from reel_tui.cache import CachedCopy, short
+from reel_tui.cache import CachedCopy, copies_of, short
 from reel_tui.engines.base import RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
@@ -200,19 +200,7 @@ def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
 
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
     """The target's cached copies as the cache module describes them (spare bytes included)."""
-    ready = spares(conn, target)
-    return [
-        CachedCopy(
-            t.key,
-            t.source,
-            t.name,
-            t.bytes + ready.get(t.key, ("", 0))[1],
-            t.created,
-            t.used,
-            spare_ready=t.key in ready,
-        )
-        for t in templates(conn, target)
-    ]
+    return copies_of(templates(conn, target), spares(conn, target))
 
 
 def touch(conn: Connection, template: Template, target: str) -> None:

@@ -19,7 +19,18 @@ from dataclasses import asdict
 
 import pymysql
 
-from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, evictions
+from reel_tui.cache import (
+    EVICT_LOCK_WAIT,
+    CachedCopy,
+    CacheIndex,
+    DigestTask,
+    Retention,
+    cache_key,
+    digest_task,
+    evictions,
+    key_after_load,
+    key_now,
+)
 from reel_tui.config import AppConfig
 from reel_tui.engines import mysql_cache
 from reel_tui.engines.base import LogLevel, Phase, RewindContext
@@ -28,11 +39,6 @@ from reel_tui.engines.mysql_conn import Connection, ident, message
 from reel_tui.engines.mysql_objects import definitions, query
 from reel_tui.engines.mysql_swap import Names, drop_schema
 from reel_tui.sources import Source, list_sources
-
-EVICT_LOCK_WAIT = 3.0
-"""How long the background work waits for the target's lock before leaving eviction: the
-rewind that started it may hold the lock a moment longer (the server releases a session's
-locks when it has processed the disconnect)."""
 
 Loader = Callable[[Source, str, RewindContext], str]
 """Loads a dump into a schema, returns the dump's database options (the engine's ``_load``)."""
@@ -58,20 +64,15 @@ class MyWarm:
     def start(self, source: Source) -> None:
         """Start finding the dump's digest: first if copies exist (a touched dump may be
         unchanged), else beside the load."""
-        if self.index is None or not self.retention.enabled:
+        if not self.enabled:
             return
         self.templates = mysql_cache.templates(self.admin, self.target)
-        self.digest = DigestTask(self.index, source.path, background=not self.templates)
+        self.digest = digest_task(self.index, self.app, source.path, lambda: bool(self.templates))
 
     def find(self) -> Template | None:
         """The template for this dump, if there is one."""
-        if self.digest is None or not self.digest.ready:
-            return None
-        digest = self.digest.result()
-        if digest is None:
-            return None
-        key = cache_key(self.app, digest)
-        return next((t for t in self.templates if t.key == key), None)
+        key = key_now(self.app, self.digest)
+        return None if key is None else next((t for t in self.templates if t.key == key), None)
 
     def stage(self, names: Names, template: Template, ctx: RewindContext) -> None:
         """Put the template's tables into the staging schema: the spare's by one RENAME
@@ -105,11 +106,10 @@ class MyWarm:
         self.record()
 
     def _request(self, source: Source, ctx: RewindContext) -> None:
-        digest = self.digest.result() if self.digest is not None else None
-        if digest is None:
-            ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
+        kept = key_after_load(self.app, self.digest, ctx)
+        if kept is None:
             return
-        key = cache_key(self.app, digest)
+        key, digest = kept
         if mysql_cache.request(
             self.admin, self.target, key, source=source.name, path=str(source.path), digest=digest
         ):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from reel_tui.cache import CachedCopy, short
+from reel_tui.cache import CachedCopy, copies_of, short
 from reel_tui.engines.pg_conn import Connection, ident, literal
 from reel_tui.engines.pg_database import DatabaseInfo
 from reel_tui.engines.pg_swap import LOCK_CLASS, derived_name, drop
@@ -138,19 +138,7 @@ def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
 
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
     """The target's cached copies as the cache module describes them (spare bytes included)."""
-    ready = spares(conn, target)
-    return [
-        CachedCopy(
-            t.key,
-            t.source,
-            t.name,
-            t.bytes + ready.get(t.key, ("", 0))[1],
-            t.created,
-            t.used,
-            spare_ready=t.key in ready,
-        )
-        for t in templates(conn, target)
-    ]
+    return copies_of(templates(conn, target), spares(conn, target))
 
 
 def fits(template: Template, like: DatabaseInfo | None) -> bool:

@@ -13,16 +13,23 @@ from collections.abc import Callable
 
 import psycopg2
 
-from reel_tui.cache import CachedCopy, CacheIndex, DigestTask, Retention, cache_key, evictions
+from reel_tui.cache import (
+    EVICT_LOCK_WAIT,
+    CachedCopy,
+    CacheIndex,
+    DigestTask,
+    Retention,
+    digest_task,
+    evictions,
+    key_after_load,
+    key_now,
+)
 from reel_tui.config import AppConfig
 from reel_tui.engines import pg_cache, pg_swap
 from reel_tui.engines.base import RewindContext
 from reel_tui.engines.pg_conn import Connection, ident
 from reel_tui.engines.pg_database import DatabaseInfo, give_properties
 from reel_tui.sources import Source
-
-EVICT_LOCK_WAIT = 3.0
-"""How long the background work waits for the target's lock before leaving eviction."""
 
 
 class PgWarm:
@@ -44,19 +51,17 @@ class PgWarm:
         """Start finding the dump's digest: at once if remembered; before anything else
         if it was hashed before and copies exist (a touched dump may be unchanged);
         else beside the load."""
-        if self.index is None or not self.retention.enabled:
-            return
-        first = self.index.seen(source.path) and bool(pg_cache.templates(self.admin, self.target))
-        self.digest = DigestTask(self.index, source.path, background=not first)
+
+        def has_copies() -> bool:
+            return bool(pg_cache.templates(self.admin, self.target))
+
+        self.digest = digest_task(self.index, self.app, source.path, has_copies)
 
     def find(self, old: DatabaseInfo | None) -> pg_cache.Template | None:
         """The template for this dump, if there is one that fits the target."""
-        if self.digest is None or not self.digest.ready:
+        key = key_now(self.app, self.digest)
+        if key is None:
             return None
-        digest = self.digest.result()
-        if digest is None:
-            return None
-        key = cache_key(self.app, digest)
         found = next((t for t in pg_cache.templates(self.admin, self.target) if t.key == key), None)
         return found if found is not None and pg_cache.fits(found, old) else None
 
@@ -84,17 +89,14 @@ class PgWarm:
 
     def keep(self, names: pg_swap.Names, source: Source, ctx: RewindContext) -> None:
         """After a cold load: copy the staging database as the template for this dump."""
-        if self.digest is None:
-            return
-        digest = self.digest.result()
-        if digest is None:
-            ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
+        kept = key_after_load(self.app, self.digest, ctx)
+        if kept is None:
             return
         started = time.monotonic()
         ctx.progress(phase="finishing", detail="keeping a cached copy")
         try:
             name = pg_cache.keep(self.admin, self.target, names.staging,
-                                 cache_key(self.app, digest), source.name)  # fmt: skip
+                                 kept[0], source.name)  # fmt: skip
         except psycopg2.Error as exc:
             ctx.log(f"could not keep a cached copy: {exc.diag.message_primary}", "warning")
             return

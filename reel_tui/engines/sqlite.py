@@ -30,7 +30,14 @@ from contextlib import closing, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from reel_tui.cache import CachedCopy, DigestTask, Retention, cache_key
+from reel_tui.cache import (
+    CachedCopy,
+    DigestTask,
+    Retention,
+    digest_task,
+    key_after_load,
+    key_now,
+)
 from reel_tui.config import AppConfig
 from reel_tui.dumpfile import DumpError, DumpReader
 from reel_tui.engines.base import Engine, RewindCancelled, RewindContext, RewindError
@@ -121,12 +128,13 @@ class SqliteEngine(Engine):
         ctx.progress(phase="preparing", detail="")
         ctx.log(f"checked target: {_while_busy(ctx, self.check)}")
         page_size, journal_mode = _while_busy(ctx, self._target_settings)
-        digest = self._digest_task(source, ctx)
-        if digest is not None and digest.ready:
-            copy = self._cached(digest, page_size)
-            if copy is not None:
-                self._rewind_warm(copy, journal_mode, ctx)
-                return
+        digest = digest_task(self.cache_index, self.app, source.path,
+                             lambda: bool(self._cache.copies()))  # fmt: skip
+        key = key_now(self.app, digest)
+        cached = self._cache.find(key, page_size) if key is not None else None
+        if key is not None and cached is not None:
+            self._rewind_warm((key, cached), journal_mode, ctx)
+            return
         temp = self.target.with_name(
             f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
         )
@@ -146,23 +154,6 @@ class SqliteEngine(Engine):
             self._evict(kept, ctx)
 
     # --- the cache of loaded copies (see reel_tui.engines.sqlite_cache) -------------
-
-    def _digest_task(self, source: Source, ctx: RewindContext) -> DigestTask | None:
-        """The dump's digest: remembered; or hashed before anything else when it was
-        hashed before and copies exist (touched since, it may still be the same);
-        else hashed beside the load."""
-        if self.cache_index is None or not Retention.of(self.app).enabled:
-            return None
-        first = bool(self._cache.copies()) and self.cache_index.seen(source.path)
-        return DigestTask(self.cache_index, source.path, background=not first)
-
-    def _cached(self, digest: DigestTask, page_size: int) -> tuple[str, Path] | None:
-        key_digest = digest.result()
-        if key_digest is None:
-            return None
-        key = cache_key(self.app, key_digest)
-        path = self._cache.find(key, page_size)
-        return (key, path) if path is not None else None
 
     def _rewind_warm(
         self, copy: tuple[str, Path], journal_mode: str | None, ctx: RewindContext
@@ -196,13 +187,10 @@ class SqliteEngine(Engine):
     ) -> str | None:
         """Keep the loaded file as a cached copy, unless the dump changed while loading;
         the copy's key, or None."""
-        if digest is None:
+        kept_key = key_after_load(self.app, digest, ctx)
+        if kept_key is None:
             return None
-        key_digest = digest.result()
-        if key_digest is None:
-            ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
-            return None
-        key = cache_key(self.app, key_digest)
+        key = kept_key[0]
         try:
             kept = self._cache.keep(temp, key, source.name, page_size, link=link)
         except OSError as exc:
