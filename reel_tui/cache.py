@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from reel_tui.engines.base import RewindContext
 
 INDEX_FILE = "cache.sqlite3"
+INDEX_FORMAT = 1
 KEY_LENGTH = 12
 """Hex digits of the key in object names: 48 bits, enough to tell one app's dumps apart."""
 _CHUNK = 1 << 20
@@ -202,11 +203,14 @@ class CacheIndex:
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
+        if path != ":memory:":  # user-only before SQLite creates it with the umask's mode
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         if path != ":memory:":
-            os.chmod(path, 0o600)
             db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(_SCHEMA)
+        if db.execute("PRAGMA user_version").fetchone()[0] < INDEX_FORMAT:
+            db.executescript(_SCHEMA)  # once: a write at every open costs every run a sync
+            db.execute(f"PRAGMA user_version = {INDEX_FORMAT}")
         return db
 
     def close(self) -> None:
