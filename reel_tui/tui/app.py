@@ -21,7 +21,6 @@ from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from reel_tui.cache import CacheIndex
 from reel_tui.config import AppConfig, Config, ConfigError, load_config
 from reel_tui.engines import RewindError, engine_for
 from reel_tui.engines.base import needs_password
@@ -172,18 +171,15 @@ class ReelApp(App[None]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="cache")
     def scan_cache(self) -> None:
         """Which sources are cached: stat calls and a small SQLite read, so off the UI thread."""
-        config, history = self.config, self.history
-        if config is None or history is None:
+        config, queue = self.config, self.queue
+        if config is None or queue is None:
             return
-        index = CacheIndex(history.state_dir)
-        try:
-            cached = {
-                name: frozenset(source.name for source in self.sources.get(name, [])
-                                if index.cached_source(app, source.path) is not None)
-                for name, app in config.apps.items()
-            }  # fmt: skip
-        finally:
-            index.close()
+        index = queue.cache_index  # the one the rewinds write to: thread-safe, kept open
+        cached = {
+            name: frozenset(source.name for source in self.sources.get(name, [])
+                            if index.cached_source(app, source.path) is not None)
+            for name, app in config.apps.items()
+        }  # fmt: skip
         self.post_message(CacheScanned(cached))
 
     def on_cache_scanned(self, message: CacheScanned) -> None:
