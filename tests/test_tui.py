@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import TextArea
 
@@ -358,16 +359,20 @@ async def test_a_rewound_source_is_marked_cached_and_its_next_rewind_is_warm(dem
         await settle(app, pilot)
         sources = app.query_one(SourceTable)
 
+        name = "demo/prospect-acme.sql"  # the longest name: the mark widens its column
+
         def seed_row() -> str:
-            return str(sources.get_row("seed.sql")[0])
+            return str(sources.get_row(name)[0])
 
         assert "●" not in seed_row()
-        await choose_source(pilot, app, "blog", "seed.sql")
+        await choose_source(pilot, app, "blog", name)
         await pilot.press("enter")
         first = await finished(app, pilot)
         assert first.state is JobState.SUCCEEDED, first.error
         await settle(app, pilot)
         assert seed_row().endswith("●")
+        width = next(c.width for k, c in sources.columns.items() if k.value == "source")
+        assert width >= cell_len(seed_row()), "the mark is cut off by its column"
         await pilot.press("enter")  # the same source again: still highlighted
         await settle(app, pilot)
         await pilot.press("enter")

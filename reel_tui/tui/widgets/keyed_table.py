@@ -37,6 +37,17 @@ class KeyedTable(DataTable[Cell]):
                 width = max([cell_len(column), *cells])
             self.add_column(column, key=column, width=width)
 
+    def _outgrown(self, rows: Sequence[Row]) -> bool:
+        """A cell wider than its column: columns have fixed widths once added (see
+        :meth:`add_columns_sized`), so growing one means building the table again."""
+        widths = {key.value: column.width for key, column in self.columns.items()}
+        return any(
+            cell_len(str(cell)) > widths.get(column, 0)
+            for _, cells in rows
+            for column, cell in zip(self.COLUMNS, cells, strict=True)
+            if column not in self.WIDTHS
+        )
+
     @property
     def current_key(self) -> str | None:
         """The key of the row under the cursor."""
@@ -46,7 +57,7 @@ class KeyedTable(DataTable[Cell]):
 
     def sync(self, rows: Sequence[Row]) -> None:
         keys = [key for key, _ in rows]
-        if keys == self._keys:
+        if keys == self._keys and not self._outgrown(rows):
             for key, cells in rows:
                 for column, cell in zip(self.COLUMNS, cells, strict=True):
                     if self.get_cell(key, column) != cell:
