@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -153,13 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _list(config, args)
             if args.clear_cache:
                 return _clear_cache(config, args, err)
-            return _rewind(config, _history_store(config), args, err)
-        state = _history_store(_load_if_any(args, err))
-        if args.history:
-            return _history(state, args)
-        if args.metrics:
-            return _metrics(state, args)
-        return _log(state, args.log)
+            with closing(_history_store(config)) as state:
+                return _rewind(config, state, args, err)
+        with closing(_history_store(_load_if_any(args, err))) as state:
+            if args.history:
+                return _history(state, args)
+            if args.metrics:
+                return _metrics(state, args)
+            return _log(state, args.log)
     except (_Refusal, ConfigError, HistoryError, Refused) as exc:
         if args.json:
             print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "refused", "error": str(exc)}))

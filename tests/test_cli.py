@@ -180,6 +180,27 @@ def test_list_json(blog: Config):
     assert names == [("seed.sql", True, "plain"), ("other.sql", False, "plain")]
 
 
+def test_installed_command_delivers_all_its_output_before_leaving(blog: Config):
+    """The console script leaves with os._exit (no module teardown): what it printed into a
+    pipe, its exit code and the job's history must all be complete by then."""
+    script = Path(sys.executable).with_name("reel-tui")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def reel(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([script, "-c", str(blog.path), *args], env=buffered,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    for _ in range(3):
+        done = reel("--rewind", "--json")
+        events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+        assert done.returncode == 0 and events[0] == "queued" and events[-1] == "finished"
+    bad = reel("--rewind", "ghost")
+    assert bad.returncode == 2 and "ghost" in one_line_error(bad)
+    listed = reel("--history", "--json")  # one print, block-buffered into the pipe
+    assert listed.returncode == 0
+    assert [job["state"] for job in json.loads(listed.stdout)["jobs"]] == ["succeeded"] * 3
+
+
 def test_history_and_log(blog: Config):
     assert run("-c", str(blog.path), "--rewind").returncode == 0
     (blog.apps["blog"].sources_dir / "bad.sql").write_text("CREATE TABLE t (x);\nSELEC 1;\n")
