@@ -1,7 +1,8 @@
 """Loading a plain pg_dump script into a connection, streaming, without psql.
 
 Statements go to the server in batches of about :data:`BATCH_BYTES` (one
-round trip and one implicit transaction each), which makes ``--inserts``
+round trip and one implicit transaction each), single-row INSERTs folded into
+multi-row ones (:mod:`reel_tui.engines.pg_inserts`), which makes ``--inserts``
 dumps fast. A batch that fails is rolled back by the server as a whole and
 replayed statement by statement, so the error names the exact line, and so
 ``on_error = "continue"`` can log each failing statement and go on, as psql
@@ -26,6 +27,7 @@ from reel_tui.engines.pg_filter import (
     TransactionControl,
     UnsupportedEncoding,
 )
+from reel_tui.engines.pg_inserts import Batch
 from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
 
 if TYPE_CHECKING:
@@ -98,8 +100,7 @@ class ScriptLoader:
         self.transactional = not conn.autocommit
         """In place, the whole load is one transaction: a failed batch is undone to a savepoint."""
         self.result = LoadResult()
-        self.batch: list[Statement] = []
-        self.batch_bytes = 0
+        self.batch = Batch()
         self.phase = ""
         self.table: str | None = None
         self.rows = 0
@@ -122,6 +123,8 @@ class ScriptLoader:
                         self.copy(item, splitter)
                     else:
                         self.add(item)
+                        if self.batch.head is not None:
+                            self.add_rows(splitter)
                 self.finish()
         except (DumpError, ScriptError) as exc:
             prefix = f"{self.where(exc.line)}: " if isinstance(exc, ScriptError) else ""
@@ -191,11 +194,23 @@ class ScriptLoader:
             self.enter_phase("indexes and constraints")
         self.send(statement)
 
+    def add_rows(self, splitter: ScriptSplitter) -> None:
+        """The single-row INSERTs right after one, into the same table and columns,
+        straight into the batch: what :meth:`add` would do with each, without the
+        scanner, filter and dispatch work of a statement (``--inserts`` dumps)."""
+        batch = self.batch
+        head = batch.head
+        assert head is not None
+        for line, text, row in splitter.rows_after(head, batch.rows):
+            batch.add_row(Statement(text, line), head, row)
+            self.rows += 1
+            if batch.size >= BATCH_BYTES:
+                self.flush()
+
     def send(self, statement: Statement) -> None:
         """Queue a statement the filter let through: it runs with the next batch."""
-        self.batch.append(statement)
-        self.batch_bytes += len(statement.text)
-        if self.batch_bytes >= BATCH_BYTES:
+        self.batch.add(statement)
+        if self.batch.size >= BATCH_BYTES:
             self.flush()
 
     def enter_phase(self, phase: str) -> None:
@@ -222,9 +237,9 @@ class ScriptLoader:
         self.ctx.check_cancelled()
         if not self.batch:
             return
-        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        batch, sql = self.batch.take()
         try:
-            self.execute(self.guarded("\n".join(s.text for s in batch)), batch[0].line)
+            self.execute(self.guarded(sql), batch[0].line)
         except psycopg2.Error as exc:
             self.after_error(exc, batch[0].line)
             self.undo()

@@ -25,6 +25,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reel_tui.engines.pg_inserts import RowSplitter
 
 _CODE = re.compile(r"[;'\"$()]|--|/\*")
 _ESCAPED = re.compile(r"['\\]")
@@ -126,6 +130,8 @@ class ScriptSplitter:
         self.standard_strings = True
         """Whether backslashes are literal in '' strings; follows the script's SET."""
         self._copy_pending = False
+        self._after_whole_line = False
+        """The statement last yielded was a whole line: the next line starts a new one."""
 
     def _feed(self) -> Iterator[str]:
         """The input's lines, those read too far in bulk first."""
@@ -175,6 +181,25 @@ class ScriptSplitter:
                 yield first, "".join(lines[:end])
             return
 
+    def rows_after(self, head: str, rows: RowSplitter) -> Iterator[tuple[int, str, str]]:
+        """``(line number, statement, row)`` of the lines after the statement just yielded
+        that are each one single-row INSERT with the same ``head`` (see
+        :mod:`reel_tui.engines.pg_inserts`), up to the first line that is not, which the
+        iteration then yields as usual.
+
+        The fast path for ``--inserts`` dumps: such a line needs none of the scanner's work.
+        Nothing when the statement just yielded did not end its line.
+        """
+        if not self._after_whole_line:
+            return
+        for line in self._lines:
+            parts = rows.split(line) if line.startswith(head) and line.endswith(";\n") else None
+            if parts is None or parts[0] != head:
+                self._pushed_back.append(line)
+                return
+            self.line_number += 1
+            yield self.line_number, line.rstrip(), parts[1]
+
     def copy_data(self) -> Iterator[str]:
         """The data lines after a COPY statement, up to (not including) ``\\.``.
 
@@ -204,7 +229,9 @@ class ScriptSplitter:
                     continue
                 quick = scan.whole_line(line)
                 if quick is not None:
+                    self._after_whole_line = True
                     yield quick
+                    self._after_whole_line = False
                     if quick.copy_from_stdin and self._copy_pending:
                         for _ in self.copy_data():
                             pass
