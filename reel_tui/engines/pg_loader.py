@@ -12,7 +12,9 @@ dump's lines, chunk by chunk, checking for a cancel between chunks.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,7 +33,7 @@ from reel_tui.engines.pg_inserts import Batch
 from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from reel_tui.config import AppConfig
     from reel_tui.sources import Source
@@ -50,6 +52,34 @@ _POST_DATA = re.compile(
 )
 _DUMPED_FROM = re.compile(r"-- Dumped from database version (\d+)[.\d]*")
 _COPY_LINE = re.compile(r"COPY [^,]+, line (\d+)")
+
+
+def _outcome(run: Callable[[], None]) -> BaseException | None:
+    """What ``run`` raised, or None."""
+    try:
+        run()
+    except BaseException as exc:  # handed to the loader's thread, which decides
+        return exc
+    return None
+
+
+class _InFlight:
+    """A batch running on a thread of its own while the loader reads on."""
+
+    def __init__(self, batch: list[Statement], run: Callable[[], None]) -> None:
+        self.batch = batch
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(run,), name="reel-pg-batch",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self, run: Callable[[], None]) -> None:
+        self._error = _outcome(run)
+
+    def wait(self) -> BaseException | None:
+        """Wait for the batch; what it raised, or None."""
+        self._thread.join()
+        return self._error
 
 
 class LineSource(Protocol):
@@ -101,6 +131,7 @@ class ScriptLoader:
         """In place, the whole load is one transaction: a failed batch is undone to a savepoint."""
         self.result = LoadResult()
         self.batch = Batch()
+        self.in_flight: _InFlight | None = None
         self.phase = ""
         self.table: str | None = None
         self.rows = 0
@@ -112,7 +143,8 @@ class ScriptLoader:
         self.enter_phase("schema")
         try:
             script = self.script or DumpReader(self.source.path, self.source.format)
-            with script as reader:
+            with script as reader, contextlib.ExitStack() as stack:
+                stack.callback(self.abandon)
                 self.reader = reader
                 bulk = getattr(reader, "read_lines", None)  # a DumpReader, not pg_restore
                 splitter = ScriptSplitter(self.watch_header(reader), bulk)
@@ -205,13 +237,13 @@ class ScriptLoader:
             batch.add_row(Statement(text, line), head, row)
             self.rows += 1
             if batch.size >= BATCH_BYTES:
-                self.flush()
+                self.flush(wait=False)
 
     def send(self, statement: Statement) -> None:
         """Queue a statement the filter let through: it runs with the next batch."""
         self.batch.add(statement)
         if self.batch.size >= BATCH_BYTES:
-            self.flush()
+            self.flush(wait=False)
 
     def enter_phase(self, phase: str) -> None:
         if phase != self.phase:
@@ -233,19 +265,49 @@ class ScriptLoader:
         """At the end of the script: everything sent has run."""
         self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> None:
+        """Send the batch. ``wait=False``: on a thread, while the next batch is read (the
+        server and reel's parsing overlap); the batch before is always waited for first,
+        so statements run in dump order, one batch at a time, and with ``wait=True``
+        everything sent has run when it returns."""
         self.ctx.check_cancelled()
+        self.settle()
         if not self.batch:
             return
         batch, sql = self.batch.take()
-        try:
+
+        def run() -> None:
             self.execute(self.guarded(sql), batch[0].line)
-        except psycopg2.Error as exc:
-            self.after_error(exc, batch[0].line)
+
+        if wait:
+            self.completed(batch, _outcome(run))
+        else:
+            self.in_flight = _InFlight(batch, run)
+
+    def settle(self) -> None:
+        """Wait for the batch on its way, and deal with its outcome."""
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            self.completed(in_flight.batch, in_flight.wait())
+
+    def abandon(self) -> None:
+        """The load stops with a batch still running: cancel it on the server and wait for
+        its thread, so nothing else uses the connection at the same time."""
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            with contextlib.suppress(psycopg2.Error):
+                self.conn.cancel()
+            in_flight.wait()
+
+    def completed(self, batch: list[Statement], error: BaseException | None) -> None:
+        if error is None:
+            self.result.statements += len(batch)
+        elif isinstance(error, psycopg2.Error):
+            self.after_error(error, batch[0].line)
             self.undo()
             self.replay(batch)
         else:
-            self.result.statements += len(batch)
+            raise error
         self.report()
 
     def replay(self, batch: list[Statement]) -> None:
