@@ -26,6 +26,7 @@ from reel_tui import __version__
 from reel_tui.config import AppConfig, Config, ConfigError, find_config, load_config
 from reel_tui.engines import RewindError
 from reel_tui.history import HistoryError, HistoryStore, default_state_dir
+from reel_tui.hooks import Hook
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
 from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind
@@ -265,18 +266,35 @@ def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: _Stderr) -> int:
         found, error = plan.engine.check(), None
     except RewindError as exc:
         found, error = None, str(exc)
+    hooks = _hook_lines(plan.app)
     if args.json:
         print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "dry-run", "app": plan.app.name,
                           "source": plan.source.name, "target": plan.app.target,
                           "ok": error is None, "found": found, "error": error,
-                          "would": plan.describe()}))  # fmt: skip
+                          "would": plan.describe(), "hooks": hooks}))  # fmt: skip
     elif found is not None:
         print(f"target: {found}")
         print(f"would {plan.describe()}")
+        for phase in ("before", "after"):
+            count = len(hooks[phase])
+            for number, command in enumerate(hooks[phase], start=1):
+                print(f"would run {Hook(phase, number, count, command).label}: {command}")
     if error is not None:
         err.print(f"reel-tui: {plan.app.name}: {error}", style="red")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _hook_lines(app: AppConfig) -> dict[str, list[str]]:
+    """The app's hook commands, as a dry run lists them (never runs them); a password the
+    user wrote into one is shown as ``***``, as in a job's log."""
+    password = app.resolve_password()
+
+    def scrub(command: str) -> str:
+        return command.replace(password, "***") if password else command
+
+    return {"before": [scrub(c) for c in app.before_rewind],
+            "after": [scrub(c) for c in app.after_rewind]}  # fmt: skip
 
 
 def _exit_code(state: JobState, error_code: str | None, signals: list[int]) -> int:
