@@ -308,6 +308,7 @@ class _OutputLog:
         self.hook = hook
         self.log = log
         self.pending = b""
+        self.cut = False
         self.lines = 0
         self.bytes = 0
         self.dropped_lines = 0
@@ -317,13 +318,18 @@ class _OutputLog:
         self.pending += chunk
         *complete, self.pending = self.pending.split(b"\n")
         for line in complete:
+            if self.cut:  # the end of a line whose start is logged already
+                self.cut = False
+                continue
             self.emit(line)
-        if len(self.pending) > MAX_LINE_CHARS * 4:  # a line with no end yet: log its start
-            self.emit(self.pending)
+        if len(self.pending) > MAX_LINE_CHARS * 4:  # a long line: log its start, skip the rest
+            if not self.cut:
+                self.emit(self.pending)
+            self.cut = True
             self.pending = b""
 
     def close(self) -> None:
-        if self.pending:
+        if self.pending and not self.cut:
             self.emit(self.pending)
             self.pending = b""
         if self.dropped_lines:
@@ -342,11 +348,12 @@ class _OutputLog:
 
 def printable(text: str) -> str:
     """A line of output as a log line: colour codes and control characters gone, cut at
-    :data:`MAX_LINE_CHARS`."""
+    :data:`MAX_LINE_CHARS` (a line is also cut when its start has been logged
+    without its end, past four times that many bytes)."""
     text = _ESCAPES.sub("", text.rstrip("\r"))
     text = text.replace("\t", "    ").replace("\r", " ")
     if not text.isprintable():
         text = "".join(c if c.isprintable() else "?" for c in text)
     if len(text) > MAX_LINE_CHARS:
-        text = f"{text[:MAX_LINE_CHARS]}… ({len(text) - MAX_LINE_CHARS:,} more characters)"
+        text = f"{text[:MAX_LINE_CHARS]}… (line cut at {MAX_LINE_CHARS} characters)"
     return text
