@@ -304,3 +304,84 @@ def test_hook_settings_without_hooks_are_warned_about(hooked):
     app = load_config(hooked('before_rewind = "a"\nafter_rewind = ["b", "c"]')).apps["blog"]
     assert app.before_rewind == ("a",) and app.after_rewind == ("b", "c")
     assert app.hook_timeout == 60.0 and app.on_hook_failure == "fail"
+
+
+# --- the server engines: one rewind each ---------------------------------------------------
+
+SERVER_CONFIG = """[app]
+dbdriver = "{driver}"
+dbserver = "{host}"
+dbport = {port}
+database = "{database}"
+dbuser = "{user}"
+dbpassword = "{password}"
+dbsources = "dumps"
+before_rewind = ["env > before.env; echo stopping the app", "echo clearing its cache"]
+after_rewind = "env > after.env; echo migrating on top of $REEL_SOURCE_NAME"
+"""
+
+
+def server_rewind(tmp_path: Path, history: HistoryStore, driver: str, server: object,
+                  database: str) -> Job:  # fmt: skip
+    """Rewind a server app from a small plain dump with hooks; the password in the file."""
+    dumps = tmp_path / "dumps"
+    dumps.mkdir(exist_ok=True)
+    (dumps / "seed.sql").write_text("CREATE TABLE t (x integer);\nINSERT INTO t VALUES (7);\n")
+    config = tmp_path / "reel.toml"
+    config.write_text(SERVER_CONFIG.format(driver=driver, database=database, **vars(server)))
+    os.chmod(config, 0o600)
+    return rewind(config, history, "seed.sql", app="app")
+
+
+def assert_server_hooks(job: Job, tmp_path: Path, password: str, driver: str) -> None:
+    assert job.state is JobState.SUCCEEDED, job.error
+    lines = messages(job)
+    order = [position(lines, text) for text in (
+        "before 1 | stopping the app", "before 2 | clearing its cache", "done: app now holds",
+        "after | migrating on top of seed.sql")]  # fmt: skip
+    assert order == sorted(order)
+    for phase in ("before", "after"):
+        text = (tmp_path / f"{phase}.env").read_text()
+        env = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        assert env["REEL_DRIVER"] == driver and env["REEL_PHASE"] == phase
+        assert env["REEL_SERVER"] and env["REEL_PORT"].isdigit() and env["REEL_USER"]
+        assert password not in text
+
+
+def test_postgres_rewind_runs_its_hooks(pg_server, pg_dbname, tmp_path, history, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    job = server_rewind(tmp_path, history, "postgres", pg_server, pg_dbname)
+    assert_server_hooks(job, tmp_path, pg_server.password, "postgres")
+    assert pg_server.execute("SELECT x FROM t", pg_dbname) == [(7,)]
+
+
+def test_mariadb_rewind_runs_its_hooks(mysql_server, my_dbname, tmp_path, history, monkeypatch):
+    monkeypatch.delenv("MYSQL_PWD", raising=False)
+    job = server_rewind(tmp_path, history, "mariadb", mysql_server, my_dbname)
+    assert_server_hooks(job, tmp_path, mysql_server.password, "mysql")
+    assert mysql_server.execute("SELECT x FROM t", my_dbname) == [(7,)]
+
+
+# --- the TUI ---------------------------------------------------------------------------------
+
+
+async def test_the_tui_log_panel_shows_a_hooks_output(tmp_path):
+    from reel_tui.tui.app import ReelApp
+    from test_tui import choose_source, finished, log_text, settle
+    from tui_demo import build_demo
+
+    config = build_demo(tmp_path / "demo")
+    config.write_text(config.read_text().replace(
+        "[blog]\n", '[blog]\nbefore_rewind = "echo stopping $REEL_APP"\n'
+        'after_rewind = ["echo migrated", "exit 5"]\non_hook_failure = "warn"\n', 1))  # fmt: skip
+    app = ReelApp(config, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        await choose_source(pilot, app, "blog", "seed.sql")
+        await pilot.press("enter")
+        job = await finished(app, pilot)
+        assert job.state is JobState.SUCCEEDED, job.error
+        shown = log_text(app)
+        assert "before | stopping blog" in shown and "after 1 | migrated" in shown
+        assert "after-rewind hook 2/2 exited with status 5" in shown
+        assert shown.index("stopping blog") < shown.index("done: blog") < shown.index("migrated")
