@@ -275,7 +275,7 @@ def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: _Stderr) -> int:
     elif found is not None:
         print(f"target: {found}")
         print(f"would {plan.describe()}")
-        for phase in ("before", "after"):
+        for phase in ("before", "after", "failed"):
             count = len(hooks[phase])
             for number, command in enumerate(hooks[phase], start=1):
                 print(f"would run {Hook(phase, number, count, command).label}: {command}")
@@ -294,7 +294,8 @@ def _hook_lines(app: AppConfig) -> dict[str, list[str]]:
         return command.replace(password, "***") if password else command
 
     return {"before": [scrub(c) for c in app.before_rewind],
-            "after": [scrub(c) for c in app.after_rewind]}  # fmt: skip
+            "after": [scrub(c) for c in app.after_rewind],
+            "failed": [scrub(c) for c in app.after_failed_rewind]}  # fmt: skip
 
 
 def _exit_code(state: JobState, error_code: str | None, signals: list[int]) -> int:

@@ -142,6 +142,9 @@ class AppConfig:
     stops the rewind with the database untouched."""
     after_rewind: tuple[str, ...] = ()
     """Shell commands run in order after a successful swap."""
+    after_failed_rewind: tuple[str, ...] = ()
+    """Shell commands run when before-hooks ran but the rewind then failed or was cancelled
+    (the database unchanged): e.g. start again the app a before-hook stopped."""
     hook_timeout: float = 60.0
     """Seconds each hook may run before it is stopped (and counts as failed)."""
     on_hook_failure: Literal["fail", "warn"] = "fail"
@@ -368,9 +371,11 @@ APP_KEYS: dict[str, Checker] = {
     "cache_max_size": _size,
     "before_rewind": _commands,
     "after_rewind": _commands,
+    "after_failed_rewind": _commands,
     "hook_timeout": _timeout,
     "on_hook_failure": _choice("fail", "warn"),
 }
+HOOK_KEYS = frozenset({"before_rewind", "after_rewind", "after_failed_rewind"})
 POSTGRES_KEYS = (
     "skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode",
 )  # fmt: skip
@@ -735,6 +740,7 @@ class _Validator:
             cache_max_bytes=values.get("cache_max_size"),
             before_rewind=values.get("before_rewind", ()),
             after_rewind=values.get("after_rewind", ()),
+            after_failed_rewind=values.get("after_failed_rewind", ()),
             hook_timeout=values.get("hook_timeout", AppConfig.hook_timeout),
             on_hook_failure=values.get("on_hook_failure", "fail"),
             config_dir=self.base,
@@ -746,9 +752,12 @@ class _Validator:
         if "on_hook_failure" in table and "after_rewind" not in table:
             self.problem("ignored: it applies to after_rewind hooks, and none are set",
                          app=app, key="on_hook_failure", severity="warning")  # fmt: skip
-        if "hook_timeout" in table and not {"before_rewind", "after_rewind"} & table.keys():
+        if "hook_timeout" in table and not HOOK_KEYS & table.keys():
             self.problem("ignored: no before_rewind or after_rewind hooks are set",
                          app=app, key="hook_timeout", severity="warning")  # fmt: skip
+        if "after_failed_rewind" in table and "before_rewind" not in table:
+            self.problem("never runs: it follows before_rewind hooks, and none are set",
+                         app=app, key="after_failed_rewind", severity="warning")  # fmt: skip
 
     def resolve(
         self, value: str, *, key: str, app: str | None = None, table: str | None = None

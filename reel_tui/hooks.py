@@ -37,7 +37,9 @@ from typing import Literal
 from reel_tui.config import DEFAULT_PORTS, AppConfig
 from reel_tui.engines.base import LogLevel
 
-HookPhase = Literal["before", "after"]
+HookPhase = Literal["before", "after", "failed"]
+_LABELS: dict[HookPhase, str] = {"before": "before-rewind hook", "after": "after-rewind hook",
+                                 "failed": "after-failed-rewind hook"}  # fmt: skip
 Log = Callable[[str, LogLevel], None]
 
 KILL_GRACE = 3.0
@@ -68,7 +70,7 @@ class Hook:
     def label(self) -> str:
         """``after-rewind hook 2/3``: how logs and errors name it."""
         numbering = f" {self.number}/{self.count}" if self.count > 1 else ""
-        return f"{self.phase}-rewind hook{numbering}"
+        return f"{_LABELS[self.phase]}{numbering}"
 
     @property
     def tag(self) -> str:
@@ -83,7 +85,8 @@ class Hook:
 
 
 def hooks_of(app: AppConfig, phase: HookPhase) -> list[Hook]:
-    commands = app.before_rewind if phase == "before" else app.after_rewind
+    commands = {"before": app.before_rewind, "after": app.after_rewind,
+                "failed": app.after_failed_rewind}[phase]  # fmt: skip
     return [Hook(phase, n, len(commands), c) for n, c in enumerate(commands, start=1)]
 
 
@@ -121,7 +124,12 @@ class HookOutcome:
 
 
 def hook_environment(
-    app: AppConfig, source: Path, source_name: str, job_id: int, phase: HookPhase
+    app: AppConfig,
+    source: Path,
+    source_name: str,
+    job_id: int,
+    phase: HookPhase,
+    error: str | None = None,
 ) -> dict[str, str]:
     """The user's environment plus what a hook needs to know about the rewind.
 
@@ -145,6 +153,8 @@ def hook_environment(
         env["REEL_PORT"] = str(app.port or DEFAULT_PORTS[app.driver])
     if app.user:
         env["REEL_USER"] = app.user
+    if error is not None:
+        env["REEL_ERROR"] = error
     return env
 
 

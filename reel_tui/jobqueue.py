@@ -263,6 +263,7 @@ class _JobContext:
         self._writer: LogWriter | None = None
         self._warned: set[str] = set()
         self._password = plan.app.resolve_password()
+        self._before_hooks_ran = False
 
     def _scrub(self, text: str) -> str:
         """``text`` with the app's password replaced by ``***``: the one place every log line,
@@ -317,6 +318,8 @@ class _JobContext:
             job.error_code = "internal"
             self.log(traceback.format_exc().rstrip(), "debug")
         finally:
+            if self._before_hooks_ran and not rewound:
+                self._failure_hooks()
             if lock is not None:
                 lock.release()
             job.finished = time.time()
@@ -344,6 +347,7 @@ class _JobContext:
             return
         self.progress(phase="preparing", detail="checking the target")
         plan.engine.check()  # an unreachable target fails here, before the app is stopped
+        self._before_hooks_ran = True
         failed = self._run_hooks(hooks)
         if failed is None:
             return
@@ -368,16 +372,35 @@ class _JobContext:
             raise RewindError(f"database rewound, after-hook failed: {what}", code="after-hook")
         self.log(f'{what}; the rewind counts as done (on_hook_failure = "warn")', "warning")
 
-    def _run_hooks(self, hooks: list[Hook]) -> HookOutcome | None:
+    def _failure_hooks(self) -> None:
+        """Before-hooks ran but the database was not rewound: the app's after_failed_rewind
+        hooks (start again what a before-hook stopped). They run even after a cancel, so
+        only their timeout stops them; their failure is a warning, never the job's error."""
+        hooks = hooks_of(self.plan.app, "failed")
+        if not hooks:
+            return
+        error = self._scrub(self.job.error or "failed")
+        try:
+            failed = self._run_hooks(hooks, threading.Event(), error)
+        except Exception as exc:  # the job's own outcome is already decided
+            self.log(f"after-failed-rewind hooks: {type(exc).__name__}: {exc}", "warning")
+            return
+        if failed is not None:
+            self.log(f"{failed.hook.label} failed; the database was not rewound either way",
+                     "warning")  # fmt: skip
+
+    def _run_hooks(
+        self, hooks: list[Hook], cancel: threading.Event | None = None, error: str | None = None
+    ) -> HookOutcome | None:
         """Run hooks in order; the first that does not succeed, or None."""
         plan, job = self.plan, self.job
         for hook in hooks:
             self.progress(detail=hook.label)
             env = hook_environment(plan.app, plan.source.path, plan.source.name, job.id,
-                                   hook.phase)  # fmt: skip
+                                   hook.phase, error)  # fmt: skip
             outcome = run_hook(hook, env=env, cwd=plan.app.config_dir,
                                timeout=plan.app.hook_timeout, log=self.log,
-                               cancel=self.cancel_event)  # fmt: skip
+                               cancel=self.cancel_event if cancel is None else cancel)  # fmt: skip
             if not outcome.ok:
                 self.log(f"{hook.label} {outcome.describe()}", "warning")
                 return outcome

@@ -118,7 +118,8 @@ def test_a_failing_before_hook_stops_the_rewind_and_leaves_the_database(hooked, 
     before = file_hash(target)
     config = hooked(
         'before_rewind = ["echo first", "echo about to fail; exit 3", "touch never-ran"]\n'
-        'after_rewind = "touch after-ran"'
+        'after_rewind = "touch after-ran"\n'
+        'after_failed_rewind = "echo $REEL_PHASE: $REEL_ERROR > restarted"'
     )
     result = run("-c", str(config), "--rewind", "-q")
     assert result.returncode == 1
@@ -128,26 +129,35 @@ def test_a_failing_before_hook_stops_the_rewind_and_leaves_the_database(hooked, 
     assert len(error.splitlines()) == 1
     assert file_hash(target) == before
     assert not (tmp_path / "never-ran").exists() and not (tmp_path / "after-ran").exists()
+    restarted = (tmp_path / "restarted").read_text()
+    assert restarted.startswith("failed: before-rewind hook 2/3 exited with status 3")
 
 
 def test_a_failed_load_runs_no_after_hook(hooked, tmp_path):
     (tmp_path / "dumps" / "bad.sql").write_text(
         "CREATE TABLE t (x);\nINSERT INTO nope VALUES (1);\n"
     )
-    config = hooked('before_rewind = "touch before-ran"\nafter_rewind = "touch after-ran"')
+    config = hooked(
+        'before_rewind = "touch before-ran"\nafter_rewind = "touch after-ran"\n'
+        'after_failed_rewind = "echo $REEL_ERROR > restarted"'
+    )
     result = run("-c", str(config), "--rewind", "--source", "bad.sql")
     assert result.returncode == 1
     assert (tmp_path / "before-ran").exists() and not (tmp_path / "after-ran").exists()
+    assert "no such table: nope" in (tmp_path / "restarted").read_text()
     assert not (tmp_path / "blog.sqlite3").exists()
 
 
 @pytest.mark.parametrize("policy", ["fail", "warn"])
 def test_a_failing_after_hook_follows_on_hook_failure(hooked, tmp_path, policy):
-    config = hooked(f'after_rewind = ["exit 4", "touch second"]\non_hook_failure = "{policy}"')
+    config = hooked(
+        f'before_rewind = "true"\nafter_rewind = ["exit 4", "touch second"]\n'
+        f'on_hook_failure = "{policy}"\nafter_failed_rewind = "touch restarted"'
+    )
     result = run("-c", str(config), "--rewind", "--json")
     finished = json.loads(result.stdout.splitlines()[-1])
     assert fingerprint(tmp_path / "blog.sqlite3")[1]["authors"][0] == (1, "Ada")  # rewound
-    assert not (tmp_path / "second").exists()
+    assert not (tmp_path / "second").exists() and not (tmp_path / "restarted").exists()
     what = "after-rewind hook 1/2 exited with status 4"
     if policy == "fail":
         assert result.returncode == 1
@@ -167,7 +177,11 @@ def test_dry_run_lists_the_hooks_without_running_them(hooked, tmp_path):
     assert "would run before-rewind hook 1/2: touch ran-1" in result.stdout
     assert "would run after-rewind hook: touch ran-3" in result.stdout
     as_json = json.loads(run("-c", str(config), "--rewind", "--dry-run", "--json").stdout)
-    assert as_json["hooks"] == {"before": ["touch ran-1", "touch ran-2"], "after": ["touch ran-3"]}
+    assert as_json["hooks"] == {
+        "before": ["touch ran-1", "touch ran-2"],
+        "after": ["touch ran-3"],
+        "failed": [],
+    }
     assert not list(tmp_path.glob("ran-*"))
 
 
@@ -239,7 +253,10 @@ def test_a_hook_ignoring_sigterm_gets_sigkill(hooked, history, tmp_path, monkeyp
 def test_cancel_during_a_hook_stops_it_and_leaves_the_database(hooked, history, tmp_path):
     assert rewind(hooked(""), history, "other.sql").state is JobState.SUCCEEDED
     before = file_hash(tmp_path / "blog.sqlite3")
-    config = hooked('before_rewind = "echo $$ > pgid; echo waiting; sleep 60"')
+    config = hooked(
+        'before_rewind = "echo $$ > pgid; echo waiting; sleep 60"\n'
+        'after_failed_rewind = "echo $REEL_ERROR > restarted"'
+    )
 
     def hook_waits(event: JobEvent) -> bool:
         return event.line is not None and event.line.message == "before | waiting"
@@ -251,6 +268,7 @@ def test_cancel_during_a_hook_stops_it_and_leaves_the_database(hooked, history, 
     assert not group_alive(pgid_from(tmp_path / "pgid"))
     assert file_hash(tmp_path / "blog.sqlite3") == before
     assert any("cancelled after" in m and "SIGTERM" in m for m in messages(job))
+    assert (tmp_path / "restarted").read_text().startswith("cancelled;")
 
 
 def test_ctrl_c_on_a_headless_run_stops_its_running_hook(hooked, tmp_path):
@@ -296,11 +314,15 @@ def test_bad_hook_keys_disable_the_app_with_one_line(hooked, line, message):
 
 
 def test_hook_settings_without_hooks_are_warned_about(hooked):
-    config = load_config(hooked('on_hook_failure = "warn"\nhook_timeout = 5'))
+    config = load_config(
+        hooked('on_hook_failure = "warn"\nhook_timeout = 5\nafter_failed_rewind = "x"')
+    )
     assert "blog" in config.apps
     warnings = [str(p) for p in config.warnings]
     assert any("on_hook_failure: ignored: it applies to after_rewind hooks" in w for w in warnings)
-    assert any("hook_timeout: ignored: no before_rewind or after_rewind" in w for w in warnings)
+    assert any("after_failed_rewind: never runs: it follows before_rewind" in w for w in warnings)
+    alone = [str(p) for p in load_config(hooked("hook_timeout = 5")).warnings]
+    assert any("hook_timeout: ignored: no before_rewind or after_rewind" in w for w in alone)
     app = load_config(hooked('before_rewind = "a"\nafter_rewind = ["b", "c"]')).apps["blog"]
     assert app.before_rewind == ("a",) and app.after_rewind == ("b", "c")
     assert app.hook_timeout == 60.0 and app.on_hook_failure == "fail"
