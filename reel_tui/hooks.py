@@ -168,7 +168,7 @@ def run_hook(
     cancel: threading.Event,
 ) -> HookOutcome:
     """Run one hook to its end, its timeout or a cancel; log its output as it comes."""
-    log(f"{hook.label}: {hook.command}", "info")
+    log(f"{hook.label}: {printable(hook.command.replace(chr(10), ' ↵ '))}", "info")
     started = time.monotonic()
     try:
         process = subprocess.Popen(

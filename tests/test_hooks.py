@@ -271,6 +271,23 @@ def test_cancel_during_a_hook_stops_it_and_leaves_the_database(hooked, history, 
     assert (tmp_path / "restarted").read_text().startswith("cancelled;")
 
 
+def test_a_process_a_hook_leaves_running_keeps_running_and_does_not_hold_the_job(
+    hooked, history, tmp_path
+):
+    config = hooked('after_rewind = """echo starting\nsleep 30 &\necho $! > app.pid"""')
+    started = time.monotonic()
+    job = rewind(config, history)
+    assert time.monotonic() - started < 3
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert "after-rewind hook: echo starting ↵ sleep 30 & ↵ echo $! > app.pid" in messages(job)
+    app_pid = pgid_from(tmp_path / "app.pid")
+    try:  # the "app" the hook started still runs (a zombie would say it was killed)
+        stat = Path(f"/proc/{app_pid}/stat").read_text()
+        assert stat[stat.rfind(")") + 2] not in "ZX"
+    finally:
+        os.kill(app_pid, signal.SIGKILL)
+
+
 def test_ctrl_c_on_a_headless_run_stops_its_running_hook(hooked, tmp_path):
     config = hooked('before_rewind = "echo $$ > pgid; sleep 60"\nafter_rewind = "touch after"')
     process = subprocess.Popen([*REEL, "-c", str(config), "--rewind"], stdout=subprocess.PIPE,
