@@ -1,6 +1,7 @@
 """``reel-tui``: the headless face (cron, scripts, CI) over the same core as the TUI.
 
-Exit codes: 0 success; 1 the rewind failed (database unchanged); 2 refused
+Exit codes: 0 success; 1 the rewind failed (database unchanged), or an after-hook
+failed (database rewound: error_code ``after-hook``); 2 refused
 before anything started; 130 / 143 cancelled by SIGINT / SIGTERM.
 
 rich is imported only where it draws (a progress bar or a table, colour on a
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="reel-tui",
         description="Rewind an application's database to a known state from dump files.",
-        epilog="Exit codes: 0 ok, 1 rewind failed (database unchanged), 2 refused, "
+        epilog="Exit codes: 0 ok, 1 rewind failed (database unchanged) or an after-hook "
+        "failed (database rewound), 2 refused, "
         "130/143 cancelled by SIGINT/SIGTERM.",
     )
     parser.add_argument(

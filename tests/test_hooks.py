@@ -417,6 +417,8 @@ async def test_the_tui_log_panel_shows_a_hooks_output(tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         await choose_source(pilot, app, "blog", "seed.sql")
+        body = str(app.screen.query_one("#dialog-body").render())
+        assert "Hooks run too: 1 before, 2 after (see the log)." in body
         await pilot.press("enter")
         job = await finished(app, pilot)
         assert job.state is JobState.SUCCEEDED, job.error
