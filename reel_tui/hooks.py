@@ -188,13 +188,13 @@ def run_hook(
     assert process.stdout is not None
     try:
         stopped = _follow(process, output, started + timeout, cancel)
-    finally:
+    finally:  # the time it ran, not counting how long it took to stop
+        seconds = time.monotonic() - started
         if process.poll() is None or stopped is not None:
             by = stop_group(process)
         _drain(process.stdout.fileno(), output)
         process.stdout.close()
         output.close()
-    seconds = time.monotonic() - started
     status = process.returncode
     if stopped is not None:
         return HookOutcome(hook, seconds, stopped=stopped, killed_by=by)

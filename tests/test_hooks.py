@@ -246,7 +246,7 @@ def test_a_hook_ignoring_sigterm_gets_sigkill(hooked, history, tmp_path, monkeyp
     )
     job = rewind(config, history)
     assert job.state is JobState.FAILED
-    assert "timed out after" in job.error and "(stopped with SIGKILL)" in job.error
+    assert "timed out after 0.3" in job.error and "(stopped with SIGKILL)" in job.error
     assert not group_alive(pgid_from(tmp_path / "pgid"))
 
 
