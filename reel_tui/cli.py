@@ -1,6 +1,7 @@
 """``reel-tui``: the headless face (cron, scripts, CI) over the same core as the TUI.
 
-Exit codes: 0 success; 1 the rewind failed (database unchanged); 2 refused
+Exit codes: 0 success; 1 the rewind failed (database unchanged), or an after-hook
+failed (database rewound: error_code ``after-hook``); 2 refused
 before anything started; 130 / 143 cancelled by SIGINT / SIGTERM.
 
 rich is imported only where it draws (a progress bar or a table, colour on a
@@ -26,6 +27,7 @@ from reel_tui import __version__
 from reel_tui.config import AppConfig, Config, ConfigError, find_config, load_config
 from reel_tui.engines import RewindError
 from reel_tui.history import HistoryError, HistoryStore, default_state_dir
+from reel_tui.hooks import Hook
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
 from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="reel-tui",
         description="Rewind an application's database to a known state from dump files.",
-        epilog="Exit codes: 0 ok, 1 rewind failed (database unchanged), 2 refused, "
+        epilog="Exit codes: 0 ok, 1 rewind failed (database unchanged) or an after-hook "
+        "failed (database rewound), 2 refused, "
         "130/143 cancelled by SIGINT/SIGTERM.",
     )
     parser.add_argument(
@@ -265,18 +268,36 @@ def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: _Stderr) -> int:
         found, error = plan.engine.check(), None
     except RewindError as exc:
         found, error = None, str(exc)
+    hooks = _hook_lines(plan.app)
     if args.json:
         print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "dry-run", "app": plan.app.name,
                           "source": plan.source.name, "target": plan.app.target,
                           "ok": error is None, "found": found, "error": error,
-                          "would": plan.describe()}))  # fmt: skip
+                          "would": plan.describe(), "hooks": hooks}))  # fmt: skip
     elif found is not None:
         print(f"target: {found}")
         print(f"would {plan.describe()}")
+        for phase in ("before", "after", "failed"):
+            count = len(hooks[phase])
+            for number, command in enumerate(hooks[phase], start=1):
+                print(f"would run {Hook(phase, number, count, command).label}: {command}")
     if error is not None:
         err.print(f"reel-tui: {plan.app.name}: {error}", style="red")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _hook_lines(app: AppConfig) -> dict[str, list[str]]:
+    """The app's hook commands, as a dry run lists them (never runs them); a password the
+    user wrote into one is shown as ``***``, as in a job's log."""
+    password = app.resolve_password()
+
+    def scrub(command: str) -> str:
+        return command.replace(password, "***") if password else command
+
+    return {"before": [scrub(c) for c in app.before_rewind],
+            "after": [scrub(c) for c in app.after_rewind],
+            "failed": [scrub(c) for c in app.after_failed_rewind]}  # fmt: skip
 
 
 def _exit_code(state: JobState, error_code: str | None, signals: list[int]) -> int:

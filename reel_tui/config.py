@@ -137,6 +137,20 @@ class AppConfig:
     """Loaded dumps kept as ready copies for near-instant rewinds; 0 turns the cache off."""
     cache_max_bytes: int | None = None
     """Disk the app's cached copies may take in all; None: no limit but ``cache_copies``."""
+    before_rewind: tuple[str, ...] = ()
+    """Shell commands run in order before a rewind (see :mod:`reel_tui.hooks`); one failing
+    stops the rewind with the database untouched."""
+    after_rewind: tuple[str, ...] = ()
+    """Shell commands run in order after a successful swap."""
+    after_failed_rewind: tuple[str, ...] = ()
+    """Shell commands run when before-hooks ran but the rewind then failed or was cancelled
+    (the database unchanged): e.g. start again the app a before-hook stopped."""
+    hook_timeout: float = 60.0
+    """Seconds each hook may run before it is stopped (and counts as failed)."""
+    on_hook_failure: Literal["fail", "warn"] = "fail"
+    """An after-hook that fails: the job fails (the database stays rewound) or only warns."""
+    config_dir: Path | None = None
+    """Folder of the config file: hooks run there."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -299,6 +313,34 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+MAX_HOOK_TIMEOUT = 86400.0
+"""A day: a longer hook is a mistake in the number, not a migration."""
+
+
+def _commands(value: Any) -> tuple[str, ...]:
+    """A shell command, or a list of them run in order; empty ones are mistakes."""
+    commands = [value] if isinstance(value, str) else value
+    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+        raise _BadValue(f"expected a command string or a list of them, got {_show(value)}")
+    for number, command in enumerate(commands, start=1):
+        which = "" if isinstance(value, str) else f"command {number}: "
+        if not command.strip():
+            raise _BadValue(f"{which}empty command (leave the key out instead)")
+        if "\x00" in command:
+            raise _BadValue(f"{which}must not contain a NUL character")
+    return tuple(commands)
+
+
+def _timeout(value: Any) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= MAX_HOOK_TIMEOUT
+    ):
+        raise _BadValue(f"expected seconds, more than 0 and at most 86400, got {_show(value)}")
+    return float(value)
+
+
 def _show(value: Any) -> str:
     kind = type(value).__name__
     text = repr(value)
@@ -327,7 +369,13 @@ APP_KEYS: dict[str, Checker] = {
     "definers": _choice("auto", "keep", "strip"),
     "cache_copies": _count,
     "cache_max_size": _size,
+    "before_rewind": _commands,
+    "after_rewind": _commands,
+    "after_failed_rewind": _commands,
+    "hook_timeout": _timeout,
+    "on_hook_failure": _choice("fail", "warn"),
 }
+HOOK_KEYS = frozenset({"before_rewind", "after_rewind", "after_failed_rewind"})
 POSTGRES_KEYS = (
     "skip_owner", "skip_privileges", "on_error", "analyze", "sslmode", "rewind_mode",
 )  # fmt: skip
@@ -666,6 +714,7 @@ class _Validator:
                 key="dbpassword",
                 severity="warning",
             )
+        self.unused_hook_keys(name, table)
         return AppConfig(
             name=name,
             driver=driver,
@@ -689,8 +738,26 @@ class _Validator:
             definers=values.get("definers", "auto"),
             cache_copies=values.get("cache_copies", 2),
             cache_max_bytes=values.get("cache_max_size"),
+            before_rewind=values.get("before_rewind", ()),
+            after_rewind=values.get("after_rewind", ()),
+            after_failed_rewind=values.get("after_failed_rewind", ()),
+            hook_timeout=values.get("hook_timeout", AppConfig.hook_timeout),
+            on_hook_failure=values.get("on_hook_failure", "fail"),
+            config_dir=self.base,
             line=self.lines.get((name, None)),
         )
+
+    def unused_hook_keys(self, app: str, table: dict[str, Any]) -> None:
+        """Warn about hook settings with no hook to apply to: likely a misspelt hook key."""
+        if "on_hook_failure" in table and "after_rewind" not in table:
+            self.problem("ignored: it applies to after_rewind hooks, and none are set",
+                         app=app, key="on_hook_failure", severity="warning")  # fmt: skip
+        if "hook_timeout" in table and not HOOK_KEYS & table.keys():
+            self.problem("ignored: no before_rewind or after_rewind hooks are set",
+                         app=app, key="hook_timeout", severity="warning")  # fmt: skip
+        if "after_failed_rewind" in table and "before_rewind" not in table:
+            self.problem("never runs: it follows before_rewind hooks, and none are set",
+                         app=app, key="after_failed_rewind", severity="warning")  # fmt: skip
 
     def resolve(
         self, value: str, *, key: str, app: str | None = None, table: str | None = None

@@ -24,6 +24,7 @@ from reel_tui import maintain
 from reel_tui.cache import CacheIndex
 from reel_tui.engines.base import Engine, LogLevel, Phase, RewindCancelled, RewindError
 from reel_tui.history import HistoryStore, LogWriter
+from reel_tui.hooks import Hook, HookOutcome, hook_environment, hooks_of, run_hook
 from reel_tui.jobs import Job, JobEvent, JobState, LogLine
 from reel_tui.locks import TargetLock
 from reel_tui.plan import RewindPlan
@@ -262,6 +263,7 @@ class _JobContext:
         self._writer: LogWriter | None = None
         self._warned: set[str] = set()
         self._password = plan.app.resolve_password()
+        self._before_hooks_ran = False
 
     def _scrub(self, text: str) -> str:
         """``text`` with the app's password replaced by ``***``: the one place every log line,
@@ -282,6 +284,7 @@ class _JobContext:
         plan = self.plan
         self.log(f"job #{job.id}: {plan.describe()}")
         lock: TargetLock | None = None
+        rewound = False
         try:
             self.check_cancelled()
             lock = TargetLock(queue.history.lock_dir, job.target_key)
@@ -292,16 +295,21 @@ class _JobContext:
                 lock.acquire(job.wait, self.cancel_event)
                 self.progress(phase="preparing", detail="")
             plan.engine.cache_index = queue.cache_index
+            self._before_hooks()
             plan.engine.rewind(plan.source, self)
+            rewound = True
             job.state = JobState.SUCCEEDED
             job.bytes_read = job.bytes_total
             self.log(f"done: {job.app} now holds {job.source}")
+            self._after_hooks()
         except RewindCancelled:
             job.state = JobState.CANCELLED
             job.error = f"cancelled; {job.target} was left as it was"
             job.error_code = "cancelled"
         except RewindError as exc:
             job.state, job.error, job.error_code = JobState.FAILED, str(exc), exc.code
+            if rewound:  # an after-hook failed: the rewind itself stands
+                job.bytes_read = job.bytes_total
         except Exception as exc:
             import traceback
 
@@ -310,6 +318,8 @@ class _JobContext:
             job.error_code = "internal"
             self.log(traceback.format_exc().rstrip(), "debug")
         finally:
+            if self._before_hooks_ran and not rewound:
+                self._failure_hooks()
             if lock is not None:
                 lock.release()
             job.finished = time.time()
@@ -323,8 +333,80 @@ class _JobContext:
                 self._writer.close()
             queue._emit(JobEvent("progress", job))
             queue._emit(JobEvent("finished", job))
-        if job.state is JobState.SUCCEEDED and plan.engine.maintenance_due:
+        if rewound and plan.engine.maintenance_due:
             queue._maintain(job, plan.engine)
+
+    # --- hooks (see reel_tui.hooks) ----------------------------------------------
+
+    def _before_hooks(self) -> None:
+        """The app's before-hooks, once the target is known to be reachable; the first
+        that fails stops the job before the engine has touched anything."""
+        plan = self.plan
+        hooks = hooks_of(plan.app, "before")
+        if not hooks:
+            return
+        self.progress(phase="preparing", detail="checking the target")
+        plan.engine.check()  # an unreachable target fails here, before the app is stopped
+        self._before_hooks_ran = True
+        failed = self._run_hooks(hooks)
+        if failed is None:
+            return
+        if failed.stopped == "cancel":
+            raise RewindCancelled
+        raise RewindError(f"{failed.hook.label} {failed.describe()}: {failed.hook.short_command}; "
+                          "the rewind did not start", code="hook")  # fmt: skip
+
+    def _after_hooks(self) -> None:
+        """The app's after-hooks; one that fails (or a cancel) stops the rest, and fails the
+        job unless ``on_hook_failure = "warn"``. The database stays rewound either way."""
+        hooks = hooks_of(self.plan.app, "after")
+        if not hooks:
+            return
+        failed = self._run_hooks(hooks)
+        if failed is None:
+            return
+        rest = len(hooks) - failed.hook.number
+        skipped = f" ({rest} later {'hook' if rest == 1 else 'hooks'} not run)" if rest else ""
+        what = f"{failed.hook.label} {failed.describe()}: {failed.hook.short_command}{skipped}"
+        if failed.stopped == "cancel" or self.plan.app.on_hook_failure == "fail":
+            raise RewindError(f"database rewound, after-hook failed: {what}", code="after-hook")
+        self.log(f'{what}; the rewind counts as done (on_hook_failure = "warn")', "warning")
+
+    def _failure_hooks(self) -> None:
+        """Before-hooks ran but the database was not rewound: the app's after_failed_rewind
+        hooks (start again what a before-hook stopped). They run even after a cancel, so
+        only their timeout stops them; their failure is a warning, never the job's error."""
+        hooks = hooks_of(self.plan.app, "failed")
+        if not hooks:
+            return
+        error = self._scrub(self.job.error or "failed")
+        try:
+            failed = self._run_hooks(hooks, threading.Event(), error)
+        except Exception as exc:  # the job's own outcome is already decided
+            self.log(f"after-failed-rewind hooks: {type(exc).__name__}: {exc}", "warning")
+            return
+        if failed is not None:
+            self.log(f"{failed.hook.label} failed; the database was not rewound either way",
+                     "warning")  # fmt: skip
+
+    def _run_hooks(
+        self, hooks: list[Hook], cancel: threading.Event | None = None, error: str | None = None
+    ) -> HookOutcome | None:
+        """Run hooks in order; the first that does not succeed, or None."""
+        plan, job = self.plan, self.job
+        for hook in hooks:
+            self.progress(detail=hook.label)
+            env = hook_environment(plan.app, plan.source.path, plan.source.name, job.id,
+                                   hook.phase, error)  # fmt: skip
+            outcome = run_hook(hook, env=env, cwd=plan.app.config_dir,
+                               timeout=plan.app.hook_timeout, log=self.log,
+                               cancel=self.cancel_event if cancel is None else cancel)  # fmt: skip
+            if not outcome.ok:
+                self.log(f"{hook.label} {outcome.describe()}", "warning")
+                return outcome
+            self.log(f"{hook.label} done in {outcome.seconds:.2f} s")
+        self.progress(detail="")
+        return None
 
     def _open_log(self) -> LogWriter | None:
         try:

@@ -30,7 +30,8 @@ class JobState(str, Enum):
     SUCCEEDED = "succeeded"
     """The target now holds the dump's content."""
     FAILED = "failed"
-    """The rewind failed; the target is as it was before."""
+    """The rewind failed; the target is as it was before. Except ``error_code``
+    ``after-hook``: the target was rewound, then one of the app's after-hooks failed."""
     CANCELLED = "cancelled"
     """Cancelled before its swap; the target is as it was before."""
 

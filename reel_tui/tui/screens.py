@@ -9,8 +9,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, TextArea
 
+from reel_tui.config import AppConfig
 from reel_tui.plan import RewindPlan
 from reel_tui.reporters import human_size
+
+
+def _hooks_note(app: AppConfig) -> str:
+    """What the dialog says of the app's hooks: they may stop or start the app."""
+    counts = [f"{len(commands)} {when}" for commands, when in
+              ((app.before_rewind, "before"), (app.after_rewind, "after")) if commands]  # fmt: skip
+    return f"\nHooks run too: {', '.join(counts)} (see the log)." if counts else ""
 
 
 class ConfirmRewind(ModalScreen[bool]):
@@ -34,7 +42,7 @@ class ConfirmRewind(ModalScreen[bool]):
                 Text.assemble(
                     "Replace ", (app.name, "bold"), f" ({app.driver} {app.target}) with ",
                     (source.name, "bold"), f", {human_size(source.size)}?\n",
-                    "The current data is replaced.",
+                    "The current data is replaced.", _hooks_note(app),
                 ),
                 id="dialog-body",
             )  # fmt: skip
