@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -409,3 +410,26 @@ async def test_remote_target_asks_for_its_name_even_with_confirm_false(demo: Pat
         await settle(app, pilot)
         assert app.queue.jobs() == []
     assert not (demo.parent / "data" / "blog.sqlite3").exists()
+
+
+async def test_source_ages_are_redrawn_as_time_passes(demo: Path, monkeypatch):
+    monkeypatch.setattr("reel_tui.tui.app.AGES_REDRAW_SECONDS", 0.3)
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+        sources = app.query_one(SourceTable)
+        assert str(sources.get_row("seed.sql")[3]) == "2d ago"
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + 3 * 86400)
+        await pilot.pause(0.8)  # the app's own timer, nothing pressed
+        assert str(sources.get_row("seed.sql")[3]) == "5d ago"
+
+
+async def test_a_narrow_sources_title_keeps_the_end_of_the_database_path(demo: Path):
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        pane = app.query_one("#sources-pane")
+        title = str(pane.border_title)
+        assert title.startswith("Sources · blog  sqlite  …") and title.endswith("blog.sqlite3")
+        assert cell_len(title) <= pane.size.width - 4

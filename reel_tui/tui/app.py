@@ -44,6 +44,7 @@ from reel_tui.tui.format import (
     eta,
     seconds,
     short,
+    short_left,
     state_text,
     without_folders,
 )
@@ -70,6 +71,8 @@ HISTORY_POLL_SECONDS = 2.0
 JOBS_SHOWN = 50
 PROGRESS_REDRAW_SECONDS = 0.25
 """Progress is redrawn at most this often, however many jobs report it."""
+AGES_REDRAW_SECONDS = 20
+"""How often "3 min ago" is worked out again when nothing else redraws it."""
 
 
 class ReelApp(App[None]):
@@ -134,11 +137,19 @@ class ReelApp(App[None]):
         self.update_title()
         self.load_config()
         self.set_interval(PROGRESS_REDRAW_SECONDS, self.draw_progress)
+        self.set_interval(AGES_REDRAW_SECONDS, self.redraw_ages)
         if self.poll_history:
             self.set_interval(HISTORY_POLL_SECONDS, self.refresh_history)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < 110, "-narrow")
+        self.call_after_refresh(self.refresh_sources_title)  # the pane's new width is known then
+
+    def redraw_ages(self) -> None:
+        """ "2 min ago" must not stay "now": the tables are redrawn with fresh ages."""
+        self.refresh_apps()
+        self.refresh_sources()
+        self.refresh_jobs()
 
     # --- workers: everything that touches a file or a database ------------------------
 
@@ -633,7 +644,9 @@ class ReelApp(App[None]):
             return
         ok, text = self.connections.get(app.name, (None, ""))
         status = {True: "● reachable", False: "✗ unreachable", None: "… checking"}[ok]
-        pane.border_title = f"Sources · {app.name}  {app.driver}  {app.target}"
+        head = f"Sources · {app.name}  {app.driver}  "
+        room = max(12, pane.size.width - len(head) - 6)  # the border's corners and padding
+        pane.border_title = head + short_left(app.target, room)
         pane.border_subtitle = status if ok is not False else short(f"✗ {text}", 70)
 
     def refresh_jobs(self) -> None:

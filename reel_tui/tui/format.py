@@ -76,6 +76,14 @@ def short(text: str, width: int) -> str:
     return (cut if len(cut) > width // 2 else text[: width - 1]) + "…"
 
 
+def short_left(text: str, width: int) -> str:
+    """``text`` cut from the left to ``width`` characters: the end of a path is the
+    part worth keeping (``…/dumps/blog.sqlite3``)."""
+    if len(text) <= width:
+        return text
+    return "…" + text[len(text) - width + 1 :]
+
+
 _PATH = re.compile(r"(?<![\w.])/(?:[^\s/:]+/)+([^\s/:]+)")
 
 

@@ -145,7 +145,6 @@ HELP = """\
 [b]Rewinding[/b]
   enter           on a source: rewind to it (asks first)
   d               rewind the app to its default source ★
-  [green]●[/green]               a cached source: its rewind is a swap
   /               filter the sources (esc clears)
   c               cancel the highlighted or running job
 [b]Looking[/b]
@@ -154,6 +153,9 @@ HELP = """\
   r               reload the config file
   f1, ?           this help
   q, ctrl+q       quit (asks while a job runs)
+[b]Marks[/b]
+  [yellow]★[/yellow]  the app's default source (dbsource)
+  [green]●[/green]  a cached source: its rewind is a swap, not a load
 
 Jobs of other reel processes (cron, scripts) show
 up too. Headless: reel-tui --history, --log JOB_ID."""
