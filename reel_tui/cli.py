@@ -343,6 +343,8 @@ def _clear_cache(config: Config, args: argparse.Namespace, err: _Stderr) -> int:
             print(json.dumps({"v": EVENT_FORMAT_VERSION, "event": "cache-cleared",
                               "app": app.name, "dropped": [c.source for c in dropped],
                               "bytes": freed}))  # fmt: skip
+        elif not args.quiet and not dropped:
+            print(f"{app.name}: nothing cached")
         elif not args.quiet:
             copies = "copy" if len(dropped) == 1 else "copies"
             print(f"{app.name}: {len(dropped)} cached {copies} dropped, {human_size(freed)} freed")

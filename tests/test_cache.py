@@ -220,6 +220,9 @@ def test_headless_warm_rewind_and_clear_cache(blog, tmp_path):
     assert cleared.returncode == 0, cleared.stderr
     assert "dropped the cached copy of seed.sql" in cleared.stdout
     assert not list((tmp_path / ".blog.sqlite3.reel-cache").glob("*.sqlite3"))
+    again = subprocess.run([*args, "--clear-cache", "blog"], capture_output=True, text=True,
+                           env=env)  # fmt: skip
+    assert (again.returncode, again.stdout) == (0, "blog: nothing cached\n")
 
 
 @pytest.mark.parametrize("mode", ["wal", "delete"])

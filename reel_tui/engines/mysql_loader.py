@@ -119,7 +119,7 @@ class ScriptLoader:
         """The dump made a temporary table: per-session, so workers could not see it."""
 
     def run(self) -> LoadResult:
-        self.ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
+        self.ctx.log(f"loading {self.source.path} ({self.source.format.describe()})")
         try:
             with DumpReader(self.source.path, self.source.format, mysql_client=True) as reader:
                 self.reader = reader

@@ -139,7 +139,7 @@ class ScriptLoader:
 
     def run(self) -> LoadResult:
         ctx = self.ctx
-        ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
+        ctx.log(f"loading {self.source.path} ({self.source.format.describe()})")
         self.enter_phase("schema")
         try:
             script = self.script or DumpReader(self.source.path, self.source.format)

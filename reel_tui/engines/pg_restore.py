@@ -90,7 +90,7 @@ class ArchiveRestore:
         tool = find_pg_restore()
         if tool is None:
             raise RewindError(_missing_tool(self.source))
-        self.ctx.log(f"loading {self.source.format.describe()} {self.source.path} with {tool}")
+        self.ctx.log(f"loading {self.source.path} ({self.source.format.describe()}) with {tool}")
         self.process = subprocess.Popen(
             self.command(tool), env=self.environment(), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",

@@ -406,7 +406,7 @@ class _ScriptLoader:
 
     def run(self) -> None:
         ctx = self.ctx
-        ctx.log(f"loading {self.source.format.describe()} {self.source.path}")
+        ctx.log(f"loading {self.source.path} ({self.source.format.describe()})")
         try:
             with DumpReader(self.source.path, self.source.format) as reader:
                 pending: list[str] = []
