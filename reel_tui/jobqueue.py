@@ -164,6 +164,9 @@ class JobQueue:
             thread.join(timeout)
         for thread in list(self._maintainers):  # complete now: the workers have stopped
             thread.join(timeout)
+        # Its file stays open otherwise: one per queue a long-lived process makes. Whatever
+        # still reads it (a thread that outlived the timeout) gets a missed hit, not an error.
+        self.cache_index.close()
 
     def _maintain(self, job: Job, engine: Engine) -> None:
         """After a successful job: the engine's work for afterwards, where it blocks nobody."""

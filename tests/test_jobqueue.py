@@ -299,3 +299,20 @@ def test_a_log_file_that_cannot_be_written_does_not_stop_the_rewind(blog, histor
     assert job.state is JobState.SUCCEEDED, job.error
     assert any("cannot write this job's log file" in line.message for line in job.log)
     assert history.get(job.id).state == "succeeded"
+
+
+def test_shutdown_leaves_no_file_open(blog, history):
+    """A queue opens the cache index; shutdown closes it (the soak found one per queue
+    left open: a TUI reloading, or any long-lived process making queues, piles them up)."""
+    import os
+
+    def open_files() -> set[str]:
+        return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")}  # fmt: skip
+
+    before = open_files()
+    queue = JobQueue(history, workers=1)
+    job = queue.submit(plan_rewind(blog, "blog", "other.sql"))
+    assert queue.wait(job, timeout=30) and job.state is JobState.SUCCEEDED, job.error
+    queue.shutdown()
+    assert {f for f in open_files() - before if "cache" in f} == set()
