@@ -264,6 +264,7 @@ class _JobContext:
         self._last_progress = 0.0
         self._last_recorded = time.monotonic()
         self._writer: LogWriter | None = None
+        self._writer_lock = threading.Lock()
         self._warned: set[str] = set()
         self._password = plan.app.resolve_password()
         self._before_hooks_ran = False
@@ -332,8 +333,10 @@ class _JobContext:
                 self.log(job.error, "warning" if job.error_code == "cancelled" else "error")
             self.log(f"{job.state.value} in {job.duration:.2f} s")
             self._record()
-            if self._writer is not None:
-                self._writer.close()
+            with self._writer_lock:
+                writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
             queue._emit(JobEvent("progress", job))
             queue._emit(JobEvent("finished", job))
         if rewound and plan.engine.maintenance_due:
@@ -434,12 +437,15 @@ class _JobContext:
 
     def log(self, message: str, level: LogLevel = "info") -> None:
         line = LogLine(time.time(), self._scrub(message), level)
-        if self._writer is not None:
-            try:
-                self._writer.write(line)
-            except OSError as exc:
-                self._writer = None
-                self._warn_once(f"stopped writing this job's log file: {exc.strerror}")
+        failed: OSError | None = None
+        with self._writer_lock:  # a cancel logs from another thread, maybe as the job ends
+            if self._writer is not None:
+                try:
+                    self._writer.write(line)
+                except OSError as exc:
+                    self._writer, failed = None, exc
+        if failed is not None:
+            self._warn_once(f"stopped writing this job's log file: {failed.strerror}")
         if level == "debug":
             return
         self.job.log.append(line)
@@ -493,6 +499,8 @@ class _JobContext:
     def request_cancel(self) -> None:
         """Called from any thread: stop at the next check, interrupting the engine."""
         with self._swap_lock:
+            if self.job.state.is_final:  # it finished after cancel() found it running
+                return
             self.cancel_event.set()
             in_swap = self._in_swap
         if in_swap:

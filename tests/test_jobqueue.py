@@ -316,3 +316,22 @@ def test_shutdown_leaves_no_file_open(blog, history):
     assert queue.wait(job, timeout=30) and job.state is JobState.SUCCEEDED, job.error
     queue.shutdown()
     assert {f for f in open_files() - before if "cache" in f} == set()
+
+
+def test_a_cancel_that_arrives_as_the_job_finishes_is_a_no_op(blog, history):
+    """``cancel`` reads the job as running, then the job finishes (its log file closed)
+    before the request reaches it: the soak test hit this as "ValueError: write to closed
+    file" raised into the caller. Here the request is made to arrive late on purpose."""
+    queue = JobQueue(history, workers=1)
+    contexts = []
+    queue.subscribe(lambda e: e.kind == "started" and contexts.append(queue._contexts[e.job.id]))
+    try:
+        job = queue.submit(plan_rewind(blog, "blog", "other.sql"))
+        assert queue.wait(job, timeout=30) and job.state is JobState.SUCCEEDED, job.error
+        lines = len(job.log)
+        contexts[0].request_cancel()  # what cancel() does once it has found the context
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.SUCCEEDED
+    assert len(job.log) == lines
+    assert "cancel requested" not in history.read_log(job.id)
