@@ -35,6 +35,7 @@ from pg_server import PgServer
 
 from conftest import REEL
 from reel_tui.config import load_config
+from reel_tui.engines import pg_swap
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import Job, JobState
@@ -547,3 +548,26 @@ async def test_a_tui_and_a_headless_run_on_one_target(target, history):
     after = target.fingerprint()
     target.assert_clean(sessions)
     assert after == reference(target, history, "second.sql")
+
+
+def test_postgres_swap_blocked_by_a_lock_gives_up_and_reopens_the_target(
+    request, history, monkeypatch
+):
+    """A lock on the database held by a session elsewhere (here an uncommitted COMMENT ON
+    DATABASE) made the swap wait for ever with the target closed to connections, and a
+    cancel, deferred in the swap, could not end it: now it gives up after LOCK_WAIT."""
+    monkeypatch.setattr(pg_swap, "LOCK_WAIT", 1)
+    target = make_target(request, "postgres", extra="cache_copies = 0")
+    old = target.seed(history)
+    target.write_dump("new.sql")
+    with swap_held_open(target):
+        job = run_rewind(target, history, "new.sql", timeout=30)
+    assert job.state is JobState.FAILED and job.error_code == "busy", job.error
+    assert job.error is not None and "nothing was changed" in job.error, job.error
+    assert "\n" not in job.error
+    [(allowed,)] = target.server.execute(
+        f"SELECT datallowconn FROM pg_database WHERE datname = '{target.database}'"
+    )
+    assert allowed is True
+    assert target.fingerprint() == old
+    assert target.leftovers() == set()

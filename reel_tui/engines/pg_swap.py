@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2
+import psycopg2.errors
 
 from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.pg_conn import Connection, ident, literal
@@ -43,6 +44,10 @@ from reel_tui.engines.pg_database import DatabaseInfo
 JOURNAL_PREFIX = "reel-tui journal: "
 SESSION_TIMEOUT = 10.0
 """How long the swap waits for ended sessions to go away."""
+LOCK_WAIT = 10
+"""Seconds the renames wait for a lock on the databases held elsewhere (an uncommitted
+``COMMENT ON`` / ``GRANT … ON DATABASE`` in another database) before giving up: the
+target is closed to connections meanwhile, and a cancel waits for the swap."""
 LOCK_CLASS = 0x7265656C
 """The advisory lock's first key, "reel": the second is hashtext(target name)."""
 MAX_NAME = 63
@@ -280,6 +285,7 @@ def swap(
         try:
             _end_sessions(conn, names.target, ctx)
             _in_transaction(conn, [
+                f"SET LOCAL lock_timeout = '{int(LOCK_WAIT)}s'",
                 f"ALTER DATABASE {ident(names.target)} RENAME TO {ident(names.old)}",
                 f"ALTER DATABASE {ident(names.staging)} RENAME TO {ident(names.target)}",
                 f"COMMENT ON DATABASE {ident(names.target)} IS "
@@ -291,6 +297,13 @@ def swap(
                 f"ALTER DATABASE {ident(names.target)} ALLOW_CONNECTIONS false"]), xid)  # fmt: skip
         except BaseException as exc:
             _reopen(conn, reconnect, names, old.allow_connections, ctx)
+            if isinstance(exc, psycopg2.errors.LockNotAvailable):
+                raise RewindError(
+                    f"another session held a lock on {names.target} or {names.staging} "
+                    f"for {LOCK_WAIT} s (an open transaction that changed the database "
+                    "itself?); nothing was changed",
+                    code="busy",
+                ) from None
             if not (isinstance(exc, psycopg2.Error) and conn.closed and xid):
                 raise
             # the connection was lost during COMMIT: the server knows how it ended
