@@ -328,7 +328,8 @@ def test_kill_9_during_the_swap_then_the_next_run_completes_or_rolls_back(target
     target.assert_clean(sessions)
     new = reference(target, history, "new.sql")
     assert after in (old, new), "a mix of the old and the new state"
-    print(f"{target.engine}: after kill -9 in the swap: {'old' if after == old else 'new'}")
+    said = [m for m in messages(job) if "interrupted" in m]
+    print(f"{target.engine}: after kill -9 in the swap: {'old' if after == old else 'new'}; {said}")
 
 
 def next_run_works(target: Target, history: HistoryStore, left: set[str]) -> None:
