@@ -200,17 +200,32 @@ def _decompressed(raw: BinaryIO, compression: Compression) -> BinaryIO:
 
 
 class _CountingFile(io.RawIOBase):
-    """A raw file that counts the bytes read from disk, for progress."""
+    """A raw file that counts the bytes read from disk, for progress, and refuses to go
+    on once the file was written to: what is read after that is another file's rest."""
 
     def __init__(self, path: Path) -> None:
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        self.path = path
+        self._stamp = self._now()
         self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
 
+    def _now(self) -> tuple[int, int]:
+        info = os.fstat(self._file.fileno())
+        return info.st_size, info.st_mtime_ns
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         count = self._file.readinto(buffer) or 0
+        # after the read, so the bytes just read (or the end, after a truncation) are
+        # known to be the file's as it was opened. A file renamed over this one does not
+        # count: the one opened is still whole.
+        if self._now() != self._stamp:
+            raise DumpError(
+                f"{self.path}: the dump changed while it was read (written to in place): "
+                "nothing of it was loaded; rewind again once it is complete"
+            )
         self.bytes_read += count
         return count
 

@@ -680,3 +680,41 @@ def test_mysql_client_mode_keeps_binary_bytes_reads_crlf_as_lf_and_reports_corru
     broken.write_bytes(packed[:200] + b"\x00" * 50 + packed[250:])
     with pytest.raises(DumpError), DumpReader(broken, mysql_client=True) as reader:
         list(reader)
+
+
+def _lines_then(path: Path, change: Callable[[], None]) -> list[str]:
+    """Read a few lines of ``path``, call ``change``, then read the rest."""
+    with DumpReader(path) as reader:
+        lines = reader.read_lines(1000)
+        change()
+        while more := reader.read_lines(1 << 16):
+            lines += more
+    return lines
+
+
+def test_a_dump_written_to_while_it_is_read_is_refused(tmp_path: Path) -> None:
+    """Rewritten in place halfway (cron writing the next dump over it): the rest would be
+    another file's, so reading stops with one line saying so, instead of a mixed load."""
+    dump = tmp_path / "d.sql"
+    dump.write_text("".join(f"INSERT INTO t VALUES ({n});\n" for n in range(100_000)))
+
+    def rewrite() -> None:
+        dump.write_text("".join(f"INSERT INTO t VALUES ({-n});\n" for n in range(100_000)))
+
+    with pytest.raises(DumpError, match="the dump changed while it was read"):
+        _lines_then(dump, rewrite)
+    with pytest.raises(DumpError, match="the dump changed while it was read"):  # cut short
+        _lines_then(dump, lambda: os.truncate(dump, 1000))
+
+
+def test_a_dump_renamed_over_while_it_is_read_is_read_whole(tmp_path: Path) -> None:
+    """Renamed over (the atomic way to replace a file), the file opened is still whole."""
+    dump = tmp_path / "d.sql"
+    text = "".join(f"INSERT INTO t VALUES ({n});\n" for n in range(100_000))
+    dump.write_text(text)
+
+    def replace() -> None:
+        (tmp_path / "new.sql").write_text("SELECT 1;\n")
+        os.replace(tmp_path / "new.sql", dump)
+
+    assert "".join(_lines_then(dump, replace)) == text
