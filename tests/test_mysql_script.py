@@ -157,3 +157,10 @@ def test_split_gives_back_each_statement(rendered: list[tuple[str, str, bool]]):
         script += text + delimiter + "\n"
         expected.append(text.strip())
     assert texts(script) == expected
+
+
+def test_a_last_statement_without_delimiter_is_marked_as_such():
+    """The loader refuses it in a mysqldump file (cut short); the client would send it."""
+    *rest, last = split("SELECT 1;\nINSERT INTO t VALUES (1),(2)\n")
+    assert all(s.delimited for s in rest if isinstance(s, Statement))
+    assert isinstance(last, Statement) and not last.delimited

@@ -132,6 +132,7 @@ class ScriptLoader:
                         elif isinstance(item, Rows):
                             self._add_rows(item)
                         else:
+                            self._unless_cut_short(item)
                             self._add(item)
                     self._barrier()
                     self._flush()
@@ -152,6 +153,16 @@ class ScriptLoader:
                          "defined by the user reel connects as instead", "warning")  # fmt: skip
         self.ctx.log(f"loaded {self.result.statements:,} statements")
         return self.result
+
+    def _unless_cut_short(self, statement: Statement) -> None:
+        """A mysqldump / mariadb-dump file ends every statement with its delimiter: one that
+        ends without it was cut short, and is not sent (the client would send it, and a
+        cut multi-row INSERT ending at a row would load fewer rows without an error)."""
+        if self.dump_kind and not statement.delimited:
+            raise RewindError(
+                f"{self.source.path}:{statement.line}: this {self.dump_kind} dump ends inside "
+                f"a statement (truncated file?): {statement.text.split(chr(10), 1)[0][:80]}"
+            )
 
     def _watch(self, line: str) -> None:
         """Note the dump header and its "Dump completed" trailer."""

@@ -58,6 +58,8 @@ class Statement:
 
     text: str
     line: int
+    delimited: bool = True
+    """False for a last statement the file ends in without its delimiter."""
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ class ScriptSplitter:
         text = "".join(self._parts).strip()
         self._parts = []
         if text:
-            yield Statement(text, self._start)
+            yield Statement(text, self._start, delimited=False)
 
     def _first_line(self) -> str:
         return "".join(self._parts).strip().split("\n", 1)[0][:80]
