@@ -332,3 +332,30 @@ class _Context:
 
     def swap(self):  # type: ignore[no-untyped-def]
         return contextlib.nullcontext()
+
+
+def test_cancel_as_the_swap_begins_leaves_no_staging_or_old_schema(
+    seeded, mysql_server, my_dbname, history
+):
+    """A cancel that lands after the load, when the phase turns to swapping, cancels:
+    the staging schema is dropped and no ``__reel_old`` is made (the swap's journal said
+    "swapping" before the swap could refuse the cancel: both stayed behind)."""
+    config, before = seeded
+    (config.parent / "dumps" / "other.sql").write_text(
+        SEED.replace("'one'", "'uno'"), encoding="utf-8"
+    )
+    queue = JobQueue(history, workers=1)
+
+    def cancel_at_swap(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "progress" and event.job.phase == "swapping":
+            queue.cancel(event.job.id)
+
+    try:
+        queue.subscribe(cancel_at_swap)
+        job = queue.submit(plan_rewind(load_config(config), "crm", "other.sql"))
+        assert queue.wait(job, timeout=60)
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.CANCELLED, job.error
+    assert fingerprint(mysql_server, my_dbname) == before
+    assert leftovers(mysql_server, my_dbname) == set()

@@ -179,15 +179,17 @@ def swap(
     ``keep_old``: leave the replaced tables in ``O`` for the caller to set aside (the
     cache drops them in the background); the next run drops ``O`` if the caller cannot.
     """
-    plan.state = "swapping"
-    write_journal(conn, names.staging, plan)
-    query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
-    if not read_journal(conn, names.old):
-        create_journal(conn, names.old)
-    write_journal(conn, names.old, Plan(state="old"))
-    if not plan.target_existed:
-        query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.target)}")
+    # entered before the journal says "swapping": a cancel that comes first finds only
+    # the staging schema (the caller drops it), not a swap the next run has to finish
     with ctx.swap():
+        plan.state = "swapping"
+        write_journal(conn, names.staging, plan)
+        query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
+        if not read_journal(conn, names.old):
+            create_journal(conn, names.old)
+        write_journal(conn, names.old, Plan(state="old"))
+        if not plan.target_existed:
+            query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.target)}")
         started = time.monotonic()
         try:
             for trigger in plan.old_triggers:
