@@ -115,6 +115,7 @@ def _insert_rows(table: str, values: Iterator[str]) -> Iterator[str]:
 
 def _mariadb_dump(rows: int, tag: str, error_at: ErrorAt | None) -> Iterator[str]:
     """What ``mariadb-dump`` prints: tables, LOCK/extended INSERT/UNLOCK, then indexes."""
+    yield "-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)\n--\n"
     yield "/*!40101 SET NAMES utf8mb4 */;\n/*!40014 SET FOREIGN_KEY_CHECKS=0 */;\n"
     if error_at == "first":
         yield "CREATE TABLE `items` (`id` int NOT NUL) ENGINE=InnoDB;\n"
@@ -137,6 +138,7 @@ def _mariadb_dump(rows: int, tag: str, error_at: ErrorAt | None) -> Iterator[str
     yield "CREATE INDEX `notes_item` ON `notes` (`item`);\n"
     if error_at == "last":
         yield "CREATE INDEX `items_bad` ON `items` (`no_such_column`);\n"
+    yield "/*!40014 SET FOREIGN_KEY_CHECKS=1 */;\n\n-- Dump completed on 2026-11-28 15:00:00\n"
 
 
 _DIALECTS: dict[str, Callable[[int, str, ErrorAt | None], Iterator[str]]] = {
@@ -288,8 +290,10 @@ class Target(ABC):
 
     def assert_clean(self, sessions_before: set[str]) -> None:
         """No leftovers, no held lock, no server session beyond ``sessions_before``."""
-        assert self.leftovers() == set(), f"{self.engine}: leftovers"
-        assert self.lock_files_held() == [], f"{self.engine}: locks still held"
+        left = self.leftovers()
+        assert left == set(), f"{self.engine}: leftovers {left}"
+        held = self.lock_files_held()
+        assert held == [], f"{self.engine}: locks still held: {held}"
         deadline = time.monotonic() + SETTLE
         while (extra := self.sessions() - sessions_before) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -350,7 +354,7 @@ class SqliteTarget(Target):
     def open_transaction(self) -> Iterator[object]:
         import sqlite3
 
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=0, check_same_thread=False)
         try:
             db.execute("BEGIN IMMEDIATE")
             db.execute("INSERT INTO items VALUES(-1, 'client', 'uncommitted')")
