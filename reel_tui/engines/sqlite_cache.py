@@ -82,17 +82,24 @@ class SqliteCache:
         meta = data.with_suffix(".json")
         meta.unlink(missing_ok=True)  # from here on the old copy (if any) is invalid
         data.unlink(missing_ok=True)
-        if link:
-            fsync_path(loaded)
-            os.link(loaded, data)
-        else:
-            partial = data.with_suffix(".sqlite3.tmp")
-            shutil.copyfile(loaded, partial)
-            fsync_path(partial)
-            os.replace(partial, data)
-        now = time.time()
-        self._write(meta, {"key": key, "source": source, "created": now, "used": now,
-                           "page_size": page_size})  # fmt: skip
+        partial = data.with_suffix(".sqlite3.tmp")
+        try:
+            if link:
+                fsync_path(loaded)
+                os.link(loaded, data)
+            else:
+                shutil.copyfile(loaded, partial)
+                fsync_path(partial)
+                os.replace(partial, data)
+            now = time.time()
+            self._write(meta, {"key": key, "source": source, "created": now, "used": now,
+                               "page_size": page_size})  # fmt: skip
+        except OSError:
+            # a full disk: what was written of the copy would keep it full until the next
+            # run; without its JSON a copy is never used
+            for path in (partial, data, meta, meta.with_suffix(".json.tmp")):
+                path.unlink(missing_ok=True)
+            raise
         return data
 
     def touch(self, key: str) -> None:
