@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import threading
 import time
@@ -215,9 +216,26 @@ def run_rewind(
             queue.subscribe(lambda event: on_event(queue, event))
         job = queue.submit(plan_rewind(load_config(target.config), target.app, source))
         assert queue.wait(job, timeout=timeout), f"job still {job.state} after {timeout} s"
+        _report(target, source, job)
         return job
     finally:
         queue.shutdown()
+
+
+REPORT_ENV = "REEL_FAULT_REPORT"
+"""A file to append one JSON line per rewind to (test, engine, source, state, error): the
+outcomes behind the matrix's table. Unset: nothing is written."""
+
+
+def _report(target: Target, source: str, job: Job) -> None:
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    line = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+            "engine": target.engine, "source": source, "state": job.state.value,
+            "error": job.error}  # fmt: skip
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def held_locks(folder: Path) -> list[str]:
