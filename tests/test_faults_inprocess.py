@@ -12,6 +12,7 @@ The disk-full rows (a SQLite target, the state directory) are tests/test_disk_fu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -127,7 +128,7 @@ def test_cancel_during_the_load_leaves_the_old_state(
     target.write_dump("new.sql", rows=3000)
     tracker, _new = _dry_run(target, history)
     old = target.seed(history)
-    seed = random.randrange(1 << 30)
+    seed = int(os.environ.get("REEL_FAULT_SEED") or random.randrange(1 << 30))  # to replay
     nth = random.Random(seed).randrange(tracker.count(phase))  # type: ignore[arg-type]
     sessions, before = target.sessions(), ProcessSnapshot.take()
     seen: list[str] = []
@@ -180,8 +181,7 @@ def test_cancel_inside_the_swap_is_deferred_and_ends_with_the_new_state(
             context.queue.cancel(context.job.id)
             yield
 
-    monkeypatch.setattr(jobqueue._JobContext, "swap",
-                        jobqueue.contextmanager(swap_then_cancel))  # fmt: skip
+    monkeypatch.setattr(jobqueue._JobContext, "swap", contextlib.contextmanager(swap_then_cancel))
     job = run_rewind(target, history, "new.sql")
     log = [line.message for line in job.log]
     assert "cancel requested during the swap: letting the swap finish" in log
