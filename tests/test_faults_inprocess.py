@@ -35,6 +35,7 @@ from fault_kit import (
 
 from reel_tui import jobqueue
 from reel_tui.engines import mysql_swap
+from reel_tui.engines import sqlite as sqlite_engine
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import Job, JobEvent, JobState
@@ -361,3 +362,23 @@ def _dry_run_named(target: Target, history: HistoryStore, name: str) -> tuple[No
     job = run_rewind(target, history, name)
     assert job.state is JobState.SUCCEEDED, job.error
     return None, target.fingerprint()
+
+
+def test_sqlite_client_transaction_held_past_the_swap_timeout_gives_up_cleanly(
+    request: pytest.FixtureRequest, history: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite cannot end another process's transaction: when the client keeps its write
+    lock past the swap's wait (30 s; 1 s here), the rewind gives up, code busy, old state."""
+    monkeypatch.setattr(sqlite_engine, "SWAP_TIMEOUT", 1.0)
+    target = make_target(request, "sqlite", NO_CACHE)
+    target.write_dump("new.sql")
+    old = target.seed(history)
+    sessions, before = target.sessions(), ProcessSnapshot.take()
+    with target.open_transaction():
+        job = run_rewind(target, history, "new.sql")
+    assert job.state is JobState.FAILED and job.error_code == "busy", job.error
+    assert one_line(job).endswith(
+        "stayed locked by another connection for 1 s; nothing was changed"
+    )
+    assert target.fingerprint() == old
+    settled(target, before, sessions)
