@@ -340,7 +340,9 @@ def test_dump_renamed_over_while_read_loads_the_file_opened(
     """Renamed over, the file reel opened is still whole (its inode lives on): reel loads
     it, exactly, and keeps no cached copy under the new file's name."""
     target = make_target(request, engine)
-    target.write_dump("first.sql", rows=5000)
+    first = target.write_dump("first.sql", rows=5000)
+    with open(first, "a", encoding="utf-8") as out:  # the same load, not the same file:
+        out.write("-- not moving.sql\n")  # moving.sql must not be a warm hit of this copy
     _tracker, opened = _dry_run_named(target, history, "first.sql")
     old = target.seed(history)
     sessions, before = target.sessions(), ProcessSnapshot.take()
