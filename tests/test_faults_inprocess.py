@@ -257,6 +257,7 @@ CUTS = {
     "inside a statement": ENGINES,
     "inside a multi-row INSERT": ("mariadb",),
     "at a row's end in a multi-row INSERT": ("mariadb",),
+    "at a statement's end inside the dump's transaction": ("sqlite",),
 }
 
 
@@ -268,6 +269,8 @@ def _cut(engine: str, text: str, where: str) -> str:
     if where == "inside a statement":
         index = text.index("CREATE INDEX")
         return text[: index + 20]
+    if where == "at a statement's end inside the dump's transaction":
+        return text[: text.index("INSERT INTO notes") - 1]
     first = text.index("INSERT INTO `items` VALUES ")
     second = text.index("INSERT INTO `items` VALUES ", first + 1)
     row = text.index("),(", second + 2000)

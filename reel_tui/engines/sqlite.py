@@ -403,6 +403,8 @@ class _ScriptLoader:
         self.rows = 0
         self.insert_prefix = "\0"
         """How the current table's INSERTs start: the fast path skips the regexes."""
+        self.open_transaction: int | None = None
+        """The line of the dump's own BEGIN while its COMMIT has not come."""
 
     def run(self) -> None:
         ctx = self.ctx
@@ -436,6 +438,11 @@ class _ScriptLoader:
                         f"{self.source.path}:{start}: the dump ends inside a statement "
                         f"(truncated file?): {_first_line(rest)}"
                     )
+                if self.open_transaction is not None:  # the sqlite3 shell would roll it back
+                    raise RewindError(
+                        f"{self.source.path}:{self.open_transaction}: the dump's transaction "
+                        "has no COMMIT: it was cut short (truncated file?)"
+                    )
         except DumpError as exc:
             raise RewindError(str(exc)) from None
         if self.statements == 0:
@@ -449,7 +456,10 @@ class _ScriptLoader:
             self.batch.append((line, text))
             self.batch_bytes += len(text)
             return
-        if _TRANSACTION.match(text):
+        transaction = _TRANSACTION.match(text)
+        if transaction:
+            begins = transaction.group(1).upper() == "BEGIN"
+            self.open_transaction = line if begins else None
             return
         if _ROLLBACK.match(text):
             raise RewindError(
