@@ -98,11 +98,18 @@ class MysqlServer:
             f"GRANT ALL ON *.* TO '{self.user}'@'localhost' WITH GRANT OPTION;\n"
         )
         os.chmod(init, 0o644)
+        # a temp folder of its own: servers started at once in a shared /tmp collide on the
+        # names of their temporary tables ("Could not remove temporary table /tmp/#sql-…")
+        tmp = self.base / "tmp"
+        tmp.mkdir(exist_ok=True)
+        if as_root:
+            shutil.chown(tmp, SERVER_USER, SERVER_USER)
+        env = {**os.environ, "TMPDIR": str(tmp)}
         install = subprocess.run(
             [_find("mariadb-install-db", "mysql_install_db"), "--no-defaults",
              f"--datadir={self.data_dir}", "--auth-root-authentication-method=socket",
              "--skip-test-db", *run_as],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, env=env,
         )  # fmt: skip
         if install.returncode != 0:
             raise MysqlServerError(
@@ -117,8 +124,9 @@ class MysqlServer:
              "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
              "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
              "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=128M",
-             "--max-connections=100", "--skip-log-bin", "--max-allowed-packet=64M"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--max-connections=100", "--skip-log-bin", "--max-allowed-packet=64M",
+             f"--tmpdir={tmp}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         )  # fmt: skip
         self._wait_ready()
 
