@@ -149,6 +149,8 @@ def _stored_source(app: AppConfig, engine: Engine, name: str) -> Source:
         Refused: a bad name, or no such copy.
         RewindError: the engine could not look (the server is unreachable).
     """
+    if not engine.takes_snapshots:
+        raise Refused(f"app {app.name!r}: {app.driver} apps have no snapshots or undo copy yet")
     if name == f"@{UNDO_KEY}":
         key = UNDO_KEY
     else:
@@ -183,6 +185,8 @@ def plan_snapshot(
     try:
         bare = snapshot_name(name)
         engine = engine_factory(app)
+        if not engine.takes_snapshots:
+            raise Refused(f"app {app.name!r}: {app.driver} apps cannot take snapshots yet")
         _allowed(app, engine, allow_remote)
         if engine.stored_copy(snapshot_key(bare)) is not None:
             raise Refused(f"app {app.name!r}: a snapshot named @{bare} exists already: "

@@ -102,6 +102,8 @@ class Engine(ABC):
     accepts: ClassVar[frozenset[Flavor]]
     """Dump flavors this engine loads; others are refused before anything changes."""
     accepts_containers: ClassVar[frozenset[str]] = frozenset({"sql"})
+    takes_snapshots: ClassVar[bool] = False
+    """Implements :meth:`snapshot` and keeps an undo copy (see the module doc)."""
 
     cache_index: CacheIndex | None = None
     """Lent by the job queue: remembered dump digests and the copies seen; None: no cache."""

@@ -68,6 +68,7 @@ class SqliteEngine(Engine):
     driver = "sqlite"
     accepts = frozenset({"sqlite", "sql"})
     accepts_containers = frozenset({"sql", "sqlite-db"})
+    takes_snapshots = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
