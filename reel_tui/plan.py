@@ -149,10 +149,12 @@ def _stored_source(app: AppConfig, engine: Engine, name: str) -> Source:
         Refused: a bad name, or no such copy.
         RewindError: the engine could not look (the server is unreachable).
     """
-    if not engine.takes_snapshots:
-        raise Refused(f"app {app.name!r}: {app.driver} apps have no snapshots or undo copy yet")
     if name == f"@{UNDO_KEY}":
+        if not engine.keeps_undo:
+            raise Refused(f"app {app.name!r}: {app.driver} apps keep no undo copy yet")
         key = UNDO_KEY
+    elif not engine.takes_snapshots:
+        raise Refused(f"app {app.name!r}: {app.driver} apps have no snapshots yet")
     else:
         try:
             key = snapshot_key(snapshot_name(name))

@@ -103,7 +103,9 @@ class Engine(ABC):
     """Dump flavors this engine loads; others are refused before anything changes."""
     accepts_containers: ClassVar[frozenset[str]] = frozenset({"sql"})
     takes_snapshots: ClassVar[bool] = False
-    """Implements :meth:`snapshot` and keeps an undo copy (see the module doc)."""
+    """Implements :meth:`snapshot` (see the module doc)."""
+    keeps_undo: ClassVar[bool] = False
+    """Keeps the state a rewind replaced as the undo copy (``@undo``)."""
 
     cache_index: CacheIndex | None = None
     """Lent by the job queue: remembered dump digests and the copies seen; None: no cache."""

@@ -17,6 +17,11 @@ key, ``T`` the target):
   before the swap would cost the cold rewind about half a load) and moves the
   tables into the template.
 * ``T__reel_trash_<n>``: the tables a swap replaced, dropped in the background.
+* ``T__reel_snap_<random>``, a *snapshot*: a copy of the target's tables, its
+  objects kept as definitions in its marker as for a template, the user's name
+  in the marker. Copied under ``LOCK TABLES … READ`` (the application's writes
+  wait meanwhile), so the copy is one state of all tables. Rewinding to it
+  copies its tables into the staging schema. Never evicted.
 
 Each schema says what it is in a small marker table, :data:`MARKER` (one JSON
 row: kind, target, key, …): portable to MySQL 8, which has no schema
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +55,7 @@ from reel_tui.engines.mysql_objects import Definition, query
 from reel_tui.engines.mysql_swap import JOURNAL, derived_name, drop_schema, lock_name
 
 MARKER = "__reel_cache"
-COMPLETE = ("cache", "spare", "request", "trash")
+COMPLETE = ("cache", "spare", "request", "trash", "snapshot")
 """Marker kinds of schemas that are what they say; others ("building", "prep", "taken")
 are unfinished work of a worker or rewind that was killed."""
 
@@ -168,25 +174,36 @@ def data_tables(conn: Connection, schema: str) -> list[str]:
 
 def templates(conn: Connection, target: str) -> list[Template]:
     """The target's cached copies, most recently used first."""
-    found = []
-    for schema in marked(conn, target):
-        if schema.kind != "cache" or schema.name != cache_name(target, schema.key):
-            continue
-        e = schema.entry
-        found.append(
-            Template(
-                schema.name,
-                schema.key,
-                str(e.get("source", "?")),
-                float(e.get("created", 0)),
-                float(e.get("used", 0)),  # type: ignore[arg-type]
-                schema.bytes,
-                [str(t) for t in e.get("tables", [])],  # type: ignore[attr-defined]
-                [Definition(**d) for d in e.get("definitions", [])],  # type: ignore[attr-defined]
-                str(e.get("database_options", "")),
-            )
-        )
+    found = [
+        _template(schema)
+        for schema in marked(conn, target)
+        if schema.kind == "cache" and schema.name == cache_name(target, schema.key)
+    ]
     return sorted(found, key=lambda t: t.used, reverse=True)
+
+
+def snapshots(conn: Connection, target: str) -> list[Template]:
+    """The target's snapshots (shaped as templates: tables and definitions)."""
+    return [_template(schema) for schema in marked(conn, target) if schema.kind == "snapshot"]
+
+
+def _template(schema: Marked) -> Template:
+    e = schema.entry
+    return Template(
+        schema.name,
+        schema.key,
+        str(e.get("source", "?")),
+        float(e.get("created", 0)),  # type: ignore[arg-type]
+        float(e.get("used", 0)),  # type: ignore[arg-type]
+        schema.bytes,
+        [str(t) for t in e.get("tables", [])],  # type: ignore[attr-defined]
+        [Definition(**d) for d in e.get("definitions", [])],  # type: ignore[attr-defined]
+        str(e.get("database_options", "")),
+    )
+
+
+def snapshot_schema(target: str) -> str:
+    return derived_name(target, f"snap_{secrets.token_hex(6)}")
 
 
 def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
@@ -199,8 +216,11 @@ def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
 
 
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
-    """The target's cached copies as the cache module describes them (spare bytes included)."""
-    return copies_of(templates(conn, target), spares(conn, target))
+    """The target's cached copies as the cache module describes them (spare bytes
+    included), and its snapshots."""
+    return copies_of(templates(conn, target), spares(conn, target)) + copies_of(
+        snapshots(conn, target), {}
+    )
 
 
 def touch(conn: Connection, template: Template, target: str) -> None:
@@ -278,6 +298,42 @@ def copy_tables(
                 f"INSERT INTO {ident(dest)}.{ident(table)} ({columns}) "
                 f"SELECT {columns} FROM {ident(source)}.{ident(table)}",
             )
+    finally:
+        query(conn, "USE information_schema")
+        query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)
+
+
+def copy_locked(
+    conn: Connection, source: str, dest: str, names: list[str], check: Callable[[], None]
+) -> None:
+    """Copy tables ``names`` of the live schema ``source`` into ``dest`` as one state: the
+    tables are created first, then copied under ``LOCK TABLES source.… READ`` (writers
+    wait until the copy is done, readers do not)."""
+    saved = query(
+        conn, "SELECT @@SESSION.foreign_key_checks, @@SESSION.unique_checks, @@SESSION.sql_mode"
+    )[0]
+    query(conn, "SET SESSION foreign_key_checks = 0, unique_checks = 0, "
+                "sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'")  # fmt: skip
+    try:
+        query(conn, f"USE {ident(dest)}")
+        for table in names:
+            check()
+            create = query(conn, f"SHOW CREATE TABLE {ident(source)}.{ident(table)}")[0][1]
+            query(conn, create)
+        columns = {table: ", ".join(ident(c) for c in _stored_columns(conn, source, table))
+                   for table in names}  # fmt: skip
+        if names:
+            query(conn, "LOCK TABLES " + ", ".join(
+                [f"{ident(source)}.{ident(t)} READ" for t in names]
+                + [f"{ident(dest)}.{ident(t)} WRITE" for t in names]))  # fmt: skip
+        try:
+            for table in names:
+                check()
+                listed = columns[table]
+                query(conn, f"INSERT INTO {ident(dest)}.{ident(table)} ({listed}) "
+                            f"SELECT {listed} FROM {ident(source)}.{ident(table)}")  # fmt: skip
+        finally:
+            query(conn, "UNLOCK TABLES")
     finally:
         query(conn, "USE information_schema")
         query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)

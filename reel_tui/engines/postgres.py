@@ -71,6 +71,7 @@ class PostgresEngine(Engine):
     accepts = frozenset({"postgres", "sql"})
     accepts_containers = frozenset({"sql", "pg-custom", "pg-directory", "pg-tar"})
     takes_snapshots = True
+    keeps_undo = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)

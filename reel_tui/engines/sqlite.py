@@ -69,6 +69,7 @@ class SqliteEngine(Engine):
     accepts = frozenset({"sqlite", "sql"})
     accepts_containers = frozenset({"sql", "sqlite-db"})
     takes_snapshots = True
+    keeps_undo = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
