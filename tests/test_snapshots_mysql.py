@@ -83,6 +83,31 @@ def test_cancelled_snapshot_leaves_nothing_behind(mysql_server, my_dbname, seede
     assert snaps(mysql_server, my_dbname) == []
 
 
-def test_undo_is_refused_with_one_line(seeded):
-    with pytest.raises(Refused, match="mysql apps keep no undo copy yet"):
-        plan_rewind(load_config(seeded), "crm", "@undo")
+def test_undo_restores_the_replaced_state_and_undo_again_redoes(
+    mysql_server, my_dbname, seeded, history
+):
+    mysql_server.execute(f"INSERT INTO `{my_dbname}`.`gen` (`id`, `a`) VALUES (99, 5)")
+    before = fingerprint(mysql_server, my_dbname)
+    ok(rewind(seeded, history, "other.sql"))
+    after = fingerprint(mysql_server, my_dbname)
+    assert f"{my_dbname}__reel_undo" in mysql_server.databases()
+    assert "took the undo copy" in ok(rewind(seeded, history, "@undo"))
+    assert fingerprint(mysql_server, my_dbname) == before  # rows, routines and the event too
+    ok(rewind(seeded, history, "@undo"))
+    assert fingerprint(mysql_server, my_dbname) == after
+    ok(rewind(seeded, history, "@undo"))
+    assert fingerprint(mysql_server, my_dbname) == before
+
+
+def test_undo_copy_is_evicted_by_retention_and_says_so(mysql_server, my_dbname, my_config,
+                                                      history):  # fmt: skip
+    config = my_config("cache_copies = 1")
+    (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
+    (config.parent / "dumps" / "other.sql").write_text(OTHER, encoding="utf-8")
+    ok(rewind(config, history, "seed.sql"))
+    ok(rewind(config, history, "other.sql"))
+    log = ok(rewind(config, history, "other.sql"))  # the background has made the template now
+    assert "evicted the undo copy (before other.sql)" in log
+    assert f"{my_dbname}__reel_undo" not in mysql_server.databases()
+    with pytest.raises(Refused, match="nothing to undo"):
+        plan_rewind(load_config(config), "crm", "@undo")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import pymysql
 
-from reel_tui.cache import CachedCopy, snapshot_key
+from reel_tui.cache import UNDO_KEY, CachedCopy, snapshot_key
 from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import mysql_cache, mysql_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
@@ -51,6 +51,7 @@ class MysqlEngine(Engine):
     accepts = frozenset({"mysql", "sql"})
     accepts_containers = frozenset({"sql"})
     takes_snapshots = True
+    keeps_undo = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
@@ -173,11 +174,7 @@ class MysqlEngine(Engine):
             mysql_swap.create_journal(admin, names.staging)
             mysql_swap.write_journal(admin, names.staging, mysql_swap.Plan())
             if stored is not None:
-                ctx.progress(phase="preparing", detail="copying the snapshot")
-                started = time.monotonic()
-                mysql_cache.copy_tables(admin, stored.name, names.staging, stored.tables,
-                                        ctx.check_cancelled)  # fmt: skip
-                ctx.log(f"copied {stored.name} in {time.monotonic() - started:.2f} s")
+                self._stage_stored(admin, stored, names, ctx)
                 new, database_options = stored.definitions, stored.database_options
             elif template is not None:
                 warm.stage(names, template, ctx)
@@ -187,13 +184,71 @@ class MysqlEngine(Engine):
                 new, database_options = None, self._load(source, names.staging, ctx, admin)
             ctx.progress(phase="swapping")
             plan = mysql_swap.prepare(admin, names, database_options, new)
-            mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled)
+            undo = self.app.undo and warm.retention.enabled
+            mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled or undo)
         except BaseException:
+            if stored is not None and stored.key == UNDO_KEY:
+                self._give_back(admin, stored, names, ctx)
             self._drop_staging(admin, names, ctx)
             raise
+        if undo:
+            self._keep_undo(admin, names, plan, source.name, ctx)
         if warm.enabled:
             warm.after_swap(names, source, template or stored, ctx)
-            self.maintenance_due = True
+        self.maintenance_due = warm.enabled or undo
+
+    def _stage_stored(
+        self, admin: Connection, stored: mysql_cache.Template, names: Names, ctx: RewindContext
+    ) -> None:
+        """The undo copy's tables move into staging (one RENAME TABLE); a snapshot's are
+        copied (it stays for next time)."""
+        started = time.monotonic()
+        if stored.key == UNDO_KEY:
+            mysql_cache.take_undo(admin, stored, names.staging)
+            ctx.log(f"took the undo copy's tables ({time.monotonic() - started:.2f} s)")
+            return
+        ctx.progress(phase="preparing", detail="copying the snapshot")
+        mysql_cache.copy_tables(admin, stored.name, names.staging, stored.tables,
+                                ctx.check_cancelled)  # fmt: skip
+        ctx.log(f"copied {stored.name} in {time.monotonic() - started:.2f} s")
+
+    def _give_back(
+        self, admin: Connection, undo: mysql_cache.Template, names: Names, ctx: RewindContext
+    ) -> None:
+        """After a failed undo: the tables are the undo copy's again."""
+        try:
+            if admin.open and mysql_swap.schema_exists(admin, names.staging):
+                plan = mysql_swap.read_journal(admin, names.staging)
+                if plan is not None and plan.state in ("swapping", "renamed"):
+                    return  # the swap's own handling (or the next run) decides
+                mysql_cache.give_back(admin, undo, names.staging)
+                ctx.log(f"{undo.name} holds the undo copy again; {names.target} is unchanged")
+        except pymysql.Error as exc:
+            ctx.log(f"could not give the undo copy back: {message(exc)}", "warning")
+
+    def _keep_undo(
+        self, admin: Connection, names: Names, plan: mysql_swap.Plan, what: str,
+        ctx: RewindContext,
+    ) -> None:  # fmt: skip
+        """The replaced tables and objects become the undo copy (else go to the trash)."""
+        if not plan.target_existed:  # nothing was replaced
+            with contextlib.suppress(pymysql.Error):
+                mysql_swap.drop_schema(admin, names.old)
+            return
+        try:
+            trash = mysql_cache.keep_undo(admin, names.target, names.old, plan.old_definitions,
+                                          f"before {what}")  # fmt: skip
+        except (pymysql.Error, mysql_cache.NotOurs) as exc:
+            why = message(exc) if isinstance(exc, pymysql.Error) else str(exc)
+            ctx.log(f"no undo copy kept: {why}", "warning")
+            with contextlib.suppress(pymysql.Error):
+                mysql_cache.trash_tables(admin, names.target, names.old)
+            return
+        ctx.log(f"kept the replaced state as the undo copy ({mysql_cache.undo_name(names.target)};"
+                " reel-tui --undo swaps it back)")  # fmt: skip
+        if trash is not None:
+            ctx.log(f"the previous undo copy ({trash}) is dropped in the background")
+        self._record(admin)
 
     def _stored(
         self, admin: Connection, source: Source, ctx: RewindContext
@@ -289,7 +344,7 @@ class MysqlEngine(Engine):
         return self._locked(delete)
 
     def _find_snapshot(self, admin: Connection, name: str) -> mysql_cache.Template:
-        found = mysql_cache.snapshots(admin, self.app.database)
+        found = [s for s in mysql_cache.snapshots(admin, self.app.database) if s.key != UNDO_KEY]
         match = next((s for s in found if s.key == snapshot_key(name)), None)
         if match is None:
             listed = ", ".join(s.source for s in found) if found else "it has none"

@@ -17,6 +17,11 @@ key, ``T`` the target):
   before the swap would cost the cold rewind about half a load) and moves the
   tables into the template.
 * ``T__reel_trash_<n>``: the tables a swap replaced, dropped in the background.
+* ``T__reel_undo``, the *undo copy*: the tables the last swap replaced (moved
+  there instead of the trash) with the replaced content's objects as
+  definitions in its marker. An undo moves its tables into the staging schema
+  (one RENAME TABLE) and back if the undo fails; the state it replaces becomes
+  the next undo copy. The previous undo copy goes to the trash.
 * ``T__reel_snap_<random>``, a *snapshot*: a copy of the target's tables, its
   objects kept as definitions in its marker as for a template, the user's name
   in the marker. Copied under ``LOCK TABLES … READ`` (the application's writes
@@ -44,18 +49,18 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pymysql
 
-from reel_tui.cache import CachedCopy, copies_of, short
+from reel_tui.cache import UNDO_KEY, CachedCopy, copies_of, short
 from reel_tui.engines.base import RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
 from reel_tui.engines.mysql_swap import JOURNAL, derived_name, drop_schema, lock_name
 
 MARKER = "__reel_cache"
-COMPLETE = ("cache", "spare", "request", "trash", "snapshot")
+COMPLETE = ("cache", "spare", "request", "trash", "snapshot", "undo")
 """Marker kinds of schemas that are what they say; others ("building", "prep", "taken")
 are unfinished work of a worker or rewind that was killed."""
 
@@ -183,8 +188,63 @@ def templates(conn: Connection, target: str) -> list[Template]:
 
 
 def snapshots(conn: Connection, target: str) -> list[Template]:
-    """The target's snapshots (shaped as templates: tables and definitions)."""
-    return [_template(schema) for schema in marked(conn, target) if schema.kind == "snapshot"]
+    """The target's snapshots and undo copy (shaped as templates: tables and definitions)."""
+    return [
+        _template(schema)
+        for schema in marked(conn, target)
+        if schema.kind == "snapshot" or (schema.kind == "undo" and schema.name == undo_name(target))
+    ]
+
+
+def undo_name(target: str) -> str:
+    return derived_name(target, "undo")
+
+
+def keep_undo(
+    conn: Connection, target: str, old: str, kept: list[Definition], what: str
+) -> str | None:
+    """Make the tables a swap replaced (in ``old``) the undo copy, with the replaced
+    content's objects as definitions; the previous copy goes to the trash (its name, or
+    None). ``old`` is dropped.
+
+    Raises:
+        NotOurs: a schema named like the undo copy that reel-tui did not make.
+    """
+    name = undo_name(target)
+    trash = None
+    if query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)):
+        previous = read_marker(conn, name)
+        if previous is None or previous.entry.get("target") != target:
+            raise NotOurs(f"database {name} exists but was not made by reel-tui; rename or "
+                          "drop it to let reel-tui keep the undo copy under that name")  # fmt: skip
+        trash = trash_tables(conn, target, name)
+    tables = data_tables(conn, old)
+    create_schema(conn, name, old)
+    mark(conn, name, kind="building", target=target, key=UNDO_KEY)
+    move_tables(conn, old, name, tables)
+    drop_schema(conn, old)
+    now = time.time()
+    mark(conn, name, exists=True, kind="undo", target=target, key=UNDO_KEY, source=what,
+         created=now, used=now, tables=tables, definitions=[asdict(d) for d in kept])  # fmt: skip
+    return trash
+
+
+def take_undo(conn: Connection, undo: Template, staging: str) -> None:
+    """Move the undo copy's tables into ``staging`` (its marker says "taken" first: a run
+    killed meanwhile leaves a schema the background drops)."""
+    marker = read_marker(conn, undo.name)
+    assert marker is not None
+    mark(conn, undo.name, exists=True, **{**marker.entry, "kind": "taken"})
+    move_tables(conn, undo.name, staging, undo.tables)
+
+
+def give_back(conn: Connection, undo: Template, staging: str) -> None:
+    """An undo that did not finish: the tables go back to the undo copy."""
+    move_tables(conn, staging, undo.name, [t for t in undo.tables
+                                           if t in data_tables(conn, staging)])  # fmt: skip
+    marker = read_marker(conn, undo.name)
+    assert marker is not None
+    mark(conn, undo.name, exists=True, **{**marker.entry, "kind": "undo"})
 
 
 def _template(schema: Marked) -> Template:
