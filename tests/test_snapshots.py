@@ -328,3 +328,13 @@ def test_a_format_1_history_gains_the_job_kind(state_dir):
         assert kinds == {1: "rewind", new: "snapshot"}
     finally:
         store.close()
+
+
+def test_hooks_run_around_an_undo_but_not_around_a_snapshot(blog, history):
+    config = with_keys(blog, 'before_rewind = "echo HOOK-RAN"\n')
+    rewind(config, history)
+    taken = run(history, plan_snapshot(config, "blog", "quiet"))
+    assert "HOOK-RAN" not in messages(taken)  # a snapshot only reads the database
+    rewind(config, history, "other.sql")
+    undo = rewind(config, history, "@undo")
+    assert "HOOK-RAN" in messages(undo)
