@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from reel_tui.config import AppConfig
 
@@ -43,6 +43,14 @@ EVICT_LOCK_WAIT = 3.0
 """How long background work waits for the target's lock before leaving eviction for the
 next run: the rewind that started it may hold the lock a moment longer (a server releases
 a session's locks once it has processed the disconnect)."""
+
+SNAPSHOT_PREFIX = "snapshot:"
+"""Keys of snapshots: the prefix and the user's name (cache keys are hex, never collide)."""
+UNDO_KEY = "undo"
+"""The key of a target's undo copy: the state its last rewind replaced (one per target)."""
+SNAPSHOT_NAME_MAX = 48
+"""Characters in a snapshot's name: it is shown in tables and logs, never in object names."""
+CopyKind = Literal["cache", "snapshot", "undo"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
@@ -92,6 +100,49 @@ class CachedCopy:
     used: float
     spare_ready: bool = False
     """A second copy is ready to be swapped in by a rename (PostgreSQL, MySQL)."""
+
+    @property
+    def kind(self) -> CopyKind:
+        """A cached copy of a dump, a user's snapshot, or the undo copy."""
+        return kind_of(self.key)
+
+
+class SnapshotNameError(ValueError):
+    """A snapshot name that cannot be used; the message is one line for the user."""
+
+
+def kind_of(key: str) -> CopyKind:
+    if key.startswith(SNAPSHOT_PREFIX):
+        return "snapshot"
+    return "undo" if key == UNDO_KEY else "cache"
+
+
+def snapshot_key(name: str) -> str:
+    return SNAPSHOT_PREFIX + name
+
+
+def snapshot_name(name: str) -> str:
+    """``name`` (a leading ``@`` dropped) if it can name a snapshot.
+
+    A snapshot is listed among sources as ``@NAME``, so a name never collides with a
+    dump's path; ``/`` is refused all the same (it reads as a path), as are control
+    characters (they would garble a log line) and ``undo`` (``@undo`` is the undo copy).
+
+    Raises:
+        SnapshotNameError: empty, too long, or with a character a name may not hold.
+    """
+    bare = name[1:] if name.startswith("@") else name
+    if not bare.strip():
+        raise SnapshotNameError("a snapshot needs a name (letters, digits, - _ . and spaces)")
+    if len(bare) > SNAPSHOT_NAME_MAX:
+        raise SnapshotNameError(f"snapshot name {bare[:20]!r}… is {len(bare)} characters long; "
+                                f"at most {SNAPSHOT_NAME_MAX}")  # fmt: skip
+    if "/" in bare or "\\" in bare or not bare.isprintable() or bare != bare.strip():
+        raise SnapshotNameError(f"snapshot name {bare!r}: no '/', '\\', control characters "
+                                "or spaces at either end")  # fmt: skip
+    if bare.lower() == UNDO_KEY:
+        raise SnapshotNameError("'undo' names the undo copy (reel-tui --undo); pick another name")
+    return bare
 
 
 @dataclass(frozen=True)
@@ -171,17 +222,26 @@ def evictions(
     """What to drop and why, as a line for the job's log.
 
     First the copies of ``keep``'s source made from another version of the dump
-    (an edited dump invalidates its copies), then those over the retention limits.
+    (an edited dump invalidates its copies), then those over the retention limits: the
+    undo copy counts against them like a cached copy; a snapshot never does (only its
+    user deletes it).
     """
-    copies = list(copies)
+    copies = [c for c in copies if c.kind != "snapshot"]
     kept = next((c for c in copies if c.key == keep), None)
-    outdated = [c for c in copies if kept is not None and c.key != keep and c.source == kept.source]
+    outdated = [c for c in copies if kept is not None and c.key != keep and c.kind == "cache"
+                and c.source == kept.source]  # fmt: skip
     rest = [c for c in copies if c not in outdated]
     return [(c, f"dropped the cached copy of an earlier version of {c.source} "
                 f"({c.bytes:,} bytes)") for c in outdated] + [
-        (c, f"evicted the cached copy of {c.source} ({c.bytes:,} bytes, least recently "
-            "used; see cache_copies / cache_max_size)") for c in to_evict(rest, retention, keep)
+        (c, f"evicted {_what(c)} ({c.bytes:,} bytes, least recently used; see "
+            "cache_copies / cache_max_size)") for c in to_evict(rest, retention, keep)
     ]  # fmt: skip
+
+
+def _what(copy: CachedCopy) -> str:
+    if copy.kind == "undo":
+        return f"the undo copy ({copy.source}): --undo has nothing to go back to"
+    return f"the cached copy of {copy.source}"
 
 
 class CacheIndex:

@@ -24,13 +24,14 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from reel_tui import __version__
+from reel_tui.cache import UNDO_KEY, SnapshotNameError, snapshot_name
 from reel_tui.config import AppConfig, Config, ConfigError, find_config, load_config
 from reel_tui.engines import RewindError
 from reel_tui.history import HistoryError, HistoryStore, default_state_dir
 from reel_tui.hooks import Hook
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
-from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind
+from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind, plan_snapshot
 from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReporter, human_size
 from reel_tui.sources import list_sources
 
@@ -118,6 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument(
         "--clear-cache", action="store_true", help="drop the cached copies of APP (default: all)"
     )
+    action.add_argument(
+        "--snapshot",
+        metavar="NAME",
+        help="keep APP's current state as snapshot NAME (then: --source @NAME)",
+    )
+    action.add_argument(
+        "--undo",
+        action="store_true",
+        help="swap back the state APP's last rewind replaced (again: redo)",
+    )
+    action.add_argument("--delete-snapshot", metavar="NAME", help="delete APP's snapshot NAME")
+    action.add_argument(
+        "--rename-snapshot",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="rename APP's snapshot OLD to NEW",
+    )
     parser.add_argument(
         "app", nargs="?", metavar="APP", help="app to rewind (default: [reel] default_app)"
     )
@@ -148,15 +166,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = _Stderr()
     try:
-        actions = (args.list, args.rewind, args.history, args.metrics, args.clear_cache)
+        snapshots = (args.snapshot, args.delete_snapshot, args.rename_snapshot)
+        actions = (args.list, args.rewind, args.history, args.metrics, args.clear_cache,
+                   args.undo, *(value is not None for value in snapshots))  # fmt: skip
         if not any(actions) and args.log is None:
             return _tui(args)
-        if args.list or args.rewind or args.clear_cache:
+        if args.list or args.rewind or args.clear_cache or args.undo or any(snapshots):
             config = _load(args, err)
             if args.list:
                 return _list(config, args)
             if args.clear_cache:
                 return _clear_cache(config, args, err)
+            if args.delete_snapshot is not None or args.rename_snapshot is not None:
+                return _edit_snapshot(config, args, err)
             with closing(_history_store(config)) as state:
                 return _rewind(config, state, args, err)
         with closing(_history_store(_load_if_any(args, err))) as state:
@@ -233,7 +255,12 @@ def _history_store(config: Config | None) -> HistoryStore:
 
 
 def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: _Stderr) -> int:
-    plan = plan_rewind(config, args.app, args.source, allow_remote=args.allow_remote)
+    """A job: a rewind, an undo (a rewind to ``@undo``) or taking a snapshot."""
+    if args.snapshot is not None:
+        plan = plan_snapshot(config, args.app, args.snapshot, allow_remote=args.allow_remote)
+    else:
+        source = f"@{UNDO_KEY}" if args.undo else args.source
+        plan = plan_rewind(config, args.app, source, allow_remote=args.allow_remote)
     _print_problems(config, args, err)
     if args.dry_run:
         return _dry_run(plan, args, err)
@@ -351,6 +378,40 @@ def _clear_cache(config: Config, args: argparse.Namespace, err: _Stderr) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _edit_snapshot(config: Config, args: argparse.Namespace, err: _Stderr) -> int:
+    """Delete or rename a snapshot: no job, a moment under the target's lock."""
+    from reel_tui.cache import CacheIndex
+    from reel_tui.engines import engine_for
+
+    app = pick_app(config, args.app)
+    try:
+        if args.delete_snapshot is not None:
+            names = [snapshot_name(args.delete_snapshot)]
+        else:
+            names = [snapshot_name(name) for name in args.rename_snapshot]
+    except SnapshotNameError as exc:
+        raise _Refusal(f"{app.name}: {exc}") from None
+    engine = engine_for(app)
+    engine.cache_index = CacheIndex(_state_dir(config))
+    lines: list[str] = []
+    say = lines.append if args.json else _say(args)
+    try:
+        if len(names) == 1:
+            copy = engine.delete_snapshot(names[0], say)
+            event = {"event": "snapshot-deleted", "name": f"@{names[0]}", "bytes": copy.bytes}
+        else:
+            engine.rename_snapshot(names[0], names[1], say)
+            event = {"event": "snapshot-renamed", "name": f"@{names[0]}", "to": f"@{names[1]}"}
+    except RewindError as exc:
+        if exc.code == "refused":
+            raise _Refusal(f"{app.name}: {exc}") from None
+        err.print(f"reel-tui: {app.name}: {exc}", style="red")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"v": EVENT_FORMAT_VERSION, **event, "app": app.name}))
+    return EXIT_OK
+
+
 def _say(args: argparse.Namespace) -> Callable[[str], None]:
     return (lambda line: None) if args.quiet else print
 
@@ -366,11 +427,12 @@ def _list(config: Config, args: argparse.Namespace) -> int:
         if args.app and name != args.app:
             continue
         sources = [
-            {"name": s.name, "size": s.size, "modified": s.modified, "format": s.format.label,
-             "flavor": s.format.flavor, "compression": s.format.compression,
-             "default": s.is_default, "cached": _cached(index, app, s.path)}
+            {"name": s.name, "kind": "dump", "size": s.size, "modified": s.modified,
+             "format": s.format.label, "flavor": s.format.flavor,
+             "compression": s.format.compression, "default": s.is_default,
+             "cached": _cached(index, app, s.path)}
             for s in list_sources(app)
-        ]  # fmt: skip
+        ] + _stored(index, app)  # fmt: skip
         apps.append({"name": name, "driver": app.driver, "target": app.target,
                      "protected": app.protected, "enabled": True, "sources": sources})  # fmt: skip
     for name, problems in config.disabled.items():
@@ -424,6 +486,20 @@ def _list(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stored(index: CacheIndex, app: AppConfig) -> list[dict[str, Any]]:
+    """The app's snapshots (by name) and its undo copy as --list sources, from the index:
+    ``@NAME`` never collides with a dump's path (hidden files are not listed)."""
+    copies = [c for c in index.copies(app.target_key) if c.kind != "cache"]
+    copies.sort(key=lambda c: (c.kind == "undo", c.source))
+    return [
+        {"name": f"@{UNDO_KEY}" if c.kind == "undo" else c.source, "kind": c.kind,
+         "size": c.bytes, "modified": c.created, "taken": c.created,
+         "format": c.kind, "flavor": app.driver, "compression": "none", "default": False,
+         "cached": None, "object": c.name, **({"holds": c.source} if c.kind == "undo" else {})}
+        for c in copies
+    ]  # fmt: skip
+
+
 def _cached(index: CacheIndex, app: AppConfig, path: Path) -> dict[str, Any] | None:
     """What the index knows of a cached copy of this dump, for --list (no server asked)."""
     copy = index.cached_source(app, path)
@@ -452,13 +528,13 @@ def _history(state: HistoryStore, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None, header_style="dim", pad_edge=False)
-    for column in ("job", "when", "app", "source", "state", "duration", "error"):
+    for column in ("job", "when", "app", "kind", "source", "state", "duration", "error"):
         table.add_column(column)
     for record in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         duration = f"{record.duration:.2f} s" if record.duration is not None else ""
-        table.add_row(f"#{record.id}", when, record.app, record.source, record.state,
-                      duration, record.error or "")  # fmt: skip
+        table.add_row(f"#{record.id}", when, record.app, record.kind, record.source,
+                      record.state, duration, record.error or "")  # fmt: skip
     _console().print(table)
     return EXIT_OK
 

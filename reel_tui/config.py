@@ -133,8 +133,9 @@ class AppConfig:
     definers: Literal["auto", "keep", "strip"] = "auto"
     """MySQL: DEFINER clauses naming accounts missing here are stripped (auto), all kept, or
     all stripped; a stripped object belongs to the user reel connects as."""
-    cache_copies: int = 2
-    """Loaded dumps kept as ready copies for near-instant rewinds; 0 turns the cache off."""
+    cache_copies: int = 3
+    """Copies kept for near-instant rewinds: loaded dumps and the undo copy (3: two dumps
+    and the undo copy); 0 turns the cache, and undo, off."""
     cache_max_bytes: int | None = None
     """Disk the app's cached copies may take in all; None: no limit but ``cache_copies``."""
     before_rewind: tuple[str, ...] = ()
@@ -151,6 +152,8 @@ class AppConfig:
     """An after-hook that fails: the job fails (the database stays rewound) or only warns."""
     config_dir: Path | None = None
     """Folder of the config file: hooks run there."""
+    undo: bool = True
+    """Keep the state a rewind replaced as the undo copy (counted against the cache limits)."""
     line: int | None = None
     """Line of the app's table header, for messages."""
 
@@ -374,6 +377,7 @@ APP_KEYS: dict[str, Checker] = {
     "after_failed_rewind": _commands,
     "hook_timeout": _timeout,
     "on_hook_failure": _choice("fail", "warn"),
+    "undo": _bool,
 }
 HOOK_KEYS = frozenset({"before_rewind", "after_rewind", "after_failed_rewind"})
 POSTGRES_KEYS = (
@@ -736,7 +740,7 @@ class _Validator:
             rewind_mode=values.get("rewind_mode", "auto"),
             jobs=values.get("jobs"),
             definers=values.get("definers", "auto"),
-            cache_copies=values.get("cache_copies", 2),
+            cache_copies=values.get("cache_copies", 3),
             cache_max_bytes=values.get("cache_max_size"),
             before_rewind=values.get("before_rewind", ()),
             after_rewind=values.get("after_rewind", ()),
@@ -744,6 +748,7 @@ class _Validator:
             hook_timeout=values.get("hook_timeout", AppConfig.hook_timeout),
             on_hook_failure=values.get("on_hook_failure", "fail"),
             config_dir=self.base,
+            undo=values.get("undo", True),
             line=self.lines.get((name, None)),
         )
 

@@ -21,7 +21,8 @@ from typing import Any
 from reel_tui.jobs import Job, JobState, LogLine
 from reel_tui.locks import process_alive
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: jobs have a kind (rewind, undo, snapshot); format 1 files gain the column."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     error_code TEXT,
     pid INTEGER NOT NULL,
-    host TEXT NOT NULL
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'rewind'
 );
 CREATE INDEX IF NOT EXISTS jobs_app ON jobs (app, id);
 """
@@ -76,6 +78,7 @@ class JobRecord:
     error: str | None
     error_code: str | None
     pid: int
+    kind: str = "rewind"
 
     @property
     def duration(self) -> float | None:
@@ -146,8 +149,16 @@ class HistoryStore:
             )
         if version == FORMAT_VERSION:
             return  # the schema is in place; a write here would cost every process a sync
-        db.executescript(_SCHEMA)  # idempotent; executescript manages its own commit
-        db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        with self._transaction():  # another process may have upgraded it meanwhile
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == FORMAT_VERSION:
+                return
+            if version == 1:
+                db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rewind'")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)  # idempotent
+            db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
@@ -162,9 +173,10 @@ class HistoryStore:
         """Record a new queued job and return its id (unique across processes)."""
         with self._lock, self._transaction():
             cursor = self._db.execute(
-                "INSERT INTO jobs (app, source, target, state, created, bytes_total, pid, host)"
-                " VALUES (:app, :source, :target, 'queued', :created, :bytes_total, :pid, :host)",
-                {**job_fields, "pid": os.getpid(), "host": self._host},
+                "INSERT INTO jobs (app, source, target, state, created, bytes_total, pid, host,"
+                " kind) VALUES (:app, :source, :target, 'queued', :created, :bytes_total, :pid,"
+                " :host, :kind)",
+                {"kind": "rewind", **job_fields, "pid": os.getpid(), "host": self._host},
             )
             return int(cursor.lastrowid or 0)
 
@@ -309,7 +321,7 @@ class _Transaction:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(*row[:14])
+    return JobRecord(*row[:14], kind=row[15])  # row[14] is the host
 
 
 def _metrics(app: str, runs: list[tuple[str, float | None, int]]) -> AppMetrics:

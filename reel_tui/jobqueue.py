@@ -96,6 +96,7 @@ class JobQueue:
             "target": plan.app.target,
             "created": time.time(),
             "bytes_total": plan.source.size,
+            "kind": plan.kind,
         }
         job_id = self.history.create(fields)
         job = Job(id=job_id, target_key=plan.app.target_key, wait=wait, **fields)
@@ -299,13 +300,16 @@ class _JobContext:
                 lock.acquire(job.wait, self.cancel_event)
                 self.progress(phase="preparing", detail="")
             plan.engine.cache_index = queue.cache_index
-            self._before_hooks()
-            plan.engine.rewind(plan.source, self)
-            rewound = True
+            hooked = plan.kind != "snapshot"  # a snapshot only reads the database
+            if hooked:
+                self._before_hooks()
+            done = plan.run(self)
+            rewound = hooked
             job.state = JobState.SUCCEEDED
             job.bytes_read = job.bytes_total
-            self.log(f"done: {job.app} now holds {job.source}")
-            self._after_hooks()
+            self.log(done)
+            if hooked:
+                self._after_hooks()
         except RewindCancelled:
             job.state = JobState.CANCELLED
             job.error = f"cancelled; {job.target} was left as it was"

@@ -83,6 +83,8 @@ class Job:
     """When the dump started being read: rates leave out the wait for a lock."""
     error: str | None = None
     error_code: str | None = None
+    kind: str = "rewind"
+    """``rewind``, ``undo`` (a rewind to the undo copy) or ``snapshot`` (takes one)."""
     wait: float | None = None
     """Longest wait for another process's rewind of the same database; None: no limit."""
     log: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
@@ -120,6 +122,7 @@ class Job:
         """The job's fields as JSON-ready values (no log)."""
         return {
             "id": self.id,
+            "kind": self.kind,
             "app": self.app,
             "source": self.source,
             "target": self.target,
@@ -161,7 +164,7 @@ class JobEvent:
             "job": job.id,
         }
         if self.kind in ("queued", "started"):
-            data.update(app=job.app, source=job.source, target=job.target,
+            data.update(kind=job.kind, app=job.app, source=job.source, target=job.target,
                         bytes_total=job.bytes_total)  # fmt: skip
         elif self.kind == "progress":
             data.update(phase=job.phase, bytes_read=job.bytes_read, bytes_total=job.bytes_total,

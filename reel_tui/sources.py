@@ -40,6 +40,9 @@ class Source:
     modified: float
     format: DumpFormat
     is_default: bool = False
+    stored: str | None = None
+    """The key of the snapshot or undo copy this source is (see reel_tui.cache), named
+    ``@NAME``; None for a dump file."""
 
 
 def list_sources(app: AppConfig) -> list[Source]:

@@ -38,8 +38,8 @@ ENGINES = ("sqlite", "postgres", "mariadb")
 """The engines every row of the matrix runs against (pytest ids)."""
 
 ErrorAt = Literal["first", "middle", "last"]
-KEPT = ("__reel_cache_", "__reel_spare_")
-"""Server copies kept on purpose (cached, spare), named as such: not leftovers."""
+KEPT = ("__reel_cache_", "__reel_spare_", "__reel_undo", "__reel_snap_")
+"""Server copies kept on purpose (cached, spare, undo, snapshots), named as such: not leftovers."""
 SETTLE = 15.0
 """Seconds to wait for what finishes a moment after the job (sessions closing, background
 work dropping what a swap set aside) before calling it a leftover."""

@@ -92,7 +92,7 @@ def fingerprint(server: MysqlServer, database: str) -> Fingerprint:
     return found
 
 
-KEPT = ("__reel_cache_", "__reel_spare_")
+KEPT = ("__reel_cache_", "__reel_spare_", "__reel_snap_", "__reel_undo")
 """Cached copies are kept on purpose, named as such: not leftovers."""
 BACKGROUND = ("__reel_trash_", "__reel_load_", "__reel_prep_")
 """What the background work drops or turns into cached copies, maybe in a detached process."""

@@ -127,8 +127,10 @@ def test_postgres_hostile_database_and_user_names(pg_server, pg_hostile, history
 
 
 def unkept(names: set[str]) -> set[str]:
-    """``names`` without the copies warm rewinds keep on purpose (cache and spare)."""
-    return {name for name in names if "__reel_cache_" not in name and "__reel_spare_" not in name}
+    """``names`` without the copies warm rewinds keep on purpose (cache, spare, the undo
+    copy)."""
+    kept = ("__reel_cache_", "__reel_spare_", "__reel_undo")
+    return {name for name in names if not any(k in name for k in kept)}
 
 
 def table_rows_expected(server: PgServer, dump: Path, dump_format: str) -> dict:

@@ -69,7 +69,7 @@ def seeded(pg_server: PgServer, pg_config, pg_dbname: str, history: HistoryStore
     return config, fingerprint(pg_server, pg_dbname)
 
 
-KEPT = ("__reel_cache_", "__reel_spare_")
+KEPT = ("__reel_cache_", "__reel_spare_", "__reel_undo", "__reel_snap_")
 """Cached copies are kept on purpose, named as such: not leftovers."""
 
 
@@ -446,8 +446,8 @@ def test_connection_lost_mid_swap_lets_clients_back_in_at_once(
         conn.close()  # as if the server or the network dropped it after ALLOW_CONNECTIONS false
         raise psycopg2.OperationalError("server closed the connection unexpectedly")
 
-    end_sessions = pg_swap._end_sessions
-    monkeypatch.setattr(pg_swap, "_end_sessions", lose_the_connection)
+    end_sessions = pg_swap.end_sessions
+    monkeypatch.setattr(pg_swap, "end_sessions", lose_the_connection)
     job = rewind(config, history, "other.sql")
     assert job.state is JobState.FAILED
     assert "server closed the connection unexpectedly" in job.error
@@ -457,7 +457,7 @@ def test_connection_lost_mid_swap_lets_clients_back_in_at_once(
     assert allowed is True
     assert fingerprint(pg_server, pg_dbname) == before
     # without the connection (and its advisory lock) staging is left for the next run
-    monkeypatch.setattr(pg_swap, "_end_sessions", end_sessions)
+    monkeypatch.setattr(pg_swap, "end_sessions", end_sessions)
     again = rewind(config, history, "other.sql")
     assert again.state is JobState.SUCCEEDED, again.error
     assert any(m.startswith("dropped staging database") for m in messages(again))

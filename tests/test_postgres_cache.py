@@ -113,7 +113,7 @@ def test_retention_evicts_the_least_recently_used_copy(
         (dumps / f"s{n}.sql").write_text(
             f"CREATE TABLE public.t (x int);\nINSERT INTO t VALUES ({n});\n"
         )
-    config = pg_config("cache_copies = 2")
+    config = pg_config("cache_copies = 2\nundo = false")  # dumps only: the undo copy counts too
     for name in ("s0.sql", "s1.sql", "s0.sql"):
         ok(rewind(config, history, name))
     log = ok(rewind(config, history, "s2.sql"))
@@ -155,8 +155,9 @@ def test_headless_warm_rewind_leaves_the_background_work_to_a_detached_process(
     assert warm.returncode == 0, warm.stderr
     assert "took its ready spare" in warm.stdout
     assert fingerprint(pg_server, pg_dbname) == expected
-    # the detached process drops the replaced content and makes the next spare
-    _wait_for(lambda: set(reel_objects(pg_server, pg_dbname)) == {"cache", "spare"})
+    # the detached process drops what the swap set aside and makes the next spare; the
+    # replaced content is the undo copy
+    _wait_for(lambda: set(reel_objects(pg_server, pg_dbname)) == {"cache", "spare", "undo"})
     listing = subprocess.run([*REEL, "-c", str(config), "--list"], capture_output=True,
                              text=True, env=env)  # fmt: skip
     assert "✓" in listing.stdout

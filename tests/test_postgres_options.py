@@ -41,7 +41,9 @@ def app_role(pg_server: PgServer, pg_dbname: str) -> Iterator[str]:
     pg_server.execute(f"CREATE ROLE {name} LOGIN")
     pg_server.execute(f"CREATE ROLE {name}_ro LOGIN")
     yield name
-    pg_server.execute(f'DROP DATABASE IF EXISTS "{pg_dbname}" WITH (FORCE)')
+    for db in pg_server.databases():  # the target and what reel keeps of it (the undo copy)
+        if db == pg_dbname or db.startswith(pg_dbname + "__reel"):
+            pg_server.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     for role in (name, f"{name}_ro"):
         pg_server.execute(f"DROP OWNED BY {role} CASCADE")
         pg_server.execute(f"DROP ROLE {role}")

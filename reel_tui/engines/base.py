@@ -20,6 +20,13 @@ also implement :meth:`Engine.cached_copies`, :meth:`Engine.drop_cached` and,
 when work is left after a rewind (dropping the replaced content, preparing
 the next spare copy), :meth:`Engine.maintain`, which the caller runs after
 the job has finished, on a thread or in a detached process.
+
+Engines with snapshots (named copies of the target's current state, kept
+like cached copies but never evicted) implement :meth:`Engine.snapshot`,
+:meth:`Engine.rename_snapshot` and :meth:`Engine.delete_snapshot`; they list
+them, and the undo copy, among :meth:`Engine.cached_copies` (see
+:attr:`reel_tui.cache.CachedCopy.kind`). A rewind to a :class:`Source` with
+``stored`` set swaps that copy in (warm) instead of loading a dump.
 """
 
 from __future__ import annotations
@@ -95,6 +102,10 @@ class Engine(ABC):
     accepts: ClassVar[frozenset[Flavor]]
     """Dump flavors this engine loads; others are refused before anything changes."""
     accepts_containers: ClassVar[frozenset[str]] = frozenset({"sql"})
+    takes_snapshots: ClassVar[bool] = False
+    """Implements :meth:`snapshot` (see the module doc)."""
+    keeps_undo: ClassVar[bool] = False
+    """Keeps the state a rewind replaced as the undo copy (``@undo``)."""
 
     cache_index: CacheIndex | None = None
     """Lent by the job queue: remembered dump digests and the copies seen; None: no cache."""
@@ -139,6 +150,35 @@ class Engine(ABC):
 
     def maintain(self, log: Callable[[str], None]) -> None:  # noqa: B027 - optional
         """The work a rewind left for afterwards; safe beside a running rewind."""
+
+    def snapshot(self, name: str, ctx: RewindContext) -> None:
+        """Keep a copy of the target's current state as snapshot ``name`` (a job, like a
+        rewind: locked, cancellable; a failed or cancelled one leaves nothing behind).
+
+        Raises:
+            RewindError: no such feature here, a snapshot of that name exists, …
+        """
+        raise RewindError(f"{self.driver} apps cannot take snapshots yet", code="refused")
+
+    def rename_snapshot(self, old: str, new: str, log: Callable[[str], None]) -> CachedCopy:
+        """Rename snapshot ``old`` to ``new`` under the target's lock; the renamed copy.
+
+        Raises:
+            RewindError: no snapshot ``old``, or one named ``new`` exists.
+        """
+        raise RewindError(f"{self.driver} apps have no snapshots", code="refused")
+
+    def delete_snapshot(self, name: str, log: Callable[[str], None]) -> CachedCopy:
+        """Drop snapshot ``name`` under the target's lock; the dropped copy.
+
+        Raises:
+            RewindError: no snapshot of that name.
+        """
+        raise RewindError(f"{self.driver} apps have no snapshots", code="refused")
+
+    def stored_copy(self, key: str) -> CachedCopy | None:
+        """The snapshot or undo copy with this key, as found where it lives."""
+        return next((c for c in self.cached_copies() if c.key == key), None)
 
 
 _AUTH_HINTS = (

@@ -22,17 +22,19 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import pymysql
 
-from reel_tui.cache import CachedCopy
+from reel_tui.cache import UNDO_KEY, CachedCopy, snapshot_key
 from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import mysql_cache, mysql_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
+from reel_tui.engines.mysql_objects import definitions
 from reel_tui.engines.mysql_swap import Names, query
-from reel_tui.engines.mysql_warm import MyWarm, drop_all, maintain
+from reel_tui.engines.mysql_warm import MyWarm, drop_all, maintain, target_locked
 from reel_tui.sources import Source
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class MysqlEngine(Engine):
     driver = "mysql"
     accepts = frozenset({"mysql", "sql"})
     accepts_containers = frozenset({"sql"})
+    takes_snapshots = True
+    keeps_undo = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
@@ -161,13 +165,18 @@ class MysqlEngine(Engine):
         )
         options = f" CHARACTER SET {charset[0][0]} COLLATE {charset[0][1]}" if charset else ""
         warm = MyWarm(self.app, self.cache_index, admin)
-        warm.start(source)
-        template = warm.find()
+        stored = self._stored(admin, source, ctx)
+        if stored is None:
+            warm.start(source)
+        template = warm.find() if stored is None else None
         query(admin, f"CREATE DATABASE {ident(names.staging)}{options}")
         try:
             mysql_swap.create_journal(admin, names.staging)
             mysql_swap.write_journal(admin, names.staging, mysql_swap.Plan())
-            if template is not None:
+            if stored is not None:
+                self._stage_stored(admin, stored, names, ctx)
+                new, database_options = stored.definitions, stored.database_options
+            elif template is not None:
                 warm.stage(names, template, ctx)
                 new, database_options = template.definitions, template.database_options
             else:
@@ -175,13 +184,194 @@ class MysqlEngine(Engine):
                 new, database_options = None, self._load(source, names.staging, ctx, admin)
             ctx.progress(phase="swapping")
             plan = mysql_swap.prepare(admin, names, database_options, new)
-            mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled)
+            undo = self.app.undo and warm.retention.enabled
+            mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled or undo)
         except BaseException:
+            if stored is not None and stored.key == UNDO_KEY:
+                self._give_back(admin, stored, names, ctx)
             self._drop_staging(admin, names, ctx)
             raise
+        if undo:
+            self._keep_undo(admin, names, plan, source.name, ctx)
         if warm.enabled:
-            warm.after_swap(names, source, template, ctx)
-            self.maintenance_due = True
+            warm.after_swap(names, source, template or stored, ctx)
+        self.maintenance_due = warm.enabled or undo
+
+    def _stage_stored(
+        self, admin: Connection, stored: mysql_cache.Template, names: Names, ctx: RewindContext
+    ) -> None:
+        """The undo copy's tables move into staging (one RENAME TABLE); a snapshot's are
+        copied (it stays for next time)."""
+        started = time.monotonic()
+        if stored.key == UNDO_KEY:
+            mysql_cache.take_undo(admin, stored, names.staging)
+            ctx.log(f"took the undo copy's tables ({time.monotonic() - started:.2f} s)")
+            return
+        ctx.progress(phase="preparing", detail="copying the snapshot")
+        mysql_cache.copy_tables(admin, stored.name, names.staging, stored.tables,
+                                ctx.check_cancelled)  # fmt: skip
+        ctx.log(f"copied {stored.name} in {time.monotonic() - started:.2f} s")
+
+    def _give_back(
+        self, admin: Connection, undo: mysql_cache.Template, names: Names, ctx: RewindContext
+    ) -> None:
+        """After a failed undo: the tables are the undo copy's again."""
+        try:
+            if admin.open and mysql_swap.schema_exists(admin, names.staging):
+                plan = mysql_swap.read_journal(admin, names.staging)
+                if plan is not None and plan.state in ("swapping", "renamed"):
+                    return  # the swap's own handling (or the next run) decides
+                mysql_cache.give_back(admin, undo, names.staging)
+                ctx.log(f"{undo.name} holds the undo copy again; {names.target} is unchanged")
+        except pymysql.Error as exc:
+            ctx.log(f"could not give the undo copy back: {message(exc)}", "warning")
+
+    def _keep_undo(
+        self, admin: Connection, names: Names, plan: mysql_swap.Plan, what: str,
+        ctx: RewindContext,
+    ) -> None:  # fmt: skip
+        """The replaced tables and objects become the undo copy (else go to the trash)."""
+        if not plan.target_existed:  # nothing was replaced
+            with contextlib.suppress(pymysql.Error):
+                mysql_swap.drop_schema(admin, names.old)
+            return
+        try:
+            trash = mysql_cache.keep_undo(admin, names.target, names.old, plan.old_definitions,
+                                          f"before {what}")  # fmt: skip
+        except (pymysql.Error, mysql_cache.NotOurs) as exc:
+            why = message(exc) if isinstance(exc, pymysql.Error) else str(exc)
+            ctx.log(f"no undo copy kept: {why}", "warning")
+            with contextlib.suppress(pymysql.Error):
+                mysql_cache.trash_tables(admin, names.target, names.old)
+            return
+        ctx.log(f"kept the replaced state as the undo copy ({mysql_cache.undo_name(names.target)};"
+                " reel-tui --undo swaps it back)")  # fmt: skip
+        if trash is not None:
+            ctx.log(f"the previous undo copy ({trash}) is dropped in the background")
+        self._record(admin)
+
+    def _stored(
+        self, admin: Connection, source: Source, ctx: RewindContext
+    ) -> mysql_cache.Template | None:
+        """The snapshot ``source`` names; None for a dump."""
+        if source.stored is None:
+            return None
+        found = next((s for s in mysql_cache.snapshots(admin, self.app.database)
+                      if s.key == source.stored), None)  # fmt: skip
+        if found is None:
+            raise RewindError(f"{source.name} is gone (deleted meanwhile?); nothing was changed")
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found.created))
+        ctx.log(f"swapping in {source.name} ({found.name}, taken {taken}): no load")
+        return found
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def snapshot(self, name: str, ctx: RewindContext) -> None:
+        ctx.progress(phase="connecting")
+        admin = connect(self.app)
+        with self._guard:
+            self._loading_ids.append(admin.thread_id())  # a cancel stops the copy
+        try:
+            query(admin, f"SET SESSION lock_wait_timeout = {mysql_swap.LOCK_WAIT}")
+            self._snapshot(admin, name, ctx)
+        except pymysql.Error as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"{self.app.target}: {message(exc)}") from None
+        finally:
+            with self._guard:
+                self._loading_ids = []
+            admin.close()
+
+    def _snapshot(self, admin: Connection, name: str, ctx: RewindContext) -> None:
+        target = self.app.database
+        names = Names.of(target)
+        mysql_swap.get_lock(admin, target, ctx)
+        mysql_swap.recover(admin, names, ctx)
+        ctx.progress(phase="preparing")
+        if not mysql_swap.schema_exists(admin, target):
+            raise RewindError(f"nothing to snapshot: database {target} does not exist",
+                              code="refused")  # fmt: skip
+        key = snapshot_key(name)
+        if any(s.key == key for s in mysql_cache.snapshots(admin, target)):
+            raise RewindError(f"a snapshot named {name!r} exists already: delete or rename "
+                              "it first", code="refused")  # fmt: skip
+        schema = mysql_cache.snapshot_schema(target)
+        tables = mysql_cache.data_tables(admin, target)
+        kept = definitions(admin, target, target, target)
+        ctx.progress(phase="loading", detail=f"copying {target}")
+        ctx.check_cancelled()
+        started = time.monotonic()
+        mysql_cache.create_schema(admin, schema, target)
+        try:
+            mysql_cache.mark(admin, schema, kind="building", target=target, key=key)
+            mysql_cache.copy_locked(admin, target, schema, tables, ctx.check_cancelled)
+            ctx.check_cancelled()
+            now = time.time()
+            mysql_cache.mark(admin, schema, exists=True, kind="snapshot", target=target, key=key,
+                             source=f"@{name}", created=now, used=now, tables=tables,
+                             definitions=[asdict(d) for d in kept])  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(pymysql.Error):  # made just now: ours to drop
+                mysql_swap.drop_schema(admin, schema)
+            raise
+        ctx.log(f"snapshot @{name} taken: {schema}, {len(tables)} tables, "
+                f"{mysql_cache.schema_bytes(admin, schema):,} bytes, "
+                f"{time.monotonic() - started:.2f} s")  # fmt: skip
+        self._record(admin)
+
+    def rename_snapshot(self, old: str, new: str, log: Callable[[str], None]) -> CachedCopy:
+        def rename(admin: Connection) -> CachedCopy:
+            found = self._find_snapshot(admin, old)
+            if any(s.key == snapshot_key(new)
+                   for s in mysql_cache.snapshots(admin, self.app.database)):  # fmt: skip
+                raise RewindError(f"a snapshot named {new!r} exists already", code="refused")
+            marker = mysql_cache.read_marker(admin, found.name)
+            assert marker is not None
+            mysql_cache.mark(admin, found.name, exists=True, **{**marker.entry,
+                             "key": snapshot_key(new), "source": f"@{new}"})  # fmt: skip
+            log(f"renamed snapshot @{old} to @{new}")
+            return _as_copy(found)
+
+        return self._locked(rename)
+
+    def delete_snapshot(self, name: str, log: Callable[[str], None]) -> CachedCopy:
+        def delete(admin: Connection) -> CachedCopy:
+            found = self._find_snapshot(admin, name)
+            mysql_cache.drop_ours(admin, found.name, self.app.database)
+            log(f"deleted snapshot @{name} ({found.name}, {found.bytes:,} bytes freed)")
+            return _as_copy(found)
+
+        return self._locked(delete)
+
+    def _find_snapshot(self, admin: Connection, name: str) -> mysql_cache.Template:
+        found = [s for s in mysql_cache.snapshots(admin, self.app.database) if s.key != UNDO_KEY]
+        match = next((s for s in found if s.key == snapshot_key(name)), None)
+        if match is None:
+            listed = ", ".join(s.source for s in found) if found else "it has none"
+            raise RewindError(f"no snapshot named @{name} of {self.app.target} ({listed})",
+                              code="refused")  # fmt: skip
+        return match
+
+    def _locked(self, change: Callable[[Connection], CachedCopy]) -> CachedCopy:
+        """Run ``change`` under the target's lock; record the copies afterwards."""
+        admin = connect(self.app)
+        try:
+            with target_locked(self.app, admin):
+                copy = change(admin)
+            self._record(admin)
+            return copy
+        except TimeoutError as exc:
+            raise RewindError(str(exc), code="busy") from None
+        except pymysql.Error as exc:
+            raise RewindError(f"{where(self.app)}: {message(exc)}") from None
+        finally:
+            admin.close()
+
+    def _record(self, admin: Connection) -> None:
+        if self.cache_index is not None:
+            self.cache_index.record_copies(
+                self.app.target_key, mysql_cache.copies(admin, self.app.database)
+            )
 
     def _load(self, source: Source, staging: str, ctx: RewindContext, admin: Connection) -> str:
         from reel_tui.engines.mysql_loader import ScriptLoader
@@ -233,6 +423,11 @@ class MysqlEngine(Engine):
         except pymysql.Error as exc:
             ctx.log(f"could not drop {names.staging} ({message(exc)}); the next run will",
                     "warning")  # fmt: skip
+
+
+def _as_copy(snapshot: mysql_cache.Template) -> CachedCopy:
+    return CachedCopy(snapshot.key, snapshot.source, snapshot.name, snapshot.bytes,
+                      snapshot.created, snapshot.used)  # fmt: skip
 
 
 def _describer(source: Source) -> Callable[[Sent, str], str]:

@@ -17,6 +17,16 @@ key, ``T`` the target):
   before the swap would cost the cold rewind about half a load) and moves the
   tables into the template.
 * ``T__reel_trash_<n>``: the tables a swap replaced, dropped in the background.
+* ``T__reel_undo``, the *undo copy*: the tables the last swap replaced (moved
+  there instead of the trash) with the replaced content's objects as
+  definitions in its marker. An undo moves its tables into the staging schema
+  (one RENAME TABLE) and back if the undo fails; the state it replaces becomes
+  the next undo copy. The previous undo copy goes to the trash.
+* ``T__reel_snap_<random>``, a *snapshot*: a copy of the target's tables, its
+  objects kept as definitions in its marker as for a template, the user's name
+  in the marker. Copied under ``LOCK TABLES … READ`` (the application's writes
+  wait meanwhile), so the copy is one state of all tables. Rewinding to it
+  copies its tables into the staging schema. Never evicted.
 
 Each schema says what it is in a small marker table, :data:`MARKER` (one JSON
 row: kind, target, key, …): portable to MySQL 8, which has no schema
@@ -36,20 +46,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pymysql
 
-from reel_tui.cache import CachedCopy, copies_of, short
+from reel_tui.cache import UNDO_KEY, CachedCopy, copies_of, short
 from reel_tui.engines.base import RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
 from reel_tui.engines.mysql_swap import JOURNAL, derived_name, drop_schema, lock_name
 
 MARKER = "__reel_cache"
-COMPLETE = ("cache", "spare", "request", "trash")
+COMPLETE = ("cache", "spare", "request", "trash", "snapshot", "undo")
 """Marker kinds of schemas that are what they say; others ("building", "prep", "taken")
 are unfinished work of a worker or rewind that was killed."""
 
@@ -168,25 +179,91 @@ def data_tables(conn: Connection, schema: str) -> list[str]:
 
 def templates(conn: Connection, target: str) -> list[Template]:
     """The target's cached copies, most recently used first."""
-    found = []
-    for schema in marked(conn, target):
-        if schema.kind != "cache" or schema.name != cache_name(target, schema.key):
-            continue
-        e = schema.entry
-        found.append(
-            Template(
-                schema.name,
-                schema.key,
-                str(e.get("source", "?")),
-                float(e.get("created", 0)),
-                float(e.get("used", 0)),  # type: ignore[arg-type]
-                schema.bytes,
-                [str(t) for t in e.get("tables", [])],  # type: ignore[attr-defined]
-                [Definition(**d) for d in e.get("definitions", [])],  # type: ignore[attr-defined]
-                str(e.get("database_options", "")),
-            )
-        )
+    found = [
+        _template(schema)
+        for schema in marked(conn, target)
+        if schema.kind == "cache" and schema.name == cache_name(target, schema.key)
+    ]
     return sorted(found, key=lambda t: t.used, reverse=True)
+
+
+def snapshots(conn: Connection, target: str) -> list[Template]:
+    """The target's snapshots and undo copy (shaped as templates: tables and definitions)."""
+    return [
+        _template(schema)
+        for schema in marked(conn, target)
+        if schema.kind == "snapshot" or (schema.kind == "undo" and schema.name == undo_name(target))
+    ]
+
+
+def undo_name(target: str) -> str:
+    return derived_name(target, "undo")
+
+
+def keep_undo(
+    conn: Connection, target: str, old: str, kept: list[Definition], what: str
+) -> str | None:
+    """Make the tables a swap replaced (in ``old``) the undo copy, with the replaced
+    content's objects as definitions; the previous copy goes to the trash (its name, or
+    None). ``old`` is dropped.
+
+    Raises:
+        NotOurs: a schema named like the undo copy that reel-tui did not make.
+    """
+    name = undo_name(target)
+    trash = None
+    if query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)):
+        previous = read_marker(conn, name)
+        if previous is None or previous.entry.get("target") != target:
+            raise NotOurs(f"database {name} exists but was not made by reel-tui; rename or "
+                          "drop it to let reel-tui keep the undo copy under that name")  # fmt: skip
+        trash = trash_tables(conn, target, name)
+    tables = data_tables(conn, old)
+    create_schema(conn, name, old)
+    mark(conn, name, kind="building", target=target, key=UNDO_KEY)
+    move_tables(conn, old, name, tables)
+    drop_schema(conn, old)
+    now = time.time()
+    mark(conn, name, exists=True, kind="undo", target=target, key=UNDO_KEY, source=what,
+         created=now, used=now, tables=tables, definitions=[asdict(d) for d in kept])  # fmt: skip
+    return trash
+
+
+def take_undo(conn: Connection, undo: Template, staging: str) -> None:
+    """Move the undo copy's tables into ``staging`` (its marker says "taken" first: a run
+    killed meanwhile leaves a schema the background drops)."""
+    marker = read_marker(conn, undo.name)
+    assert marker is not None
+    mark(conn, undo.name, exists=True, **{**marker.entry, "kind": "taken"})
+    move_tables(conn, undo.name, staging, undo.tables)
+
+
+def give_back(conn: Connection, undo: Template, staging: str) -> None:
+    """An undo that did not finish: the tables go back to the undo copy."""
+    move_tables(conn, staging, undo.name, [t for t in undo.tables
+                                           if t in data_tables(conn, staging)])  # fmt: skip
+    marker = read_marker(conn, undo.name)
+    assert marker is not None
+    mark(conn, undo.name, exists=True, **{**marker.entry, "kind": "undo"})
+
+
+def _template(schema: Marked) -> Template:
+    e = schema.entry
+    return Template(
+        schema.name,
+        schema.key,
+        str(e.get("source", "?")),
+        float(e.get("created", 0)),  # type: ignore[arg-type]
+        float(e.get("used", 0)),  # type: ignore[arg-type]
+        schema.bytes,
+        [str(t) for t in e.get("tables", [])],  # type: ignore[attr-defined]
+        [Definition(**d) for d in e.get("definitions", [])],  # type: ignore[attr-defined]
+        str(e.get("database_options", "")),
+    )
+
+
+def snapshot_schema(target: str) -> str:
+    return derived_name(target, f"snap_{secrets.token_hex(6)}")
 
 
 def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
@@ -199,8 +276,11 @@ def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
 
 
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
-    """The target's cached copies as the cache module describes them (spare bytes included)."""
-    return copies_of(templates(conn, target), spares(conn, target))
+    """The target's cached copies as the cache module describes them (spare bytes
+    included), and its snapshots."""
+    return copies_of(templates(conn, target), spares(conn, target)) + copies_of(
+        snapshots(conn, target), {}
+    )
 
 
 def touch(conn: Connection, template: Template, target: str) -> None:
@@ -278,6 +358,42 @@ def copy_tables(
                 f"INSERT INTO {ident(dest)}.{ident(table)} ({columns}) "
                 f"SELECT {columns} FROM {ident(source)}.{ident(table)}",
             )
+    finally:
+        query(conn, "USE information_schema")
+        query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)
+
+
+def copy_locked(
+    conn: Connection, source: str, dest: str, names: list[str], check: Callable[[], None]
+) -> None:
+    """Copy tables ``names`` of the live schema ``source`` into ``dest`` as one state: the
+    tables are created first, then copied under ``LOCK TABLES source.… READ`` (writers
+    wait until the copy is done, readers do not)."""
+    saved = query(
+        conn, "SELECT @@SESSION.foreign_key_checks, @@SESSION.unique_checks, @@SESSION.sql_mode"
+    )[0]
+    query(conn, "SET SESSION foreign_key_checks = 0, unique_checks = 0, "
+                "sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'")  # fmt: skip
+    try:
+        query(conn, f"USE {ident(dest)}")
+        for table in names:
+            check()
+            create = query(conn, f"SHOW CREATE TABLE {ident(source)}.{ident(table)}")[0][1]
+            query(conn, create)
+        columns = {table: ", ".join(ident(c) for c in _stored_columns(conn, source, table))
+                   for table in names}  # fmt: skip
+        if names:
+            query(conn, "LOCK TABLES " + ", ".join(
+                [f"{ident(source)}.{ident(t)} READ" for t in names]
+                + [f"{ident(dest)}.{ident(t)} WRITE" for t in names]))  # fmt: skip
+        try:
+            for table in names:
+                check()
+                listed = columns[table]
+                query(conn, f"INSERT INTO {ident(dest)}.{ident(table)} ({listed}) "
+                            f"SELECT {listed} FROM {ident(source)}.{ident(table)}")  # fmt: skip
+        finally:
+            query(conn, "UNLOCK TABLES")
     finally:
         query(conn, "USE information_schema")
         query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)

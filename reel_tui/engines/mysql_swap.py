@@ -81,6 +81,8 @@ class Plan:
     old_views: list[str] = field(default_factory=list)
     database_options: str = ""
     target_existed: bool = True
+    old_definitions: list[Definition] = field(default_factory=list)
+    """All of T's objects before the swap: what the undo copy must recreate."""
 
     def dump(self) -> str:
         entry = asdict(self)
@@ -95,6 +97,7 @@ class Plan:
         plan.old_triggers = [Definition(**d) for d in entry.get("old_triggers", [])]
         plan.old_views_in_the_way = [Definition(**d) for d in entry.get("old_views_in_the_way", [])]
         plan.old_routines = [tuple(r) for r in entry.get("old_routines", [])]  # type: ignore[misc]
+        plan.old_definitions = [Definition(**d) for d in entry.get("old_definitions", [])]
         return plan
 
 
@@ -160,6 +163,7 @@ def prepare(
     plan.target_existed = schema_exists(conn, names.target)
     if plan.target_existed:
         old = definitions(conn, names.target, names.target, names.target)
+        plan.old_definitions = old
         plan.old_tables = tables(conn, names.target)
         plan.old_triggers = [d for d in old if d.kind == "trigger"]
         plan.old_views_in_the_way = [d for d in old

@@ -283,7 +283,7 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
         return
     try:
         for copy, why in dropping:
-            drop_copy(admin, target, copy.key)
+            drop_copy(admin, target, copy)
             log(why)
         for copy in extra_spares:
             mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, copy.key), target)
@@ -291,10 +291,14 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
         mysql_cache.release_target_lock(admin, target)
 
 
-def drop_copy(admin: Connection, target: str, key: str) -> None:
-    """Drop the template and the spare of ``key`` (the caller holds the target's lock)."""
-    mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, key), target)
-    mysql_cache.drop_ours(admin, mysql_cache.cache_name(target, key), target)
+def drop_copy(admin: Connection, target: str, copy: CachedCopy) -> None:
+    """Drop a snapshot, or the template and the spare of a cached dump (the caller holds
+    the target's lock)."""
+    if copy.kind != "cache":
+        mysql_cache.drop_ours(admin, copy.name, target)
+        return
+    mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, copy.key), target)
+    mysql_cache.drop_ours(admin, mysql_cache.cache_name(target, copy.key), target)
 
 
 def drop_all(
@@ -304,25 +308,39 @@ def drop_all(
     log: Callable[[str], None],
     timeout: float = 30.0,
 ) -> list[CachedCopy]:
-    """Drop the target's copies (those of ``keys``; all, and pending requests, when None),
-    waiting for a running rewind of the target to finish first (up to ``timeout``)."""
+    """Drop the target's copies (those of ``keys``; all but snapshots, and pending requests,
+    when None), waiting for a running rewind of the target to finish first (up to
+    ``timeout``)."""
     target = app.database
+    with target_locked(app, admin, timeout):
+        dropped = [c for c in mysql_cache.copies(admin, target)
+                   if (c.key in keys if keys is not None else c.kind != "snapshot")]  # fmt: skip
+        for copy in dropped:
+            drop_copy(admin, target, copy)
+            log(f"dropped the cached copy of {copy.source} ({copy.name})")
+        if keys is None:
+            for schema in mysql_cache.marked(admin, target):
+                if schema.kind != "snapshot":
+                    drop_schema(admin, schema.name)
+        return dropped
+
+
+@contextlib.contextmanager
+def target_locked(app: AppConfig, admin: Connection, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the target's lock, waiting up to ``timeout`` for a running rewind.
+
+    Raises:
+        TimeoutError: the rewind is still running.
+    """
     deadline = time.monotonic() + timeout
-    while not mysql_cache.try_target_lock(admin, target):
+    while not mysql_cache.try_target_lock(admin, app.database):
         if time.monotonic() > deadline:
             raise TimeoutError(f"a rewind of {app.target} is still running")
         time.sleep(0.2)
     try:
-        dropped = [c for c in mysql_cache.copies(admin, target) if keys is None or c.key in keys]
-        for copy in dropped:
-            drop_copy(admin, target, copy.key)
-            log(f"dropped the cached copy of {copy.source} ({copy.name})")
-        if keys is None:
-            for schema in mysql_cache.marked(admin, target):
-                drop_schema(admin, schema.name)
-        return dropped
+        yield
     finally:
-        mysql_cache.release_target_lock(admin, target)
+        mysql_cache.release_target_lock(admin, app.database)
 
 
 class _Quiet:

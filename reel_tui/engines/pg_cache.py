@@ -13,6 +13,14 @@ Per cached dump (``K`` the short cache key, ``T`` the target):
   the staging name and swaps it in: two renames, whatever the size.
 * ``T__reel_trash_<n>``: what a swap replaced, renamed aside so the rewind
   need not wait for ``DROP DATABASE``; the background drops it.
+* ``T__reel_undo``, the *undo copy*: what the last swap replaced, kept (by a
+  rename, instead of the trash) while the app keeps one (``undo``); an undo
+  renames it back in as the staging database, so the state it replaces
+  becomes the next undo copy. One per target; the previous one goes to the trash.
+* ``T__reel_snap_<random>``, a *snapshot*: a copy of the target made with
+  ``CREATE DATABASE … TEMPLATE``, closed to connections; its name (the user's)
+  is in its comment, so a rename rewrites only the comment. Rewinding to it
+  clones it as the staging database. Never evicted.
 
 Copies are found by their comments, not their names, so a database a user
 named like ours is never taken for one. Who may do what:
@@ -28,13 +36,14 @@ named like ours is never taken for one. Who may do what:
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2
 
-from reel_tui.cache import CachedCopy, copies_of, short
+from reel_tui.cache import UNDO_KEY, CachedCopy, copies_of, short, snapshot_key
 from reel_tui.engines.pg_conn import Connection, ident, literal
 from reel_tui.engines.pg_database import DatabaseInfo
 from reel_tui.engines.pg_swap import LOCK_CLASS, derived_name, drop
@@ -43,7 +52,9 @@ CACHE_PREFIX = "reel-tui cache: "
 SPARE_PREFIX = "reel-tui spare: "
 TRASH_PREFIX = "reel-tui trash: "
 PREP_PREFIX = "reel-tui prep: "
-OURS = (CACHE_PREFIX, SPARE_PREFIX, TRASH_PREFIX, PREP_PREFIX)
+SNAPSHOT_PREFIX = "reel-tui snapshot: "
+UNDO_PREFIX = "reel-tui undo: "
+OURS = (CACHE_PREFIX, SPARE_PREFIX, TRASH_PREFIX, PREP_PREFIX, SNAPSHOT_PREFIX, UNDO_PREFIX)
 
 
 class NotOurs(Exception):
@@ -137,8 +148,106 @@ def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
 
 
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
-    """The target's cached copies as the cache module describes them (spare bytes included)."""
-    return copies_of(templates(conn, target), spares(conn, target))
+    """The target's cached copies as the cache module describes them (spare bytes included),
+    its snapshots and its undo copy."""
+    return copies_of(templates(conn, target), spares(conn, target)) + stored(conn, target)
+
+
+def stored(conn: Connection, target: str) -> list[CachedCopy]:
+    """The target's snapshots and undo copy."""
+    found = []
+    for prefix in (SNAPSHOT_PREFIX, UNDO_PREFIX):
+        for name, entry, size in _marked(conn, prefix, target):
+            found.append(CachedCopy(str(entry.get("key")), str(entry.get("source", "?")), name,
+                                    size, float(entry.get("created", 0)),  # type: ignore[arg-type]
+                                    float(entry.get("used", 0))))  # type: ignore[arg-type]  # fmt: skip
+    return found
+
+
+def undo_name(target: str) -> str:
+    return derived_name(target, "undo")
+
+
+def new_snapshot_name(target: str) -> str:
+    return derived_name(target, f"snap_{secrets.token_hex(6)}")
+
+
+def mark_snapshot(conn: Connection, target: str, database: str, name: str) -> None:
+    """Say what the just-made copy ``database`` is, and close it to connections (a session
+    on it would block cloning from it)."""
+    now = time.time()
+    comment = _comment(SNAPSHOT_PREFIX, target=target, key=snapshot_key(name),
+                       source=f"@{name}", created=now, used=now)  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(f"COMMENT ON DATABASE {ident(database)} IS {literal(comment)}")
+        cur.execute(f"ALTER DATABASE {ident(database)} ALLOW_CONNECTIONS false")
+        cur.execute("COMMIT")
+
+
+def rename_snapshot(conn: Connection, target: str, copy: CachedCopy, new: str) -> None:
+    comment = _comment(SNAPSHOT_PREFIX, target=target, key=snapshot_key(new), source=f"@{new}",
+                       created=copy.created, used=copy.used)  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute(f"COMMENT ON DATABASE {ident(copy.name)} IS {literal(comment)}")
+
+
+def undo_comment(target: str, what: str) -> str:
+    now = time.time()
+    return _comment(UNDO_PREFIX, target=target, key=UNDO_KEY, source=what, created=now, used=now)
+
+
+def keep_undo(conn: Connection, target: str, old: str, what: str) -> str | None:
+    """Make the content a swap replaced (``old``) the undo copy; the previous undo copy goes
+    to the trash. The trash name, or None when there was no previous copy.
+
+    Raises:
+        NotOurs: a database named like the undo copy that reel-tui did not make.
+    """
+    name = undo_name(target)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        )
+        row = cur.fetchone()
+    if row is not None and not (row[0] or "").startswith(UNDO_PREFIX):
+        raise NotOurs(f"database {name} exists but was not made by reel-tui; rename or drop it "
+                      "to let reel-tui keep the undo copy under that name")  # fmt: skip
+    trashed = derived_name(target, f"trash_{time.time_ns() // 1000}") if row else None
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        if trashed is not None:
+            cur.execute(f"ALTER DATABASE {ident(name)} RENAME TO {ident(trashed)}")
+            mark = _comment(TRASH_PREFIX, target=target, time=time.time())
+            cur.execute(f"COMMENT ON DATABASE {ident(trashed)} IS {literal(mark)}")
+        cur.execute(f"ALTER DATABASE {ident(old)} RENAME TO {ident(name)}")
+        cur.execute(f"COMMENT ON DATABASE {ident(name)} IS {literal(undo_comment(target, what))}")
+        cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS false")
+        cur.execute("COMMIT")
+    return trashed
+
+
+def take_undo(conn: Connection, copy: CachedCopy, staging: str, journal: str) -> None:
+    """Rename the undo copy to ``staging`` with the run's journal, which says how to put it
+    back (see :func:`give_back`) if the rewind does not finish."""
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(f"ALTER DATABASE {ident(copy.name)} RENAME TO {ident(staging)}")
+        cur.execute(f"COMMENT ON DATABASE {ident(staging)} IS {literal(journal)}")
+        cur.execute(f"ALTER DATABASE {ident(staging)} ALLOW_CONNECTIONS true")
+        cur.execute("COMMIT")
+
+
+def give_back(conn: Connection, staging: str, name: str, comment: str) -> None:
+    """A rewind from the undo copy did not finish: its staging database is the undo copy
+    again, under its name (a staging database is never dropped when it holds the undo)."""
+    with conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(f"ALTER DATABASE {ident(staging)} RENAME TO {ident(name)}")
+        cur.execute(f"COMMENT ON DATABASE {ident(name)} IS {literal(comment)}")
+        cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS false")
+        cur.execute("COMMIT")
 
 
 def fits(template: Template, like: DatabaseInfo | None) -> bool:
@@ -304,7 +413,11 @@ def make_spare(
             f"({time.monotonic() - started:.2f} s)")  # fmt: skip
 
 
-def drop_copy(conn: Connection, target: str, key: str) -> None:
-    """Drop the template and the spare of ``key`` (the caller holds the target's lock)."""
-    drop_ours(conn, spare_name(target, key))
-    drop_ours(conn, cache_name(target, key))
+def drop_copy(conn: Connection, target: str, copy: CachedCopy) -> None:
+    """Drop a snapshot or the undo copy, or the template and the spare of a cached dump
+    (the caller holds the target's lock)."""
+    if copy.kind != "cache":
+        drop_ours(conn, copy.name)
+        return
+    drop_ours(conn, spare_name(target, copy.key))
+    drop_ours(conn, cache_name(target, copy.key))

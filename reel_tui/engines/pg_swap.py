@@ -198,12 +198,30 @@ def recover(
         )
     if staging is not None:
         if staging.get("state") == "swapping" and exists(conn, names.target):
-            _allow_connections(conn, names.target, bool(staging.get("allow_connections", True)))
+            allow_connections(conn, names.target, bool(staging.get("allow_connections", True)))
             ctx.log(f"rolled back an interrupted swap: {names.target} accepts connections "
                     "again", "warning")  # fmt: skip
+        if _give_back(conn, names, staging):
+            ctx.log(f"{names.staging}, left by an interrupted run, held the undo copy: it is "
+                    f"{staging['restore_as']} again", "warning")  # fmt: skip
+            return
         drop(conn, names.staging)
         ctx.log(f"dropped staging database {names.staging} left by an interrupted run "
                 f"(pid {staging.get('pid')} on {staging.get('host')})", "warning")  # fmt: skip
+
+
+def _give_back(conn: Connection, names: Names, journal: dict[str, object]) -> bool:
+    """A staging database taken from the undo copy (its journal says ``restore_as``) is
+    renamed back instead of dropped; False when the journal does not say so."""
+    name, comment = journal.get("restore_as"), journal.get("restore_comment")
+    if not (isinstance(name, str) and isinstance(comment, str)) or exists(conn, name):
+        return False
+    _in_transaction(conn, [
+        f"ALTER DATABASE {ident(names.staging)} RENAME TO {ident(name)}",
+        f"COMMENT ON DATABASE {ident(name)} IS {literal(comment)}",
+        f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS false",
+    ])  # fmt: skip
+    return True
 
 
 FIRST_NORMAL_OID = 16384
@@ -258,6 +276,7 @@ def swap(
     reconnect: Callable[[], Connection],
     *,
     keep_old: bool = False,
+    journal_extra: dict[str, object] | None = None,
 ) -> bool:
     """Put the loaded staging database in the target's place (see the module doc).
 
@@ -265,6 +284,8 @@ def swap(
     into the target at once if ``conn`` is lost halfway. With ``keep_old``, the
     previous content is left as ``names.old`` for the caller to deal with (step 5
     is skipped); returns whether it is there (after a lost connection it may not be).
+    ``journal_extra`` goes into the staging database's journal (how to give back an
+    undo copy taken as staging, see :func:`recover`).
     """
     if old is None:
         with ctx.swap():
@@ -275,15 +296,15 @@ def swap(
         ctx.log(f"created {names.target}")
         return False
     journal = journal_comment(names, "swapping", allow_connections=old.allow_connections,
-                              session=session(conn))  # fmt: skip
+                              session=session(conn), **(journal_extra or {}))  # fmt: skip
     write_journal(conn, names.staging, journal)
     with ctx.swap():
         started = time.monotonic()
-        _allow_connections(conn, names.target, False)
+        allow_connections(conn, names.target, False)
         xid: list[int] = []
         reconnected = False
         try:
-            _end_sessions(conn, names.target, ctx)
+            end_sessions(conn, names.target, ctx)
             _in_transaction(conn, [
                 f"SET LOCAL lock_timeout = '{int(LOCK_WAIT)}s'",
                 f"ALTER DATABASE {ident(names.target)} RENAME TO {ident(names.old)}",
@@ -380,11 +401,11 @@ def _reopen(
     """After a failed swap: the target accepts connections again (the journal says if not)."""
     try:
         if not conn.closed:
-            _allow_connections(conn, names.target, allow)
+            allow_connections(conn, names.target, allow)
             return
         fresh = reconnect()
         try:
-            _allow_connections(fresh, names.target, allow)
+            allow_connections(fresh, names.target, allow)
         finally:
             fresh.close()
     except (psycopg2.Error, RewindError) as exc:
@@ -392,7 +413,7 @@ def _reopen(
                 "the next rewind will", "error")  # fmt: skip
 
 
-def _end_sessions(conn: Connection, name: str, ctx: RewindContext) -> None:
+def end_sessions(conn: Connection, name: str, ctx: RewindContext) -> None:
     """List the sessions on ``name`` in the log and end them; RewindError if they stay."""
     deadline = time.monotonic() + SESSION_TIMEOUT
     logged: set[int] = set()
@@ -429,7 +450,7 @@ def _end_sessions(conn: Connection, name: str, ctx: RewindContext) -> None:
             time.sleep(0.02)
 
 
-def _allow_connections(conn: Connection, name: str, allow: bool) -> None:
+def allow_connections(conn: Connection, name: str, allow: bool) -> None:
     with conn.cursor() as cur:
         cur.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS {str(allow).lower()}")
 

@@ -9,7 +9,8 @@ interrupted warm rewind is finished or rolled back exactly as a cold one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg2
 
@@ -172,7 +173,7 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
         time.sleep(0.05)
     try:
         for copy, why in dropping:
-            pg_cache.drop_copy(admin, target, copy.key)
+            pg_cache.drop_copy(admin, target, copy)
             log(why)
         for copy in extra_spares:
             pg_cache.drop_ours(admin, pg_cache.spare_name(target, copy.key))
@@ -182,19 +183,32 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
 
 def drop_all(app: AppConfig, admin: Connection, keys: set[str] | None,
              log: Callable[[str], None], timeout: float = 30.0) -> list[CachedCopy]:  # fmt: skip
-    """Drop the target's copies (those of ``keys``; all when None), waiting for a running
-    rewind of the target to finish first (up to ``timeout``)."""
+    """Drop the target's copies (those of ``keys``; all but snapshots when None), waiting
+    for a running rewind of the target to finish first (up to ``timeout``)."""
     target = app.database
+    with target_locked(app, admin, timeout):
+        dropped = [c for c in pg_cache.copies(admin, target)
+                   if (c.key in keys if keys is not None else c.kind != "snapshot")]  # fmt: skip
+        for copy in dropped:
+            pg_cache.drop_copy(admin, target, copy)
+            what = "undo copy" if copy.kind == "undo" else "cached copy"
+            log(f"dropped the {what} of {copy.source} ({copy.name})")
+        return dropped
+
+
+@contextmanager
+def target_locked(app: AppConfig, admin: Connection, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the target's advisory lock, waiting up to ``timeout`` for a running rewind.
+
+    Raises:
+        TimeoutError: the rewind is still running.
+    """
     deadline = time.monotonic() + timeout
-    while not pg_cache.try_target_lock(admin, target):
+    while not pg_cache.try_target_lock(admin, app.database):
         if time.monotonic() > deadline:
             raise TimeoutError(f"a rewind of {app.target} is still running")
         time.sleep(0.2)
     try:
-        dropped = [c for c in pg_cache.copies(admin, target) if keys is None or c.key in keys]
-        for copy in dropped:
-            pg_cache.drop_copy(admin, target, copy.key)
-            log(f"dropped the cached copy of {copy.source} ({copy.name})")
-        return dropped
+        yield
     finally:
-        pg_cache.release_target_lock(admin, target)
+        pg_cache.release_target_lock(admin, app.database)

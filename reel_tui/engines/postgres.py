@@ -36,18 +36,25 @@ from typing import TYPE_CHECKING, Literal
 
 import psycopg2
 
-from reel_tui.cache import CachedCopy
+from reel_tui.cache import CachedCopy, Retention, snapshot_key
 from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import pg_cache, pg_swap
 from reel_tui.engines.base import Engine, RewindContext, RewindError
-from reel_tui.engines.pg_conn import Connection, connect, connect_maintenance, is_local, where
+from reel_tui.engines.pg_conn import (
+    Connection,
+    connect,
+    connect_maintenance,
+    ident,
+    is_local,
+    where,
+)
 from reel_tui.engines.pg_database import (
     DatabaseInfo,
     create_database,
     give_properties,
     read_database,
 )
-from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain
+from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain, target_locked
 from reel_tui.sources import Source
 
 if TYPE_CHECKING:
@@ -63,6 +70,8 @@ class PostgresEngine(Engine):
     driver = "postgres"
     accepts = frozenset({"postgres", "sql"})
     accepts_containers = frozenset({"sql", "pg-custom", "pg-directory", "pg-tar"})
+    takes_snapshots = True
+    keeps_undo = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
@@ -159,7 +168,7 @@ class PostgresEngine(Engine):
             conn.close()
 
     def rewind(self, source: Source, ctx: RewindContext) -> None:
-        if source.format.container != "sql":
+        if source.stored is None and source.format.container != "sql":
             from reel_tui.engines.pg_restore import check_archive
 
             entries = check_archive(source)
@@ -182,9 +191,15 @@ class PostgresEngine(Engine):
         ctx.log(f"checked target: {self._describe_target(admin)}")
         old = read_database(admin, names.target)
         if self._choose_mode(admin, old, source, ctx) == "in-place":
+            if source.stored is not None:
+                raise RewindError(f"{source.name} is swapped in as a database, which the "
+                                  "in-place mode cannot do", code="refused")  # fmt: skip
             self._rewind_in_place(source, ctx)
             return
         warm = PgWarm(self.app, self.cache_index, admin)
+        if source.stored is not None:
+            self._rewind_stored(admin, names, old, source, (warm, ctx))
+            return
         warm.start(source)
         template = warm.find(old)
         if template is None:
@@ -200,16 +215,260 @@ class PostgresEngine(Engine):
                 if old is not None:
                     give_properties(admin, names.staging, old, ctx)
                 warm.keep(names, source, ctx)
-            ctx.progress(phase="swapping")
-            reconnect = lambda: connect_maintenance(self.app)  # noqa: E731
-            if pg_swap.swap(admin, names, old, ctx, reconnect, keep_old=warm.enabled):
-                warm.set_aside(names, ctx)
+            self._swap_in(admin, names, old, source.name, (warm, ctx))
         except BaseException:
             self._drop_staging(admin, names, ctx)
             raise
-        if warm.enabled:
+        self._after_swap(warm)
+
+    def _keeps_undo(self) -> bool:
+        return self.app.undo and Retention.of(self.app).enabled
+
+    def _after_swap(self, warm: PgWarm) -> None:
+        if warm.enabled or self._keeps_undo():
             warm.record()
             self.maintenance_due = True
+
+    def _swap_in(
+        self,
+        admin: Connection,
+        names: pg_swap.Names,
+        old: DatabaseInfo | None,
+        replaced_by: str,
+        run: tuple[PgWarm, RewindContext],
+        journal_extra: dict[str, object] | None = None,
+    ) -> None:
+        """The swap; what it replaced becomes the undo copy, or goes to the trash."""
+        warm, ctx = run
+        undo = self._keeps_undo()
+        ctx.progress(phase="swapping")
+        reconnect = lambda: connect_maintenance(self.app)  # noqa: E731
+        kept = pg_swap.swap(admin, names, old, ctx, reconnect, keep_old=warm.enabled or undo,
+                            journal_extra=journal_extra)  # fmt: skip
+        if not kept:
+            return
+        if not undo:
+            warm.set_aside(names, ctx)
+            return
+        try:
+            trashed = pg_cache.keep_undo(admin, names.target, names.old, f"before {replaced_by}")
+        except (psycopg2.Error, pg_cache.NotOurs) as exc:
+            why = _primary(exc) if isinstance(exc, psycopg2.Error) else str(exc)
+            ctx.log(f"no undo copy kept: {why}", "warning")
+            warm.set_aside(names, ctx)
+            return
+        ctx.log(f"kept the replaced state as the undo copy ({pg_cache.undo_name(names.target)}; "
+                "reel-tui --undo swaps it back)")  # fmt: skip
+        if trashed is not None:
+            ctx.log(f"the previous undo copy ({trashed}) is dropped in the background")
+
+    def _rewind_stored(
+        self,
+        admin: Connection,
+        names: pg_swap.Names,
+        old: DatabaseInfo | None,
+        source: Source,
+        run: tuple[PgWarm, RewindContext],
+    ) -> None:
+        """Swap a snapshot (a clone of it) or the undo copy (itself, renamed) in: no load."""
+        ctx = run[1]
+        copy = next((c for c in pg_cache.stored(admin, names.target) if c.key == source.stored),
+                    None)  # fmt: skip
+        if copy is None:
+            raise RewindError(f"{source.name} is gone (deleted meanwhile?); nothing was changed")
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(copy.created))
+        ctx.log(f"swapping in {source.name} ({copy.name}, {copy.source}, taken {taken}): no load")
+        extra = self._stage_stored(admin, names, old, copy, ctx)
+        try:
+            if old is not None:
+                give_properties(admin, names.staging, old, ctx)
+            self._swap_in(admin, names, old, source.name, run, extra)
+        except BaseException:
+            if extra is None:
+                self._drop_staging(admin, names, ctx)
+            else:
+                self._give_back(admin, names, extra, ctx)
+            raise
+        self._after_swap(run[0])
+
+    def _stage_stored(
+        self,
+        admin: Connection,
+        names: pg_swap.Names,
+        old: DatabaseInfo | None,
+        copy: CachedCopy,
+        ctx: RewindContext,
+    ) -> dict[str, object] | None:
+        """Put the copy under the staging name; for the undo copy, what its journal says to
+        give it back (None for a snapshot: its clone is dropped on failure)."""
+        session = pg_swap.session(admin)
+        if copy.kind == "undo":
+            extra: dict[str, object] = {
+                "restore_as": copy.name,
+                "restore_comment": pg_cache.undo_comment(names.target, copy.source),
+            }
+            journal = pg_swap.journal_comment(names, "loading", session=session, **extra)
+            pg_cache.take_undo(admin, copy, names.staging, journal)
+            ctx.log(f"took the undo copy as {names.staging} (a rename)")
+            return extra
+        ctx.progress(phase="preparing", detail="copying the snapshot")
+        started = time.monotonic()
+        owner = old.owner if old is not None else None
+        pg_cache.clone(admin, names.staging, copy.name, owner, copy.bytes)
+        journal = pg_swap.journal_comment(names, "loading", session=session)
+        pg_swap.write_journal(admin, names.staging, journal)
+        ctx.log(f"copied {copy.name} in {time.monotonic() - started:.2f} s")
+        return None
+
+    def _give_back(
+        self, admin: Connection, names: pg_swap.Names, extra: dict[str, object], ctx: RewindContext
+    ) -> None:
+        """After a failed undo: the staging database is the undo copy again (over a new
+        connection if the failure took the rewind's)."""
+        try:
+            conn = admin if not admin.closed else connect_maintenance(self.app)
+        except (psycopg2.Error, RewindError) as exc:
+            ctx.log(f"could not give the undo copy back ({exc}); the next run will", "warning")
+            return
+        try:
+            if pg_swap.exists(conn, names.staging):
+                pg_cache.give_back(conn, names.staging, str(extra["restore_as"]),
+                                   str(extra["restore_comment"]))  # fmt: skip
+                ctx.log(f"{names.staging} is the undo copy again; {names.target} is unchanged")
+        except psycopg2.Error as exc:
+            ctx.log(f"could not give the undo copy back ({_primary(exc)}); the next run will",
+                    "warning")  # fmt: skip
+        finally:
+            if conn is not admin:
+                conn.close()
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def snapshot(self, name: str, ctx: RewindContext) -> None:
+        ctx.progress(phase="connecting")
+        admin = connect_maintenance(self.app)
+        with self._guard:
+            self._loading = admin  # a cancel stops the copy (CREATE DATABASE) on the server
+        try:
+            self._snapshot(admin, name, ctx)
+        except psycopg2.Error as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"{self.app.target}: {_primary(exc)}") from None
+        finally:
+            self._release(admin)
+
+    def _snapshot(self, admin: Connection, name: str, ctx: RewindContext) -> None:
+        names = pg_swap.Names.of(self.app.database)
+        pg_swap.advisory_lock(admin, names.target, ctx)
+        pg_swap.recover(admin, names, ctx, lambda db: connect(self.app, db))
+        ctx.progress(phase="preparing")
+        old = read_database(admin, names.target)
+        if old is None:
+            raise RewindError(f"nothing to snapshot: database {names.target} does not exist",
+                              code="refused")  # fmt: skip
+        if any(c.key == snapshot_key(name) for c in pg_cache.stored(admin, names.target)):
+            raise RewindError(f"a snapshot named {name!r} exists already: delete or rename "
+                              "it first", code="refused")  # fmt: skip
+        database = pg_cache.new_snapshot_name(names.target)
+        size = pg_cache.size_of(admin, names.target)
+        ctx.progress(phase="loading", detail=f"copying {names.target}")
+        ctx.check_cancelled()
+        started = time.monotonic()
+        try:
+            pg_cache.clone(admin, database, names.target, None, size)
+        except psycopg2.errors.ObjectInUse:
+            self._clone_in_use(admin, names, old, database, ctx)
+        try:
+            ctx.check_cancelled()
+            pg_cache.mark_snapshot(admin, names.target, database, name)
+        except BaseException:
+            with contextlib.suppress(psycopg2.Error):  # made just now, unmarked: ours to drop
+                pg_swap.drop(admin, database)
+            raise
+        ctx.log(f"snapshot @{name} taken: {database}, {size:,} bytes, "
+                f"{time.monotonic() - started:.2f} s")  # fmt: skip
+        if self.cache_index is not None:
+            self.cache_index.record_copies(self.app.target_key,
+                                           pg_cache.copies(admin, names.target))  # fmt: skip
+
+    def _clone_in_use(
+        self,
+        admin: Connection,
+        names: pg_swap.Names,
+        old: DatabaseInfo,
+        database: str,
+        ctx: RewindContext,
+    ) -> None:
+        """Copy the target while sessions are on it: ``CREATE DATABASE … TEMPLATE`` needs
+        none, so they are ended as a swap ends them (the target closed to connections
+        meanwhile, opened again after). A journal on an empty staging database lets the next
+        run open the target again if this one is killed halfway."""
+        ctx.log(f"{names.target} has sessions, and copying a database needs none: they are "
+                "ended, as a rewind's swap ends them")  # fmt: skip
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {ident(names.staging)} TEMPLATE template0")
+        journal = pg_swap.journal_comment(names, "swapping", session=pg_swap.session(admin),
+                                          allow_connections=old.allow_connections)  # fmt: skip
+        try:
+            pg_swap.write_journal(admin, names.staging, journal)
+            pg_swap.allow_connections(admin, names.target, False)
+            try:
+                pg_swap.end_sessions(admin, names.target, ctx)
+                pg_cache.clone(admin, database, names.target, None,
+                               pg_cache.size_of(admin, names.target))  # fmt: skip
+            finally:
+                pg_swap.allow_connections(admin, names.target, old.allow_connections)
+        finally:
+            pg_swap.drop(admin, names.staging)
+
+    def rename_snapshot(self, old: str, new: str, log: Callable[[str], None]) -> CachedCopy:
+        def rename(admin: Connection) -> CachedCopy:
+            copy = self._find_snapshot(admin, old)
+            if any(c.key == snapshot_key(new) for c in pg_cache.stored(admin, self.app.database)):
+                raise RewindError(f"a snapshot named {new!r} exists already", code="refused")
+            pg_cache.rename_snapshot(admin, self.app.database, copy, new)
+            log(f"renamed snapshot @{old} to @{new}")
+            return copy
+
+        return self._locked(rename)
+
+    def delete_snapshot(self, name: str, log: Callable[[str], None]) -> CachedCopy:
+        def delete(admin: Connection) -> CachedCopy:
+            copy = self._find_snapshot(admin, name)
+            pg_cache.drop_ours(admin, copy.name)
+            log(f"deleted snapshot @{name} ({copy.name}, {copy.bytes:,} bytes freed)")
+            return copy
+
+        return self._locked(delete)
+
+    def _find_snapshot(self, admin: Connection, name: str) -> CachedCopy:
+        found = [c for c in pg_cache.stored(admin, self.app.database) if c.kind == "snapshot"]
+        copy = next((c for c in found if c.key == snapshot_key(name)), None)
+        if copy is None:
+            listed = ", ".join(c.source for c in found) if found else "it has none"
+            raise RewindError(f"no snapshot named @{name} of {self.app.target} ({listed})",
+                              code="refused")  # fmt: skip
+        return copy
+
+    def _locked(self, change: Callable[[Connection], CachedCopy]) -> CachedCopy:
+        """Run ``change`` under the target's advisory lock; record the copies afterwards."""
+        admin = connect_maintenance(self.app)
+        try:
+            with target_locked(self.app, admin):
+                copy = change(admin)
+            if self.cache_index is not None:
+                self.cache_index.record_copies(
+                    self.app.target_key, pg_cache.copies(admin, self.app.database)
+                )
+            return copy
+        except TimeoutError as exc:
+            raise RewindError(str(exc), code="busy") from None
+        except pg_cache.NotOurs as exc:
+            raise RewindError(str(exc)) from None
+        except psycopg2.Error as exc:
+            raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
+        finally:
+            admin.close()
 
     def _choose_mode(
         self, admin: Connection, old: DatabaseInfo | None, source: Source, ctx: RewindContext

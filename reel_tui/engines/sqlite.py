@@ -25,8 +25,8 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection
-from contextlib import closing, suppress
+from collections.abc import Callable, Collection, Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +37,7 @@ from reel_tui.cache import (
     digest_task,
     key_after_load,
     key_now,
+    snapshot_key,
 )
 from reel_tui.config import AppConfig
 from reel_tui.dumpfile import DumpError, DumpReader
@@ -67,6 +68,8 @@ class SqliteEngine(Engine):
     driver = "sqlite"
     accepts = frozenset({"sqlite", "sql"})
     accepts_containers = frozenset({"sql", "sqlite-db"})
+    takes_snapshots = True
+    keeps_undo = True
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
@@ -128,12 +131,15 @@ class SqliteEngine(Engine):
         ctx.progress(phase="preparing", detail="")
         ctx.log(f"checked target: {_while_busy(ctx, self.check)}")
         page_size, journal_mode = _while_busy(ctx, self._target_settings)
+        if source.stored is not None:
+            self._rewind_stored(source, (page_size, journal_mode), ctx)
+            return
         digest = digest_task(self.cache_index, self.app, source.path,
                              lambda: bool(self._cache.copies()))  # fmt: skip
         key = key_now(self.app, digest)
         cached = self._cache.find(key, page_size) if key is not None else None
         if key is not None and cached is not None:
-            self._rewind_warm((key, cached), journal_mode, ctx)
+            self._rewind_warm((key, cached), (page_size, journal_mode), ctx, source)
             return
         temp = self.target.with_name(
             f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
@@ -146,7 +152,7 @@ class SqliteEngine(Engine):
             if journal_mode is None:
                 self._create(temp, ctx)
             else:
-                self._swap(temp, ctx)
+                self._swap_keeping_undo(temp, source.name, page_size, ctx)
         finally:
             for leftover in (temp, Path(f"{temp}-journal")):
                 leftover.unlink(missing_ok=True)
@@ -156,10 +162,12 @@ class SqliteEngine(Engine):
     # --- the cache of loaded copies (see reel_tui.engines.sqlite_cache) -------------
 
     def _rewind_warm(
-        self, copy: tuple[str, Path], journal_mode: str | None, ctx: RewindContext
-    ) -> None:
+        self, copy: tuple[str, Path], settings: tuple[int, str | None], ctx: RewindContext,
+        source: Source,
+    ) -> None:  # fmt: skip
         """Swap a cached copy in: no load. The copy is only read, so it stays for next time."""
         key, path = copy
+        page_size, journal_mode = settings
         ctx.log(f"cached copy of this dump found ({path.name}): swapping it in, no load")
         ctx.progress(phase="swapping")
         if journal_mode is None:
@@ -172,9 +180,144 @@ class SqliteEngine(Engine):
             finally:
                 temp.unlink(missing_ok=True)
         else:
-            self._swap(path, ctx)
+            self._swap_keeping_undo(path, source.name, page_size, ctx)
         self._cache.touch(key)
         self._evict(key, ctx)
+
+    def _rewind_stored(
+        self, source: Source, settings: tuple[int, str | None], ctx: RewindContext
+    ) -> None:
+        """Swap a snapshot or the undo copy in, as a cached copy: no load."""
+        assert source.stored is not None
+        copy = self._cache.stored(source.stored)
+        if copy is None:
+            raise RewindError(f"{source.name} is gone (deleted meanwhile?); nothing was changed")
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(copy.created))
+        ctx.log(f"swapping in {source.name} ({Path(copy.name).name}, {copy.source}, "
+                f"taken {taken}): no load")  # fmt: skip
+        self._rewind_warm((copy.key, Path(copy.name)), settings, ctx, source)
+
+    def _swap_keeping_undo(
+        self, path: Path, replaced_by: str, page_size: int, ctx: RewindContext
+    ) -> None:
+        """Swap ``path`` in; the state it replaces becomes the undo copy, unless the app
+        keeps none. Writes the application makes between the copy and the swap (the time
+        the copy takes) are in neither."""
+        partial = self._begin_undo(ctx)
+        try:
+            self._swap(path, ctx)
+        except BaseException:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            raise
+        if partial is None:
+            return
+        try:
+            self._cache.commit_undo(partial, f"before {replaced_by}", page_size)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            ctx.log(f"could not keep the undo copy: {exc}", "warning")
+            return
+        ctx.log("kept the replaced state as the undo copy (reel-tui --undo swaps it back)")
+
+    def _begin_undo(self, ctx: RewindContext) -> Path | None:
+        """Copy the target before the swap; None when the app keeps no undo copy."""
+        if not self.app.undo or not Retention.of(self.app).enabled:
+            return None
+        ctx.check_cancelled()
+        ctx.progress(detail="copying the current state for undo")
+        started = time.monotonic()
+        try:
+            partial = self._cache.begin_undo(self.target)
+        except (sqlite3.Error, OSError) as exc:
+            ctx.log(f"no undo copy: cannot copy {self.target}: {exc}", "warning")
+            return None
+        ctx.log(f"copied the current state for undo ({partial.stat().st_size:,} bytes, "
+                f"{time.monotonic() - started:.2f} s; undo = false skips this)")  # fmt: skip
+        return partial
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def snapshot(self, name: str, ctx: RewindContext) -> None:
+        lock = self._lock()
+        if not lock.try_acquire():
+            ctx.progress(phase="waiting", detail=f"waiting for {lock.holder()}")
+            ctx.log(f"waiting for another rewind of {self.target} ({lock.holder()})")
+            lock.acquire(None, _CancelEvent(ctx))
+        try:
+            self._snapshot_locked(name, ctx)
+        finally:
+            lock.release()
+
+    def _snapshot_locked(self, name: str, ctx: RewindContext) -> None:
+        self._remove_leftovers(ctx)
+        ctx.progress(phase="preparing", detail="")
+        if not self.target.exists():
+            raise RewindError(f"nothing to snapshot: {self.target} does not exist yet",
+                              code="refused")  # fmt: skip
+        if self._cache.stored(snapshot_key(name)) is not None:
+            raise RewindError(f"a snapshot named {name!r} exists already: delete or rename "
+                              "it first", code="refused")  # fmt: skip
+        page_size, _ = _while_busy(ctx, self._target_settings)
+        size = self.target.stat().st_size
+        ctx.progress(phase="loading", bytes_read=0, detail=f"copying {self.target.name}")
+        started = time.monotonic()
+
+        def step(share: float) -> None:
+            ctx.check_cancelled()
+            ctx.progress(bytes_read=int(size * share))
+
+        try:
+            data = self._cache.take_snapshot(self.target, name, page_size, step)
+        except sqlite3.Error as exc:
+            ctx.check_cancelled()
+            raise RewindError(f"cannot copy {self.target}: {exc}") from None
+        except OSError as exc:
+            raise RewindError(f"cannot write the snapshot in {self._cache.folder}: "
+                              f"{exc.strerror or exc}") from None  # fmt: skip
+        ctx.log(f"snapshot @{name} taken: {self._cache.folder.name}/{data.name}, "
+                f"{data.stat().st_size:,} bytes, {time.monotonic() - started:.2f} s")  # fmt: skip
+        self._record_index()
+
+    def rename_snapshot(self, old: str, new: str, log: Callable[[str], None]) -> CachedCopy:
+        with self._locked():
+            copy = self._snapshot(old)
+            if self._cache.stored(snapshot_key(new)) is not None:
+                raise RewindError(f"a snapshot named {new!r} exists already", code="refused")
+            self._cache.rename_snapshot(copy, new)
+            log(f"renamed snapshot @{old} to @{new}")
+            self._record_index()
+            return copy
+
+    def delete_snapshot(self, name: str, log: Callable[[str], None]) -> CachedCopy:
+        with self._locked():
+            copy = self._snapshot(name)
+            self._cache.drop(copy)
+            log(f"deleted snapshot @{name} ({copy.bytes:,} bytes freed)")
+            self._record_index()
+            return copy
+
+    def _snapshot(self, name: str) -> CachedCopy:
+        copy = self._cache.stored(snapshot_key(name))
+        if copy is None:
+            known = [c.source for c in self._cache.copies() if c.kind == "snapshot"]
+            listed = ", ".join(known) if known else "it has none"
+            raise RewindError(f"no snapshot named @{name} of {self.target} ({listed})",
+                              code="refused")  # fmt: skip
+        return copy
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = self._lock()
+        lock.acquire(None, threading.Event())
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _record_index(self) -> None:
+        if self.cache_index is not None:
+            self.cache_index.record_copies(self.app.target_key, self._cache.copies())
 
     def _keep(
         self,
@@ -203,8 +346,7 @@ class SqliteEngine(Engine):
     def _evict(self, keep: str, ctx: RewindContext) -> None:
         for line in self._cache.evict(Retention.of(self.app), keep):
             ctx.log(line)
-        if self.cache_index is not None:
-            self.cache_index.record_copies(self.app.target_key, self._cache.copies())
+        self._record_index()
 
     def cached_copies(self) -> list[CachedCopy]:
         return self._cache.copies()
@@ -212,18 +354,13 @@ class SqliteEngine(Engine):
     def drop_cached(
         self, keys: Collection[str] | None, log: Callable[[str], None]
     ) -> list[CachedCopy]:
-        lock = self._lock()
-        lock.acquire(None, threading.Event())
-        try:
-            dropped = [c for c in self._cache.copies() if keys is None or c.key in keys]
+        with self._locked():  # all: cached copies and the undo copy; snapshots stay
+            dropped = [c for c in self._cache.copies() if _dropped_by(c, keys)]
             for copy in dropped:
                 self._cache.drop(copy)
-                log(f"dropped the cached copy of {copy.source} ({copy.name})")
-            if self.cache_index is not None:
-                self.cache_index.record_copies(self.app.target_key, self._cache.copies())
+                log(f"dropped the {_copy_kind(copy)} of {copy.source} ({copy.name})")
+            self._record_index()
             return dropped
-        finally:
-            lock.release()
 
     def _create(self, temp: Path, ctx: RewindContext) -> None:
         """A first rewind: link the loaded file into place, never over a file that
@@ -336,6 +473,16 @@ class SqliteEngine(Engine):
                 continue
             leftover.unlink(missing_ok=True)
             ctx.log(f"removed {leftover.name}, left by an interrupted earlier run", "warning")
+
+
+def _dropped_by(copy: CachedCopy, keys: Collection[str] | None) -> bool:
+    """Whether clearing ``keys`` (None: the whole cache) drops ``copy``: a snapshot only
+    when named, since only its user deletes it."""
+    return copy.key in keys if keys is not None else copy.kind != "snapshot"
+
+
+def _copy_kind(copy: CachedCopy) -> str:
+    return {"cache": "cached copy", "undo": "undo copy", "snapshot": "snapshot"}[copy.kind]
 
 
 def _target_error(target: Path, exc: sqlite3.DatabaseError) -> RewindError:

@@ -10,6 +10,11 @@ A copy is written once and only ever opened read-only: the swap copies it
 into the target with the backup API, as after a cold load. Its JSON is
 written last, after the file is flushed to disk, so a copy without one is a
 leftover of an interrupted run and is removed.
+
+The same folder holds the user's snapshots (``snap-<random>.sqlite3``: the
+name is in the JSON, so a rename rewrites only the JSON) and the undo copy
+(``undo.sqlite3``): copies of the target itself, taken with the backup API,
+which reads a consistent state even while the application writes.
 """
 
 from __future__ import annotations
@@ -17,11 +22,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from reel_tui.cache import CachedCopy, Retention, evictions, short
+from reel_tui.cache import UNDO_KEY, CachedCopy, Retention, evictions, short, snapshot_key
+
+COPY_STEP_PAGES = 4096
+"""Pages the backup API copies per step when copying the target: cancellable between steps."""
 
 
 class SqliteCache:
@@ -133,6 +144,75 @@ class SqliteCache:
             self.drop(copy)
             said.append(why)
         return said
+
+    # --- snapshots and the undo copy: copies of the target itself ---------------------
+
+    def stored(self, key: str) -> CachedCopy | None:
+        return next((c for c in self.copies() if c.key == key), None)
+
+    def copy_target(self, target: Path, partial: Path, step: Callable[[float], None]) -> None:
+        """Copy the target's current state into ``partial`` (a rollback-journal file, even
+        from a WAL target: it is only read, and read-only opens of a WAL file need its -shm),
+        flushed to disk. ``step`` gets the share copied and may raise to stop: ``partial``
+        is removed then.
+
+        Raises:
+            sqlite3.Error, OSError: the target cannot be read or the copy written.
+        """
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        try:
+            uri = f"{target.resolve().as_uri()}?mode=ro"
+            with (
+                contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30)) as src,
+                contextlib.closing(sqlite3.connect(partial, isolation_level=None)) as dst,
+            ):
+
+                def report(status: int, remaining: int, total: int) -> None:
+                    step((total - remaining) / max(total, 1))
+
+                src.backup(dst, pages=COPY_STEP_PAGES, progress=report)
+                dst.execute("PRAGMA journal_mode = DELETE")
+            fsync_path(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            Path(f"{partial}-journal").unlink(missing_ok=True)
+            raise
+
+    def take_snapshot(
+        self, target: Path, name: str, page_size: int, step: Callable[[float], None]
+    ) -> Path:
+        """Copy the target as snapshot ``name``; its file (see :meth:`copy_target`)."""
+        data = self.folder / f"snap-{secrets.token_hex(6)}.sqlite3"
+        partial = data.with_suffix(".sqlite3.tmp")
+        self.copy_target(target, partial, step)
+        os.replace(partial, data)
+        now = time.time()
+        self._write(data.with_suffix(".json"), {"key": snapshot_key(name), "source": f"@{name}",
+                    "created": now, "used": now, "page_size": page_size})  # fmt: skip
+        return data
+
+    def rename_snapshot(self, copy: CachedCopy, new: str) -> None:
+        meta = Path(copy.name).with_suffix(".json")
+        info = self._read(meta) or {}
+        info.update(key=snapshot_key(new), source=f"@{new}")
+        self._write(meta, info)
+
+    def begin_undo(self, target: Path) -> Path:
+        """Copy the target, before a swap, as the next undo copy (committed by
+        :meth:`commit_undo` once the swap is done); the partial file."""
+        partial = self.folder / "undo.sqlite3.tmp"
+        self.copy_target(target, partial, lambda share: None)
+        return partial
+
+    def commit_undo(self, partial: Path, what: str, page_size: int) -> None:
+        """The swap is done: the copy of what it replaced becomes the undo copy."""
+        data = self.folder / "undo.sqlite3"
+        meta = data.with_suffix(".json")
+        meta.unlink(missing_ok=True)  # a crash from here on leaves an orphan, removed later
+        os.replace(partial, data)
+        now = time.time()
+        self._write(meta, {"key": UNDO_KEY, "source": what, "created": now, "used": now,
+                           "page_size": page_size})  # fmt: skip
 
     def remove_leftovers(self) -> list[Path]:
         """Files of copies an interrupted run did not finish (no JSON beside them)."""
