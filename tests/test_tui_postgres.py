@@ -45,10 +45,13 @@ async def test_password_asked_then_postgres_rewound_from_the_ui(
     )
     pg_server.execute(f'CREATE DATABASE "{pg_dbname}"')
     app = ReelApp(config, poll_history=False)
+    screens: list[str] = []  # what a screenshot would show at each step
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(app, pilot)
         assert isinstance(app.screen, PasswordScreen), "no password known: the TUI asks"
-        await pilot.press(*pg_server.password, "enter")
+        await pilot.press(*pg_server.password)
+        screens.append(app.export_screenshot())  # typed, not yet submitted
+        await pilot.press("enter")
         await settle(app, pilot)
         while app.connections["shop"][0] is None:
             await pilot.pause(0.05)
@@ -56,10 +59,19 @@ async def test_password_asked_then_postgres_rewound_from_the_ui(
         await pilot.press("enter", "enter")  # to the sources, rewind orders.sql
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmRewind)
+        screens.append(app.export_screenshot())
         await pilot.press("enter")
         job = await finished(app, pilot)
         assert job.state.value == "succeeded", job.error
+        screens.append(app.export_screenshot())
+        await pilot.press("l")  # the job's full log
+        await settle(app, pilot)
+        screens.append(app.export_screenshot())
         history = await asyncio.to_thread(app.history.read_log, job.id)
+    assert len(screens) == 4 and all("<svg" in screen for screen in screens)
+    for screen in screens:
+        assert pg_server.password not in screen
+    assert "•" * len(pg_server.password) in screens[0].replace("&#160;", "")
     rows = pg_server.execute("SELECT id, note FROM orders ORDER BY id", dbname=pg_dbname)
     assert rows == [(1, "tab\tand\\backslash"), (2, "two")]
     assert pg_server.password not in history
