@@ -96,9 +96,10 @@ def test_full_cache_directory_beside_a_sqlite_target(blog, tmp_path):
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     warnings = [line for line in output.splitlines() if "WARNING" in line]
-    assert len(warnings) == 2, output
+    assert len(warnings) == 3, output
     assert "could not keep a cached copy: [Errno 28] No space left on device" in warnings[0]
     assert "could not keep a cached copy" in warnings[1]
+    assert "no undo copy: cannot copy" in warnings[2]  # the undo copy lives there too
     assert "cache:" in output.splitlines(), output  # nothing left in the full folder
     assert not list(target.parent.glob(f".{target.name}.reel-*.tmp*"))
     assert sqlite3.connect(target).execute("SELECT count(*) FROM events").fetchone() == (5000,)
