@@ -140,7 +140,7 @@ async def test_cancel_from_the_ui_leaves_database_unchanged(demo_big: Path):
         job = await finished(app, pilot)
         assert job.state is JobState.CANCELLED
         assert "cancel requested" in log_text(app)
-        assert "cancelled" in str(app.query_one(JobTable).get_row(str(job.id))[3])
+        assert "cancelled" in str(app.query_one(JobTable).get_cell(str(job.id), "state"))
     assert fingerprint(target) == before
 
 
@@ -274,8 +274,10 @@ async def test_jobs_of_other_processes_appear(demo: Path):
         await settle(app, pilot)
         jobs = app.query_one(JobTable)
         assert len(table_keys(jobs)) == 1
-        row = jobs.get_row_at(0)
-        assert row[1] == "shop" and "succeeded" in str(row[3])
+        key = table_keys(jobs)[0]
+        assert jobs.get_cell(key, "app") == "shop"
+        assert "succeeded" in str(jobs.get_cell(key, "state"))
+        assert str(jobs.get_cell(key, "kind")) == "rewind"  # from the history: format 2
         await pilot.press("tab", "tab")
         assert app.focused is jobs
         await settle(app, pilot)

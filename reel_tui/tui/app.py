@@ -9,6 +9,7 @@ UI thread never blocks on I/O and no widget is touched from another thread.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
+from reel_tui.cache import (
+    SNAPSHOT_PREFIX,
+    UNDO_KEY,
+    CachedCopy,
+    SnapshotNameError,
+    snapshot_name,
+)
 from reel_tui.config import AppConfig, Config, ConfigError, load_config
 from reel_tui.engines import RewindError, engine_for
 from reel_tui.engines.base import needs_password
@@ -33,12 +41,14 @@ from reel_tui.history import (
 )
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import Job, JobState
-from reel_tui.plan import Refused, plan_rewind
+from reel_tui.plan import Refused, plan_rewind, plan_snapshot
 from reel_tui.reporters import human_size
 from reel_tui.sources import Source, list_sources
 from reel_tui.tui.format import (
     ENGINE_TAGS,
+    KIND_STYLES,
     STATE_GLYPHS,
+    STORED_GLYPHS,
     ago,
     bar,
     eta,
@@ -56,13 +66,16 @@ from reel_tui.tui.messages import (
     JobChanged,
     LogLoaded,
     RewindPlanned,
+    SnapshotEdited,
 )
 from reel_tui.tui.screens import (
+    ConfirmDeleteSnapshot,
     ConfirmQuit,
     ConfirmRewind,
     FullLogScreen,
     HelpScreen,
     PasswordScreen,
+    SnapshotNameScreen,
 )
 from reel_tui.tui.widgets import AppList, FilterInput, JobLog, JobTable, SourceTable
 
@@ -87,6 +100,8 @@ class ReelApp(App[None]):
         Binding("q", "quit", "Quit", show=False),  # not a priority: q may be typed in inputs
         Binding("r", "reload", "Reload", tooltip="Read the config file again"),
         Binding("c", "cancel_job", "Cancel", tooltip="Cancel the highlighted or running job"),
+        Binding("s", "snapshot", "Snapshot", tooltip="Keep the app's current state under a name"),
+        Binding("u", "undo", "Undo", tooltip="Bring back what the app's last rewind replaced"),
         Binding("d", "rewind_default", "Default", show=False),
         Binding("t", "test", "Test", show=False),
         Binding("l", "open_log", "Log", show=False),
@@ -103,6 +118,8 @@ class ReelApp(App[None]):
         self.sources: dict[str, list[Source]] = {}
         self.cached: dict[str, frozenset[str]] = {}
         """Per app, the sources with a cached copy: their rewind is a swap, not a load."""
+        self.stored: dict[str, tuple[CachedCopy, ...]] = {}
+        """Per app, its snapshots (by name) and its undo copy, from the cache index."""
         self.connections: dict[str, tuple[bool | None, str]] = {}
         self.unsupported: set[str] = set()
         self.passwords: dict[str, str | None] = {}
@@ -191,11 +208,13 @@ class ReelApp(App[None]):
                             if index.cached_source(app, source.path) is not None)
             for name, app in config.apps.items()
         }  # fmt: skip
-        self.post_message(CacheScanned(cached))
+        stored = {name: stored_copies(index.copies(app.target_key))
+                  for name, app in config.apps.items()}  # fmt: skip
+        self.post_message(CacheScanned(cached, stored))
 
     def on_cache_scanned(self, message: CacheScanned) -> None:
-        if message.cached != self.cached:
-            self.cached = message.cached
+        if (message.cached, message.stored) != (self.cached, self.stored):
+            self.cached, self.stored = message.cached, message.stored
             self.refresh_sources()
 
     @work(thread=True, exit_on_error=False, group="checks")
@@ -223,12 +242,42 @@ class ReelApp(App[None]):
     @work(thread=True, exit_on_error=False, group="plan")
     def plan(self, app_name: str, source_name: str | None) -> None:
         assert self.config is not None
+        what = "Undo" if source_name == f"@{UNDO_KEY}" else "Rewind"
         try:
             plan = plan_rewind(self.config, app_name, source_name, allow_remote=True)
         except Refused as exc:
-            self.post_message(RewindPlanned(None, str(exc)))
+            self.post_message(RewindPlanned(None, str(exc), what))
             return
-        self.post_message(RewindPlanned(plan))
+        self.post_message(RewindPlanned(plan, what=what))
+
+    @work(thread=True, exit_on_error=False, group="plan")
+    def plan_snapshot(self, app_name: str, name: str) -> None:
+        """The engine is asked whether the name is free: another process may have taken it."""
+        assert self.config is not None
+        try:
+            plan = plan_snapshot(self.config, app_name, name, allow_remote=True)
+        except Refused as exc:
+            self.post_message(RewindPlanned(None, str(exc), "Snapshot"))
+            return
+        self.post_message(RewindPlanned(plan, what="Snapshot"))
+
+    @work(thread=True, exit_on_error=False, group="snapshots")
+    def edit_snapshot(self, app: AppConfig, name: str, new_name: str | None) -> None:
+        """Delete snapshot ``name`` (``new_name`` None) or rename it, as ``reel-tui
+        --delete-snapshot`` / ``--rename-snapshot`` do: no job, a moment under the target's
+        lock (waiting here, off the UI thread, while a job of that target runs)."""
+        engine = engine_for(app)
+        engine.cache_index = self.queue.cache_index if self.queue else None
+        said: list[str] = []
+        try:
+            if new_name is None:
+                engine.delete_snapshot(name, said.append)
+            else:
+                engine.rename_snapshot(name, new_name, said.append)
+        except RewindError as exc:
+            self.post_message(SnapshotEdited(app.name, "", str(exc)))
+            return
+        self.post_message(SnapshotEdited(app.name, "; ".join(said)))
 
     @work(thread=True, exit_on_error=False, group="submit")
     def submit(self, plan: object) -> None:
@@ -383,9 +432,10 @@ class ReelApp(App[None]):
     def on_rewind_planned(self, message: RewindPlanned) -> None:
         plan = message.plan
         if plan is None:
-            self.notify(message.error or "refused", title="Rewind refused", severity="error")
+            self.notify(message.error or "refused", title=f"{message.what} refused",
+                        severity="error")  # fmt: skip
             return
-        if not plan.app.confirm and plan.engine.is_local():
+        if plan.kind == "snapshot" or (not plan.app.confirm and plan.engine.is_local()):
             self.submit(plan)
             return
 
@@ -395,10 +445,19 @@ class ReelApp(App[None]):
 
         self.push_screen(ConfirmRewind(plan), confirmed)
 
+    def on_snapshot_edited(self, message: SnapshotEdited) -> None:
+        if message.error:
+            self.notify(message.error, title=f"{message.app}: snapshot", severity="error")
+        else:
+            self.notify(message.text, title=message.app)
+        self.scan_cache()
+
     def announce(self, job: Job) -> None:
         if job.state is JobState.SUCCEEDED:
-            self.notify(f"{job.app} now holds {job.source} ({seconds(job.duration)})",
-                        title=f"#{job.id} succeeded")  # fmt: skip
+            done = {"snapshot": f"snapshot {job.source} of {job.app} taken",
+                    "undo": f"{job.app}: last rewind undone (undo again to redo)"}  # fmt: skip
+            self.notify(f"{done.get(job.kind, f'{job.app} now holds {job.source}')} "
+                        f"({seconds(job.duration)})", title=f"#{job.id} succeeded")  # fmt: skip
         elif job.state is JobState.CANCELLED:
             self.notify(job.error or "cancelled", title=f"#{job.id} cancelled",
                         severity="warning")  # fmt: skip
@@ -457,6 +516,83 @@ class ReelApp(App[None]):
         box = self.query_one("#filter", Input)
         box.display = True
         box.focus()
+
+    def action_snapshot(self) -> None:
+        """Ask a name for a snapshot of the highlighted app (a dated one is offered)."""
+        app_name = self.selected_app
+        if self.config is None or app_name is None:
+            self.notify("No app to snapshot", severity="warning")
+            return
+        taken = {copy.source for copy in self.stored.get(app_name, ())}
+        name = time.strftime("%Y-%m-%d %H:%M")
+        name = next(f"{name}{suffix}" for suffix in ("", *(f" ({n})" for n in range(2, 99)))
+                    if f"@{name}{suffix}" not in taken)  # fmt: skip
+
+        def named(chosen: str | None) -> None:
+            if chosen is not None:
+                self.plan_snapshot(app_name, chosen)
+
+        body = (f"Keep {app_name}'s current state under a name; it is listed among the "
+                "sources as @NAME and rewinds like one.")  # fmt: skip
+        self.push_screen(
+            SnapshotNameScreen(f"Snapshot {app_name}", body, name,
+                               lambda typed: self.snapshot_problem(app_name, typed)),
+            named,
+        )  # fmt: skip
+
+    def snapshot_problem(self, app_name: str, typed: str, keep: str | None = None) -> str | None:
+        """Why ``typed`` cannot name a new snapshot of the app (the core's rule, or a name
+        the app has already; ``keep`` is the one being renamed), else None."""
+        try:
+            bare = snapshot_name(typed)
+        except SnapshotNameError as exc:
+            return str(exc)
+        if bare != keep and f"@{bare}" in {c.source for c in self.stored.get(app_name, ())}:
+            return f"a snapshot named @{bare} exists already: pick another name"
+        return None
+
+    def action_undo(self) -> None:
+        if self.selected_app:
+            self.request_rewind(self.selected_app, f"@{UNDO_KEY}")
+
+    def highlighted_snapshot(self) -> CachedCopy | None:
+        key = self.query_one(SourceTable).current_key
+        copies = self.stored.get(self.selected_app or "", ())
+        return next((c for c in copies if c.kind == "snapshot" and c.source == key), None)
+
+    def action_rename_snapshot(self) -> None:
+        copy, app = self.highlighted_snapshot(), self.selected_app_config()
+        if copy is None or app is None:
+            self.notify("Highlight a snapshot (◆ @name) to rename it", severity="warning")
+            return
+        old = copy.source[1:]
+
+        def named(chosen: str | None) -> None:
+            if chosen is not None and snapshot_name(chosen) != old:
+                self.edit_snapshot(app, old, snapshot_name(chosen))
+
+        self.push_screen(
+            SnapshotNameScreen(f"Rename snapshot {copy.source}", f"A new name for "
+                               f"{copy.source} of {app.name}:", old,
+                               lambda typed: self.snapshot_problem(app.name, typed, keep=old)),
+            named,
+        )  # fmt: skip
+
+    def action_delete_snapshot(self) -> None:
+        copy, app = self.highlighted_snapshot(), self.selected_app_config()
+        if copy is None or app is None:
+            self.notify("Highlight a snapshot (◆ @name) to delete it", severity="warning")
+            return
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.edit_snapshot(app, copy.source[1:], None)
+
+        self.push_screen(ConfirmDeleteSnapshot(app.name, copy.source, copy.bytes, copy.created),
+                         confirmed)  # fmt: skip
+
+    def selected_app_config(self) -> AppConfig | None:
+        return self.config.apps.get(self.selected_app or "") if self.config else None
 
     def action_cancel_job(self) -> None:
         job_id = self.job_to_cancel()
@@ -540,9 +676,9 @@ class ReelApp(App[None]):
         job = self.live_job(job_id)
         record = self.records.get(job_id)
         log = self.query_one(JobLog)
-        name = f"#{job_id} {job.app} ← {job.source}" if job else ""
+        name = job_title(job) if job else ""
         if record and not job:
-            name = f"#{job_id} {record.app} ← {record.source}"
+            name = job_title(record)
         log.border_title = f"Log · {name}" if name else "Log"
         if job is not None:
             log.show(job.log)
@@ -630,7 +766,16 @@ class ReelApp(App[None]):
             rows.append((source.name, [name, source.format.label,
                                        Text(human_size(source.size), justify="right"),
                                        ago(source.modified)]))  # fmt: skip
+        snapshots = set()
+        for copy in self.stored.get(self.selected_app or "", ()):
+            if self.source_filter and self.source_filter not in copy.source.lower():
+                continue
+            rows.append(stored_row(copy))
+            if copy.kind == "snapshot":
+                snapshots.add(copy.source)
+        table.snapshot_keys = frozenset(snapshots)
         table.sync(rows)
+        table.refresh_bindings()
         self.refresh_sources_title()
 
     def refresh_sources_title(self) -> None:
@@ -677,8 +822,8 @@ class ReelApp(App[None]):
             progress = f"took {seconds(job.duration)}"
             info = job.error or ""
         style = "red" if job.state is JobState.FAILED else ""
-        return [f"#{job.id}", job.app, job.source, state_text(state), progress,
-                Text(short(without_folders(info), 90), style=style)]  # fmt: skip
+        return [f"#{job.id}", kind_text(job.kind), job.app, job.source, state_text(state),
+                progress, Text(short(without_folders(info), 90), style=style)]  # fmt: skip
 
     def record_cells(self, record: JobRecord) -> list[str | Text]:
         progress: str | Text = ""
@@ -692,8 +837,39 @@ class ReelApp(App[None]):
         if record.state == "running" and record.pid != os.getpid():
             info = f"in another reel process (pid {record.pid})"
         style = "red" if record.state == "failed" else ""
-        return [f"#{record.id}", record.app, record.source, state_text(record.state), progress,
+        return [f"#{record.id}", kind_text(record.kind), record.app, record.source,
+                state_text(record.state), progress,
                 Text(short(without_folders(info), 90), style=style)]  # fmt: skip
+
+
+def stored_copies(copies: list[CachedCopy]) -> tuple[CachedCopy, ...]:
+    """An app's snapshots, by name, then its undo copy, each with ``source`` set to the name it
+    is rewound by (``@NAME``, ``@undo``); the undo copy's ``name`` becomes what it holds."""
+    named = [replace(c, source=f"@{c.key.removeprefix(SNAPSHOT_PREFIX)}")
+             for c in copies if c.kind == "snapshot"]  # fmt: skip
+    undo = [replace(c, source=f"@{UNDO_KEY}", name=c.source) for c in copies if c.kind == "undo"]
+    return (*sorted(named, key=lambda c: c.source.lower()), *undo)
+
+
+def stored_row(copy: CachedCopy) -> tuple[str, list[str | Text]]:
+    """A snapshot or the undo copy as a row of the Sources table: its glyph, "snapshot" or
+    "undo" as its format, its size, and when it was taken as its age."""
+    glyph, colour = STORED_GLYPHS[copy.kind]
+    name = Text.assemble((f"{glyph} ", colour), copy.source)
+    if copy.kind == "undo" and copy.name:
+        name.append(f" ({copy.name})", "dim")  # "before seed.sql": what replaced that state
+    return copy.source, [name, Text(copy.kind, colour), Text(human_size(copy.bytes),
+                         justify="right"), ago(copy.created)]  # fmt: skip
+
+
+def kind_text(kind: str) -> Text:
+    return Text(kind, style=KIND_STYLES.get(kind, ""))
+
+
+def job_title(job: Job | JobRecord) -> str:
+    """``#3 blog ← seed.sql``; a snapshot goes the other way: ``#4 blog → @before-demo``."""
+    arrow = "→" if job.kind == "snapshot" else "←"
+    return f"#{job.id} {job.app} {arrow} {job.source}"
 
 
 def run_tui(config_path: Path) -> int:

@@ -17,6 +17,10 @@ STATE_GLYPHS = {
     "failed": ("✗", "red"),
     "cancelled": ("⊘", "magenta"),
 }
+STORED_GLYPHS = {"snapshot": ("◆", "magenta"), "undo": ("↶", "cyan")}
+"""Marks of the app's own copies among its dumps: a snapshot, the undo copy."""
+KIND_STYLES = {"rewind": "dim", "snapshot": "magenta", "undo": "cyan"}
+"""A job's kind in the Jobs table: rewinds are the usual case, the others stand out."""
 
 
 def ago(timestamp: float | None, now: float | None = None) -> str:

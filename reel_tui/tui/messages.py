@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
+from reel_tui.cache import CachedCopy
 from reel_tui.config import Config
 from reel_tui.history import HistoryStore, JobRecord
 from reel_tui.jobs import JobEvent
@@ -25,9 +26,12 @@ class ConfigLoaded(Message):
 
 @dataclass
 class CacheScanned(Message):
-    """Which sources of each app have a cached copy (a warm rewind), from the local index."""
+    """Which sources of each app have a cached copy (a warm rewind), and which snapshots and
+    undo copy each app has: from the local index, which every engine and reel process updates."""
 
     cached: dict[str, frozenset[str]]
+    stored: dict[str, tuple[CachedCopy, ...]] = field(default_factory=dict)
+    """Per app, its snapshots and undo copy as the index last saw them."""
 
 
 @dataclass
@@ -75,7 +79,18 @@ class LogLoaded(Message):
 
 @dataclass
 class RewindPlanned(Message):
-    """A rewind passed its checks (``plan``) or was refused (``error``)."""
+    """A job (rewind, undo, snapshot) passed its checks (``plan``) or was refused (``error``)."""
 
     plan: RewindPlan | None
+    error: str | None = None
+    what: str = "Rewind"
+    """What was asked for (Rewind, Undo, Snapshot): the title of a refusal."""
+
+
+@dataclass
+class SnapshotEdited(Message):
+    """A snapshot was renamed or deleted (``text`` says so), or could not be (``error``)."""
+
+    app: str
+    text: str
     error: str | None = None

@@ -1,6 +1,10 @@
-"""Modal screens: confirm a rewind, confirm quitting, help, a job's full log."""
+"""Modal screens: confirm a rewind, name or delete a snapshot, confirm quitting, help,
+a job's full log."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -35,17 +39,12 @@ class ConfirmRewind(ModalScreen[bool]):
         self.typed = not plan.engine.is_local()
 
     def compose(self) -> ComposeResult:
-        app, source = self.plan.app, self.plan.source
+        app = self.plan.app
+        undo = self.plan.kind == "undo"
         with Vertical(id="dialog"):
-            yield Label(f"Rewind {app.name}?", id="dialog-title")
-            yield Static(
-                Text.assemble(
-                    "Replace ", (app.name, "bold"), f" ({app.driver} {app.target}) with ",
-                    (source.name, "bold"), f", {human_size(source.size)}?\n",
-                    "The current data is replaced.", _hooks_note(app),
-                ),
-                id="dialog-body",
-            )  # fmt: skip
+            yield Label(f"Undo the last rewind of {app.name}?" if undo else f"Rewind {app.name}?",
+                        id="dialog-title")  # fmt: skip
+            yield Static(self.body(), id="dialog-body")
             if self.typed:
                 yield Static(
                     Text.assemble(
@@ -55,8 +54,30 @@ class ConfirmRewind(ModalScreen[bool]):
                 )  # fmt: skip
                 yield Input(placeholder=app.database, id="typed")
             with Horizontal(id="dialog-buttons"):
-                yield Button("Rewind", variant="error", id="rewind")
+                yield Button("Undo" if undo else "Rewind", variant="error", id="rewind")
                 yield Button("Cancel", id="cancel")
+
+    def body(self) -> Text:
+        """What comes back and what goes: a dump, a snapshot (when it was taken), or for an
+        undo the state the last rewind replaced (the current one becomes the undo copy)."""
+        app, source = self.plan.app, self.plan.source
+        where = Text.assemble((app.name, "bold"), f" ({app.driver} {app.target})")
+        size = human_size(source.size)
+        if source.stored is None:
+            return Text.assemble("Replace ", where, " with ", (source.name, "bold"),
+                                 f", {size}?\nThe current data is replaced.",
+                                 _hooks_note(app))  # fmt: skip
+        taken = taken_at(source.modified)
+        if self.plan.kind == "undo":
+            return Text.assemble(
+                "Bring back the state ", where, f" had before its last rewind (kept {taken}, "
+                f"{size})?\nThe current data becomes the undo copy: undo again to redo.",
+                _hooks_note(app),
+            )  # fmt: skip
+        return Text.assemble(
+            "Replace ", where, " with snapshot ", (source.name, "bold"),
+            f" (taken {taken}, {size})?\nThe current data is replaced.", _hooks_note(app),
+        )  # fmt: skip
 
     def on_mount(self) -> None:
         self.query_one("#typed" if self.typed else "#rewind").focus()
@@ -75,6 +96,98 @@ class ConfirmRewind(ModalScreen[bool]):
             self.notify("The name typed is not the database's name.", severity="warning")
             return
         self.dismiss(True)
+
+
+def taken_at(timestamp: float) -> str:
+    """``today 15:58``, ``2026-11-26 09:12``: when a copy was taken, as a person says it."""
+    day = time.strftime("%Y-%m-%d", time.localtime(timestamp))
+    clock = time.strftime("%H:%M", time.localtime(timestamp))
+    return f"today {clock}" if day == time.strftime("%Y-%m-%d") else f"{day} {clock}"
+
+
+class SnapshotNameScreen(ModalScreen[str | None]):
+    """Asks for a snapshot's name (to take one, or to rename one); the name is checked as it
+    is typed, by the core's rules, and the one-line reason shown here, so a bad name never
+    leaves the dialog. Enter accepts, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(
+        self, title: str, body: str, name: str, problem: Callable[[str], str | None]
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body_text = body
+        self.initial = name
+        self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="snapshot"):
+            yield Label(self.title_text, id="dialog-title")
+            yield Static(self.body_text, id="dialog-body")
+            yield Input(value=self.initial, id="snapshot-name")
+            yield Static("", id="name-error")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("OK", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.show_problem(self.problem(event.value))
+
+    def show_problem(self, problem: str | None) -> None:
+        self.query_one("#name-error", Static).update(Text(problem or "", style="red"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.accept()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self.accept()
+        else:
+            self.dismiss(None)
+
+    def accept(self) -> None:
+        name = self.query_one(Input).value
+        problem = self.problem(name)
+        if problem:
+            self.show_problem(problem)
+            return
+        self.dismiss(name)
+
+
+class ConfirmDeleteSnapshot(ModalScreen[bool]):
+    """A snapshot is the one copy of a state that no dump holds: ask before it goes."""
+
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
+
+    def __init__(self, app_name: str, name: str, size: int, taken: float) -> None:
+        super().__init__()
+        self.app_name = app_name
+        self.snapshot = name
+        self.copy_bytes = size
+        self.taken = taken
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(f"Delete snapshot {self.snapshot}?", id="dialog-title")
+            yield Static(
+                Text.assemble("Delete ", (self.snapshot, "bold"), " of ",
+                              (self.app_name, "bold"), f" (taken {taken_at(self.taken)}, "
+                              f"{human_size(self.copy_bytes)})?\nIt cannot be brought back."),
+                id="dialog-body",
+            )  # fmt: skip
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Delete", variant="error", id="delete")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "delete")
 
 
 class ConfirmQuit(ModalScreen[bool]):
@@ -147,6 +260,11 @@ HELP = """\
   d               rewind the app to its default source ★
   /               filter the sources (esc clears)
   c               cancel the highlighted or running job
+[b]Snapshots and undo[/b]
+  s               take a snapshot of the app's current state
+  u               undo the app's last rewind (asks first)
+  n               on a snapshot: rename it
+  x, delete       on a snapshot: delete it (asks first)
 [b]Looking[/b]
   l               the highlighted job's full log
   t               check every app's connection again
@@ -156,6 +274,8 @@ HELP = """\
 [b]Marks[/b]
   [yellow]★[/yellow]  the app's default source (dbsource)
   [green]●[/green]  a cached source: its rewind is a swap, not a load
+  [magenta]◆[/magenta]  a snapshot (@name): enter rewinds to it
+  [cyan]↶[/cyan]  the undo copy (@undo): what the last rewind replaced
 
 Jobs of other reel processes (cron, scripts) show
 up too. Headless: reel-tui --history, --log JOB_ID."""

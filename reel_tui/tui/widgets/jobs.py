@@ -1,4 +1,5 @@
-"""The Jobs pane: queued, running and past jobs, this process's and others'."""
+"""The Jobs pane: queued, running and past jobs (rewinds, undos, snapshots), this process's
+and others'."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from reel_tui.tui.widgets.keyed_table import KeyedTable
 class JobTable(KeyedTable):
     """Newest first; the highlighted job's log shows below."""
 
-    COLUMNS = ("job", "app", "source", "state", "progress", "info")
+    COLUMNS = ("job", "kind", "app", "source", "state", "progress", "info")
     WIDTHS = {"progress": 19}
     BINDINGS = [
         Binding("c", "app.cancel_job", "Cancel", tooltip="Cancel the highlighted job"),
