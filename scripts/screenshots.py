@@ -2,7 +2,7 @@
 
 Drives the app with Textual's Pilot over the demo config of the tests (SQLite
 apps, one with a config error), through a finished rewind, a failed one and
-one caught mid-load, and saves each screen as SVG (what Textual exports) and
+one caught mid-load, snapshots and an undo, and saves each screen as SVG (what Textual exports) and
 PNG (rendered with cairosvg, for viewers that cannot show SVG).
 Needs the ``screenshots`` extra: ``pip install -e '.[screenshots]'``.
 """
@@ -77,6 +77,47 @@ async def confirm(app: ReelApp, pilot: Pilot) -> None:
     await settle(app, pilot)
 
 
+async def finish_last(app: ReelApp, pilot: Pilot) -> None:
+    assert app.queue is not None
+    await asyncio.to_thread(app.queue.wait, app.queue.jobs()[-1], 120)
+    await settle(app, pilot)
+
+
+async def take_snapshot(app: ReelApp, pilot: Pilot, name: str) -> None:
+    """``s``, the name typed over the dated one offered, Enter; wait for the job."""
+    await pilot.press("s")
+    await pilot.pause()
+    await pilot.press(*name, "enter")
+    await settle(app, pilot)
+    await finish_last(app, pilot)
+
+
+async def snapshots(app: ReelApp, pilot: Pilot) -> None:
+    """A snapshot taken, a rewind, its undo: the snapshots and the undo copy among the
+    sources, each job with its kind."""
+    await rewind(app, pilot, "blog", "seed.sql", wait=True)
+    await take_snapshot(app, pilot, "before-demo")
+    await rewind(app, pilot, "blog", "demo/prospect-acme.sql", wait=True)
+    await take_snapshot(app, pilot, "acme-walkthrough")
+    await pilot.press("u")
+    await settle(app, pilot)
+    await pilot.press("enter")
+    await finish_last(app, pilot)
+    app.clear_notifications()
+    sources = app.query_one("#sources")
+    sources.focus()
+    sources.move_cursor(row=sources._keys.index("@before-demo"))  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
+async def undo_confirm(app: ReelApp, pilot: Pilot) -> None:
+    await rewind(app, pilot, "blog", "seed.sql", wait=True)
+    await rewind(app, pilot, "blog", "demo/prospect-acme.sql", wait=True)
+    app.clear_notifications()
+    await pilot.press("u")
+    await settle(app, pilot)
+
+
 async def help_screen(app: ReelApp, pilot: Pilot) -> None:
     await settle(app, pilot)
     app.clear_notifications()
@@ -96,6 +137,8 @@ SCENES: list[tuple[str, tuple[int, int], Scene]] = [
     ("confirm", (100, 30), confirm),
     ("config-error", (100, 30), config_error),
     ("help", (100, 30), help_screen),
+    ("snapshots", (120, 36), snapshots),
+    ("undo", (100, 30), undo_confirm),
 ]
 
 

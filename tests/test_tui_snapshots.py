@@ -10,7 +10,7 @@ import pytest
 from textual.pilot import Pilot
 
 from reel_tui.tui.app import ReelApp
-from tui_demo import build_demo
+from tui_demo import build_demo, with_snapshots
 
 
 @pytest.fixture
@@ -63,3 +63,16 @@ def test_help(snap_compare, demo_app):
         await pilot.pause()
 
     assert snap_compare(demo_app, terminal_size=(100, 30), run_before=open_help)
+
+
+def test_sources_with_snapshots_and_undo(snap_compare, state_dir):
+    """Snapshots (◆) and the undo copy (↶) beside the dumps, with what the undo holds."""
+    config = build_demo()
+    with_snapshots(config, state_dir)
+
+    async def to_sources(pilot: Pilot) -> None:
+        await ready(pilot)
+        await pilot.press("enter", "down", "down", "down")  # onto @before-demo
+
+    app = ReelApp(config, poll_history=False)
+    assert snap_compare(app, terminal_size=(100, 30), run_before=to_sources)

@@ -112,13 +112,16 @@ async def test_snapshot_rewind_to_it_and_undo_from_the_keys(demo: Path):
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmRewind)
         assert "Undo the last rewind of blog" in str(app.screen.query_one("#dialog-title").render())
-        assert "undo again to redo" in str(app.screen.query_one("#dialog-body").render())
+        body = str(app.screen.query_one("#dialog-body").render())
+        assert "Bring back what blog (sqlite" in body and "held before @before-demo" in body
+        assert "undo again to redo" in body
         await pilot.press("enter")
         undo = await finished(app, pilot)
         assert (undo.kind, undo.state) == ("undo", JobState.SUCCEEDED), undo.error
         assert fingerprint(blog_db(demo)) == changed  # the state that rewind replaced
         assert str(jobs.get_cell(str(undo.id), "kind")) == "undo"
         assert any("last rewind undone" in n.message for n in app._notifications)
+        assert str(sources.get_row("@undo")[0]) == "↶ @undo (what the undo replaced)"
 
 
 async def test_rename_and_delete_a_snapshot_from_the_keys(demo: Path):

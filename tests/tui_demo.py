@@ -57,3 +57,33 @@ def build_demo(root: Path = DEMO_ROOT, big_rows: int = 0) -> Path:
     for path in (root / "dumps").rglob("*"):
         os.utime(path, (two_days_ago, two_days_ago))
     return config
+
+
+def with_snapshots(config: Path, state_dir: Path) -> None:
+    """Real jobs before the TUI starts: blog rewound to seed.sql, snapshots @before-demo and
+    @clean-install taken, then blog rewound to demo/prospect-acme.sql (so its undo copy holds
+    the seed state). The job history and logs are removed afterwards, the cache index kept:
+    the Sources pane shows the copies, the Jobs pane no durations that differ between runs."""
+    from reel_tui.config import load_config
+    from reel_tui.history import HistoryStore
+    from reel_tui.jobqueue import JobQueue
+    from reel_tui.jobs import JobState
+    from reel_tui.plan import plan_rewind, plan_snapshot
+
+    loaded = load_config(config)
+    history = HistoryStore(state_dir)
+    queue = JobQueue(history, workers=1)
+    try:
+        for plan in (
+            lambda: plan_rewind(loaded, "blog", "seed.sql"),
+            lambda: plan_snapshot(loaded, "blog", "before-demo"),
+            lambda: plan_snapshot(loaded, "blog", "clean-install"),
+            lambda: plan_rewind(loaded, "blog", "demo/prospect-acme.sql"),
+        ):
+            job = queue.submit(plan())
+            assert queue.wait(job, 60) and job.state is JobState.SUCCEEDED, job.error
+    finally:
+        queue.shutdown(cancel=False)
+        history.close()
+    (state_dir / "history.sqlite3").unlink()
+    shutil.rmtree(state_dir / "logs", ignore_errors=True)

@@ -98,10 +98,10 @@ class ReelApp(App[None]):
         Binding("f1,question_mark", "help", "Help", key_display="f1"),
         Binding("ctrl+q", "quit", "Quit", key_display="^q", priority=True),
         Binding("q", "quit", "Quit", show=False),  # not a priority: q may be typed in inputs
-        Binding("r", "reload", "Reload", tooltip="Read the config file again"),
-        Binding("c", "cancel_job", "Cancel", tooltip="Cancel the highlighted or running job"),
         Binding("s", "snapshot", "Snapshot", tooltip="Keep the app's current state under a name"),
         Binding("u", "undo", "Undo", tooltip="Bring back what the app's last rewind replaced"),
+        Binding("c", "cancel_job", "Cancel", tooltip="Cancel the highlighted or running job"),
+        Binding("r", "reload", "Reload", tooltip="Read the config file again"),
         Binding("d", "rewind_default", "Default", show=False),
         Binding("t", "test", "Test", show=False),
         Binding("l", "open_log", "Log", show=False),
@@ -159,7 +159,9 @@ class ReelApp(App[None]):
             self.set_interval(HISTORY_POLL_SECONDS, self.refresh_history)
 
     def on_resize(self) -> None:
-        self.set_class(self.size.width < 110, "-narrow")
+        narrow = self.size.width < 110
+        self.set_class(narrow, "-narrow")
+        self.query_one(Footer).compact = narrow  # the keys of the focused pane still fit
         self.call_after_refresh(self.refresh_sources_title)  # the pane's new width is known then
 
     def redraw_ages(self) -> None:
@@ -443,7 +445,8 @@ class ReelApp(App[None]):
             if answer:
                 self.submit(plan)
 
-        self.push_screen(ConfirmRewind(plan), confirmed)
+        holds = next((c.name for c in self.stored.get(plan.app.name, ()) if c.kind == "undo"), "")
+        self.push_screen(ConfirmRewind(plan, holds if plan.kind == "undo" else ""), confirmed)
 
     def on_snapshot_edited(self, message: SnapshotEdited) -> None:
         if message.error:
@@ -522,6 +525,10 @@ class ReelApp(App[None]):
         app_name = self.selected_app
         if self.config is None or app_name is None:
             self.notify("No app to snapshot", severity="warning")
+            return
+        if app_name not in self.config.apps:
+            self.notify(f"{app_name} is disabled by config errors: fix them, then press r",
+                        title="Snapshot refused", severity="error")  # fmt: skip
             return
         taken = {copy.source for copy in self.stored.get(app_name, ())}
         name = time.strftime("%Y-%m-%d %H:%M")
@@ -857,7 +864,8 @@ def stored_row(copy: CachedCopy) -> tuple[str, list[str | Text]]:
     glyph, colour = STORED_GLYPHS[copy.kind]
     name = Text.assemble((f"{glyph} ", colour), copy.source)
     if copy.kind == "undo" and copy.name:
-        name.append(f" ({copy.name})", "dim")  # "before seed.sql": what replaced that state
+        held = "what the undo replaced" if copy.name == f"before @{UNDO_KEY}" else copy.name
+        name.append(f" ({held})", "dim")  # "before seed.sql": what replaced that state
     return copy.source, [name, Text(copy.kind, colour), Text(human_size(copy.bytes),
                          justify="right"), ago(copy.created)]  # fmt: skip
 

@@ -33,9 +33,11 @@ class ConfirmRewind(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "dismiss(False)", "Cancel")]
 
-    def __init__(self, plan: RewindPlan) -> None:
+    def __init__(self, plan: RewindPlan, undo_holds: str = "") -> None:
         super().__init__()
         self.plan = plan
+        self.undo_holds = undo_holds
+        """For an undo, what the undo copy holds as the index says it: ``before seed.sql``."""
         self.typed = not plan.engine.is_local()
 
     def compose(self) -> ComposeResult:
@@ -69,8 +71,9 @@ class ConfirmRewind(ModalScreen[bool]):
                                  _hooks_note(app))  # fmt: skip
         taken = taken_at(source.modified)
         if self.plan.kind == "undo":
+            held = self.undo_holds or "before its last rewind"
             return Text.assemble(
-                "Bring back the state ", where, f" had before its last rewind (kept {taken}, "
+                "Bring back what ", where, " held ", (held, "bold"), f" (kept {taken}, "
                 f"{size})?\nThe current data becomes the undo copy: undo again to redo.",
                 _hooks_note(app),
             )  # fmt: skip

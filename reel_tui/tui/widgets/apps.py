@@ -13,7 +13,7 @@ class AppList(KeyedTable):
     COLUMNS = ("app", "engine", "state")
     BINDINGS = [
         Binding("enter", "app.focus_sources", "Sources", tooltip="Go to this app's sources"),
-        Binding("d", "app.rewind_default", "Rewind default", tooltip="Rewind to its dbsource"),
+        Binding("d", "app.rewind_default", "Default", tooltip="Rewind to its dbsource"),
         Binding("t", "app.test", "Test", tooltip="Check every app's connection again"),
     ]
 
