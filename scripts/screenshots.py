@@ -152,6 +152,7 @@ async def shoot(name: str, size: tuple[int, int], scene: Scene) -> None:
         (OUT / f"{name}.svg").write_text(svg, encoding="utf-8")
         if app.queue is not None:
             await asyncio.to_thread(app.queue.shutdown)
+            await settle(app, pilot)  # the last jobs' events, before the widgets go
     try:
         import cairosvg
     except ImportError:
