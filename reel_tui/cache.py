@@ -24,7 +24,9 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -445,6 +447,28 @@ def key_after_load(
         ctx.log("the dump changed while it was loaded: no cached copy kept", "warning")
         return None
     return cache_key(app, digest), digest
+
+
+@contextmanager
+def server_lock_held(
+    try_lock: Callable[[], bool], release: Callable[[], None], target: str, timeout: float = 30.0
+) -> Iterator[None]:
+    """Hold a server-side lock on ``target`` (taken by ``try_lock``), waiting up to
+    ``timeout`` seconds for a running rewind to let go of it: what the cache commands
+    (evict, rename, delete) do before they touch a target's copies.
+
+    Raises:
+        TimeoutError: the rewind is still running.
+    """
+    deadline = time.monotonic() + timeout
+    while not try_lock():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"a rewind of {target} is still running")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        release()
 
 
 class TemplateFacts(Protocol):

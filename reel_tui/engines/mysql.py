@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pymysql
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 # The loaders (mysql_loader, mysql_parallel) are imported where a load starts: a warm
 # rewind moves a ready copy in and should not pay for importing them.
+
+
+_T = TypeVar("_T")
 
 
 class MysqlEngine(Engine):
@@ -114,20 +117,8 @@ class MysqlEngine(Engine):
     def drop_cached(
         self, keys: Collection[str] | None, log: Callable[[str], None]
     ) -> list[CachedCopy]:
-        admin = connect(self.app)
-        try:
-            dropped = drop_all(self.app, admin, None if keys is None else set(keys), log)
-            if self.cache_index is not None:
-                self.cache_index.record_copies(
-                    self.app.target_key, mysql_cache.copies(admin, self.app.database)
-                )
-            return dropped
-        except TimeoutError as exc:
-            raise RewindError(str(exc), code="busy") from None
-        except pymysql.Error as exc:
-            raise RewindError(f"{where(self.app)}: {message(exc)}") from None
-        finally:
-            admin.close()
+        wanted = None if keys is None else set(keys)
+        return self._cache_work(lambda admin: drop_all(self.app, admin, wanted, log))
 
     def maintain(self, log: Callable[[str], None]) -> None:
         admin = connect(self.app)
@@ -304,7 +295,8 @@ class MysqlEngine(Engine):
         mysql_cache.create_schema(admin, schema, target)
         try:
             mysql_cache.mark(admin, schema, kind="building", target=target, key=key)
-            mysql_cache.copy_locked(admin, target, schema, tables, ctx.check_cancelled)
+            mysql_cache.copy_tables(admin, target, schema, tables, ctx.check_cancelled,
+                                    one_state=True)  # fmt: skip
             ctx.check_cancelled()
             now = time.time()
             mysql_cache.mark(admin, schema, exists=True, kind="snapshot", target=target, key=key,
@@ -353,13 +345,22 @@ class MysqlEngine(Engine):
         return match
 
     def _locked(self, change: Callable[[Connection], CachedCopy]) -> CachedCopy:
-        """Run ``change`` under the target's lock; record the copies afterwards."""
+        """Run ``change`` under the target's lock."""
+
+        def locked(admin: Connection) -> CachedCopy:
+            with target_locked(self.app, admin):
+                return change(admin)
+
+        return self._cache_work(locked)
+
+    def _cache_work(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` on an admin connection, then record the copies now on the server in
+        the cache index; the driver's errors become one-line RewindErrors."""
         admin = connect(self.app)
         try:
-            with target_locked(self.app, admin):
-                copy = change(admin)
+            result = work(admin)
             self._record(admin)
-            return copy
+            return result
         except TimeoutError as exc:
             raise RewindError(str(exc), code="busy") from None
         except pymysql.Error as exc:

@@ -332,48 +332,22 @@ def copy_tables(
     dest: str,
     names: list[str],
     check: Callable[[], None] = lambda: None,
+    *,
+    one_state: bool = False,
 ) -> None:
     """Copy tables ``names`` of ``source`` into the existing schema ``dest``: definitions as
     SHOW CREATE gives them (foreign keys included, which CREATE TABLE … LIKE drops), rows
-    with INSERT … SELECT of the stored columns. ``check`` runs between statements."""
-    saved = query(
-        conn, "SELECT @@SESSION.foreign_key_checks, @@SESSION.unique_checks, @@SESSION.sql_mode"
-    )[0]
-    query(
-        conn,
-        "SET SESSION foreign_key_checks = 0, unique_checks = 0, "
-        "sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-    )
-    try:
-        query(conn, f"USE {ident(dest)}")
-        for table in names:
-            check()
-            create = query(conn, f"SHOW CREATE TABLE {ident(source)}.{ident(table)}")[0][1]
-            query(conn, create)
-        for table in names:
-            check()
-            columns = ", ".join(ident(c) for c in _stored_columns(conn, source, table))
-            query(
-                conn,
-                f"INSERT INTO {ident(dest)}.{ident(table)} ({columns}) "
-                f"SELECT {columns} FROM {ident(source)}.{ident(table)}",
-            )
-    finally:
-        query(conn, "USE information_schema")
-        query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)
+    with INSERT … SELECT of the stored columns. ``check`` runs between statements.
 
-
-def copy_locked(
-    conn: Connection, source: str, dest: str, names: list[str], check: Callable[[], None]
-) -> None:
-    """Copy tables ``names`` of the live schema ``source`` into ``dest`` as one state: the
-    tables are created first, then copied under ``LOCK TABLES source.… READ`` (writers
-    wait until the copy is done, readers do not)."""
+    ``one_state``: ``source`` is live (a snapshot of the target): the rows are copied under
+    ``LOCK TABLES source.… READ``, so all tables come from one state (writers wait until
+    the copy is done, readers do not)."""
     saved = query(
         conn, "SELECT @@SESSION.foreign_key_checks, @@SESSION.unique_checks, @@SESSION.sql_mode"
     )[0]
     query(conn, "SET SESSION foreign_key_checks = 0, unique_checks = 0, "
                 "sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'")  # fmt: skip
+    locking = one_state and bool(names)
     try:
         query(conn, f"USE {ident(dest)}")
         for table in names:
@@ -382,7 +356,7 @@ def copy_locked(
             query(conn, create)
         columns = {table: ", ".join(ident(c) for c in _stored_columns(conn, source, table))
                    for table in names}  # fmt: skip
-        if names:
+        if locking:
             query(conn, "LOCK TABLES " + ", ".join(
                 [f"{ident(source)}.{ident(t)} READ" for t in names]
                 + [f"{ident(dest)}.{ident(t)} WRITE" for t in names]))  # fmt: skip
@@ -393,7 +367,8 @@ def copy_locked(
                 query(conn, f"INSERT INTO {ident(dest)}.{ident(table)} ({listed}) "
                             f"SELECT {listed} FROM {ident(source)}.{ident(table)}")  # fmt: skip
         finally:
-            query(conn, "UNLOCK TABLES")
+            if locking:
+                query(conn, "UNLOCK TABLES")
     finally:
         query(conn, "USE information_schema")
         query(conn, "SET SESSION foreign_key_checks = %s, unique_checks = %s, sql_mode = %s", saved)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 
 import pymysql
@@ -30,6 +31,7 @@ from reel_tui.cache import (
     evictions,
     key_after_load,
     key_now,
+    server_lock_held,
 )
 from reel_tui.config import AppConfig
 from reel_tui.engines import mysql_cache
@@ -325,22 +327,14 @@ def drop_all(
         return dropped
 
 
-@contextlib.contextmanager
-def target_locked(app: AppConfig, admin: Connection, timeout: float = 30.0) -> Iterator[None]:
-    """Hold the target's lock, waiting up to ``timeout`` for a running rewind.
-
-    Raises:
-        TimeoutError: the rewind is still running.
-    """
-    deadline = time.monotonic() + timeout
-    while not mysql_cache.try_target_lock(admin, app.database):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"a rewind of {app.target} is still running")
-        time.sleep(0.2)
-    try:
-        yield
-    finally:
-        mysql_cache.release_target_lock(admin, app.database)
+def target_locked(
+    app: AppConfig, admin: Connection, timeout: float = 30.0
+) -> AbstractContextManager[None]:
+    """Hold the target's lock on the server, waiting up to ``timeout`` for a running rewind
+    (see :func:`reel_tui.cache.server_lock_held`)."""
+    return server_lock_held(lambda: mysql_cache.try_target_lock(admin, app.database),
+                            lambda: mysql_cache.release_target_lock(admin, app.database),
+                            app.target, timeout)  # fmt: skip
 
 
 class _Quiet:

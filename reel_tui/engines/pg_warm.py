@@ -9,8 +9,8 @@ interrupted warm rewind is finished or rolled back exactly as a cold one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import psycopg2
 
@@ -24,6 +24,7 @@ from reel_tui.cache import (
     evictions,
     key_after_load,
     key_now,
+    server_lock_held,
 )
 from reel_tui.config import AppConfig
 from reel_tui.engines import pg_cache, pg_swap
@@ -165,20 +166,15 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
         return
     # the rewind that started this work may still hold the lock for a moment: the server
     # releases a session's advisory locks only when it has processed the disconnect
-    deadline = time.monotonic() + EVICT_LOCK_WAIT
-    while not pg_cache.try_target_lock(admin, target):
-        if time.monotonic() > deadline:
-            log("a rewind of the target is running: eviction is left for the next background run")
-            return
-        time.sleep(0.05)
     try:
-        for copy, why in dropping:
-            pg_cache.drop_copy(admin, target, copy)
-            log(why)
-        for copy in extra_spares:
-            pg_cache.drop_ours(admin, pg_cache.spare_name(target, copy.key))
-    finally:
-        pg_cache.release_target_lock(admin, target)
+        with target_locked(app, admin, EVICT_LOCK_WAIT):
+            for copy, why in dropping:
+                pg_cache.drop_copy(admin, target, copy)
+                log(why)
+            for copy in extra_spares:
+                pg_cache.drop_ours(admin, pg_cache.spare_name(target, copy.key))
+    except TimeoutError:
+        log("a rewind of the target is running: eviction is left for the next background run")
 
 
 def drop_all(app: AppConfig, admin: Connection, keys: set[str] | None,
@@ -196,19 +192,11 @@ def drop_all(app: AppConfig, admin: Connection, keys: set[str] | None,
         return dropped
 
 
-@contextmanager
-def target_locked(app: AppConfig, admin: Connection, timeout: float = 30.0) -> Iterator[None]:
-    """Hold the target's advisory lock, waiting up to ``timeout`` for a running rewind.
-
-    Raises:
-        TimeoutError: the rewind is still running.
-    """
-    deadline = time.monotonic() + timeout
-    while not pg_cache.try_target_lock(admin, app.database):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"a rewind of {app.target} is still running")
-        time.sleep(0.2)
-    try:
-        yield
-    finally:
-        pg_cache.release_target_lock(admin, app.database)
+def target_locked(
+    app: AppConfig, admin: Connection, timeout: float = 30.0
+) -> AbstractContextManager[None]:
+    """Hold the target's lock on the server, waiting up to ``timeout`` for a running rewind
+    (see :func:`reel_tui.cache.server_lock_held`)."""
+    return server_lock_held(lambda: pg_cache.try_target_lock(admin, app.database),
+                            lambda: pg_cache.release_target_lock(admin, app.database),
+                            app.target, timeout)  # fmt: skip

@@ -32,7 +32,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import psycopg2
 
@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 
 # The loaders (pg_loader, pg_parallel, pg_restore, pg_inplace) are imported where a load
 # starts: a warm rewind renames a ready copy in and should not pay for importing them.
+
+
+_T = TypeVar("_T")
 
 
 class PostgresEngine(Engine):
@@ -134,22 +137,8 @@ class PostgresEngine(Engine):
     def drop_cached(
         self, keys: Collection[str] | None, log: Callable[[str], None]
     ) -> list[CachedCopy]:
-        admin = connect_maintenance(self.app)
-        try:
-            dropped = drop_all(self.app, admin, None if keys is None else set(keys), log)
-            if self.cache_index is not None:
-                self.cache_index.record_copies(
-                    self.app.target_key, pg_cache.copies(admin, self.app.database)
-                )
-            return dropped
-        except TimeoutError as exc:
-            raise RewindError(str(exc), code="busy") from None
-        except pg_cache.NotOurs as exc:
-            raise RewindError(str(exc)) from None
-        except psycopg2.Error as exc:
-            raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
-        finally:
-            admin.close()
+        wanted = None if keys is None else set(keys)
+        return self._cache_work(lambda admin: drop_all(self.app, admin, wanted, log))
 
     def maintain(self, log: Callable[[str], None]) -> None:
         admin = connect_maintenance(self.app)
@@ -451,16 +440,25 @@ class PostgresEngine(Engine):
         return copy
 
     def _locked(self, change: Callable[[Connection], CachedCopy]) -> CachedCopy:
-        """Run ``change`` under the target's advisory lock; record the copies afterwards."""
+        """Run ``change`` under the target's advisory lock."""
+
+        def locked(admin: Connection) -> CachedCopy:
+            with target_locked(self.app, admin):
+                return change(admin)
+
+        return self._cache_work(locked)
+
+    def _cache_work(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` on a maintenance connection, then record the copies now on the
+        server in the cache index; the driver's errors become one-line RewindErrors."""
         admin = connect_maintenance(self.app)
         try:
-            with target_locked(self.app, admin):
-                copy = change(admin)
+            result = work(admin)
             if self.cache_index is not None:
                 self.cache_index.record_copies(
                     self.app.target_key, pg_cache.copies(admin, self.app.database)
                 )
-            return copy
+            return result
         except TimeoutError as exc:
             raise RewindError(str(exc), code="busy") from None
         except pg_cache.NotOurs as exc:

@@ -114,15 +114,20 @@ class SqliteEngine(Engine):
                 loading.interrupt()
 
     def rewind(self, source: Source, ctx: RewindContext) -> None:
-        # A lock beside the file, not only in this user's state directory: another
-        # user's cron, or a run with another state_dir, rewinds the same file.
+        with self._file_locked(ctx):
+            self._rewind_locked(source, ctx)
+
+    @contextmanager
+    def _file_locked(self, ctx: RewindContext) -> Iterator[None]:
+        """Hold the lock beside the file, not only the one in this user's state directory:
+        another user's cron, or a run with another state_dir, rewinds the same file."""
         lock = self._lock()
         if not lock.try_acquire():
             ctx.progress(phase="waiting", detail=f"waiting for {lock.holder()}")
             ctx.log(f"waiting for another rewind of {self.target} ({lock.holder()})")
             lock.acquire(None, _CancelEvent(ctx))
         try:
-            self._rewind_locked(source, ctx)
+            yield
         finally:
             lock.release()
 
@@ -239,15 +244,8 @@ class SqliteEngine(Engine):
     # --- snapshots ---------------------------------------------------------------------
 
     def snapshot(self, name: str, ctx: RewindContext) -> None:
-        lock = self._lock()
-        if not lock.try_acquire():
-            ctx.progress(phase="waiting", detail=f"waiting for {lock.holder()}")
-            ctx.log(f"waiting for another rewind of {self.target} ({lock.holder()})")
-            lock.acquire(None, _CancelEvent(ctx))
-        try:
+        with self._file_locked(ctx):
             self._snapshot_locked(name, ctx)
-        finally:
-            lock.release()
 
     def _snapshot_locked(self, name: str, ctx: RewindContext) -> None:
         self._remove_leftovers(ctx)
