@@ -130,6 +130,7 @@ def hook_environment(
     job_id: int,
     phase: HookPhase,
     error: str | None = None,
+    job_kind: str = "rewind",
 ) -> dict[str, str]:
     """The user's environment plus what a hook needs to know about the rewind.
 
@@ -146,6 +147,7 @@ def hook_environment(
         REEL_SOURCE=str(source),
         REEL_SOURCE_NAME=source_name,
         REEL_JOB_ID=str(job_id),
+        REEL_JOB_KIND=job_kind,
         REEL_PHASE=phase,
     )
     if app.driver != "sqlite":

@@ -407,7 +407,7 @@ class _JobContext:
         for hook in hooks:
             self.progress(detail=hook.label)
             env = hook_environment(plan.app, plan.source.path, plan.source.name, job.id,
-                                   hook.phase, error)  # fmt: skip
+                                   hook.phase, error, job.kind)  # fmt: skip
             outcome = run_hook(hook, env=env, cwd=plan.app.config_dir,
                                timeout=plan.app.hook_timeout, log=self.log,
                                cancel=self.cancel_event if cancel is None else cancel)  # fmt: skip

@@ -205,6 +205,7 @@ def test_hook_environment_has_the_rewind_and_no_password(hooked, tmp_path, histo
         assert env["REEL_DATABASE"] == str(tmp_path / "blog.sqlite3")
         assert env["REEL_SOURCE"] == str(tmp_path / "dumps" / "seed.sql")
         assert env["REEL_SOURCE_NAME"] == "seed.sql" and env["REEL_JOB_ID"] == str(job.id)
+        assert env["REEL_JOB_KIND"] == "rewind"
         assert password not in text
     assert (tmp_path / "stdin.txt").read_text().strip() == "/dev/null"
     assert "after | the password is ***" in messages(job)
@@ -426,3 +427,13 @@ async def test_the_tui_log_panel_shows_a_hooks_output(tmp_path):
         assert "before | stopping blog" in shown and "after 1 | migrated" in shown
         assert "after-rewind hook 2/2 exited with status 5" in shown
         assert shown.index("stopping blog") < shown.index("done: blog") < shown.index("migrated")
+
+
+def test_an_undo_runs_the_hooks_and_tells_them_it_is_one(hooked, tmp_path, history):
+    config = hooked('after_rewind = "echo $REEL_JOB_KIND $REEL_SOURCE_NAME >> kinds.txt"')
+    make_dump(tmp_path / "dumps", "other.sql", BLOG_SCRIPT + "DELETE FROM posts;")
+    for source in ("seed.sql", "other.sql", "@undo"):
+        job = rewind(config, history, source)
+        assert job.state is JobState.SUCCEEDED, job.error
+    kinds = (tmp_path / "kinds.txt").read_text().splitlines()
+    assert kinds == ["rewind seed.sql", "rewind other.sql", "undo @undo"]
