@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from reel_tui.dumpfile import DumpError, DumpReader
 from reel_tui.engines import pg_script
 from reel_tui.engines.pg_script import MetaCommand, ScriptError, ScriptSplitter, Statement
 
@@ -294,11 +297,11 @@ def test_property_copy_pieces_read_in_bulk_come_back_exactly(rows: list[str], si
     for item in splitter:
         if isinstance(item, Statement) and item.copy_from_stdin:
             pieces = list(splitter.copy_pieces(size))
-            found.append((item.line, "".join(piece for _, piece in pieces)))
+            found.append((item.line, b"".join(piece for _, piece in pieces).decode()))
             line = item.line + 1
             for first, piece in pieces:
                 assert first == line
-                line += piece.count("\n")
+                line += piece.count(b"\n")
         else:
             found.append((item.line, item.text))
     assert found == [
@@ -314,3 +317,74 @@ def test_copy_pieces_of_a_cut_off_dump_name_the_copy():
     next(iter(splitter))
     with pytest.raises(ScriptError, match="ends inside the COPY data started at line 1"):
         list(splitter.copy_pieces(1))
+
+
+def _split_dump(path: Path, size: int, *, as_bytes: bool) -> list[tuple[int, object]]:
+    """What a splitter over a DumpReader of ``path`` gives: statements, and each COPY's
+    pieces joined; COPY data read as bytes (``as_bytes``) or as lines in bulk."""
+    found: list[tuple[int, object]] = []
+    with DumpReader(path) as reader:
+        splitter = ScriptSplitter(
+            iter(reader), reader.read_lines, reader.byte_tail if as_bytes else None
+        )
+        for item in splitter:
+            if isinstance(item, Statement) and item.copy_from_stdin:
+                pieces = list(splitter.copy_pieces(size))
+                line = item.line + 1
+                for first, piece in pieces:  # each piece starts on the line it says
+                    assert first == line
+                    line += piece.count(b"\n")
+                found.append((item.line, b"".join(piece for _, piece in pieces)))
+            else:
+                found.append((item.line, getattr(item, "text", item)))
+        found.append((reader.line_number, "end"))
+    return found
+
+
+_ROW = st.text(alphabet=st.sampled_from(list("a;'$\\.\té€")), max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(_ROW, st.sampled_from(["\n", "\r\n"])), max_size=30),
+    st.integers(min_value=1, max_value=64),
+    st.sampled_from(["\\.\n", "\\.\r\n"]),
+    st.booleans(),
+)
+def test_property_copy_data_read_as_bytes_equals_it_read_as_lines(
+    rows: list[tuple[str, str]], size: int, marker: str, marker_at_eof: bool
+):
+    """COPY data handed on undecoded comes back as the line reading gives it: the same
+    bytes, pieces starting on the same lines, and the statements after them on the
+    lines they are on; a ``\\.`` without its line end only ends data at the end of file."""
+    data = "".join(row + end for row, end in rows if row != "\\.")
+    script = "SET x = 1;\nCOPY t FROM stdin;\n" + data + marker + "COPY u FROM stdin;\n" + data
+    script += "\\." if marker_at_eof else "\\.\nSELECT 'é';\n"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "dump.sql"
+        path.write_bytes(script.encode())
+        as_lines = _split_dump(path, size, as_bytes=False)
+        assert _split_dump(path, size, as_bytes=True) == as_lines
+    assert as_lines[1][1] == data.encode()
+
+
+def test_copy_data_read_as_bytes_names_the_line_of_invalid_utf8(tmp_path: Path):
+    path = tmp_path / "dump.sql"
+    path.write_bytes(b"COPY t FROM stdin;\n1\tok\n2\t\xff\n\\.\n")
+    with DumpReader(path) as reader:
+        splitter = ScriptSplitter(iter(reader), reader.read_lines, reader.byte_tail)
+        next(iter(splitter))
+        with pytest.raises(DumpError, match=r"dump.sql:3: invalid UTF-8"):
+            list(splitter.copy_pieces(1024))
+
+
+def test_copy_data_read_as_bytes_of_a_cut_off_dump_names_the_copy(tmp_path: Path):
+    path = tmp_path / "dump.sql"
+    path.write_bytes(b"SELECT 1;\nCOPY t FROM stdin;\n1\n2")
+    with DumpReader(path) as reader:
+        splitter = ScriptSplitter(iter(reader), reader.read_lines, reader.byte_tail)
+        items = iter(splitter)
+        next(items)
+        next(items)
+        with pytest.raises(ScriptError, match="ends inside the COPY data started at line 2"):
+            list(splitter.copy_pieces(4))

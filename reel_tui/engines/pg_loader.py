@@ -7,7 +7,8 @@ dumps fast. A batch that fails is rolled back by the server as a whole and
 replayed statement by statement, so the error names the exact line, and so
 ``on_error = "continue"`` can log each failing statement and go on, as psql
 does. ``COPY … FROM stdin`` data is streamed to ``copy_expert`` from the
-dump's lines, chunk by chunk, checking for a cancel between chunks.
+dump, chunk by chunk, checking for a cancel between chunks; from a plain file
+it is read as bytes and never decoded (:class:`~reel_tui.dumpfile.ByteTail`).
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ class ScriptLoader:
             with script as reader, contextlib.ExitStack() as stack:
                 stack.callback(self.abandon)
                 self.reader = reader
-                bulk = getattr(reader, "read_lines", None)  # a DumpReader, not pg_restore
-                splitter = ScriptSplitter(self.watch_header(reader), bulk)
+                # a DumpReader, not pg_restore's output
+                bulk = getattr(reader, "read_lines", None)
+                tail = getattr(reader, "byte_tail", None)
+                splitter = ScriptSplitter(self.watch_header(reader), bulk, tail)
                 for item in splitter:
                     if isinstance(item, MetaCommand):
                         self.meta(item)
@@ -443,16 +446,16 @@ class _CopyStream:
     ``error`` and raised again by the loader.
     """
 
-    def __init__(self, pieces: Iterator[tuple[int, str]], loader: ScriptLoader) -> None:
+    def __init__(self, pieces: Iterator[tuple[int, bytes]], loader: ScriptLoader) -> None:
         self.pieces = pieces
         self.loader = loader
         self.error: BaseException | None = None
 
-    def read(self, size: int = COPY_CHUNK) -> str:
-        """The next piece of data (whole lines, about ``COPY_CHUNK``); "" at its end."""
+    def read(self, size: int = COPY_CHUNK) -> bytes:
+        """The next piece of data (whole lines, about ``COPY_CHUNK``); b"" at its end."""
         try:
             self.loader.ctx.check_cancelled()
-            _, piece = next(self.pieces, (0, ""))
+            _, piece = next(self.pieces, (0, b""))
             self.loader.report()
             return piece
         except (RewindCancelled, ScriptError, DumpError) as exc:
@@ -461,7 +464,7 @@ class _CopyStream:
                 self.error = RewindError(f"{self.loader.where(exc.line)}: {exc}")
             raise
 
-    def readline(self, size: int = -1) -> str:
+    def readline(self, size: int = -1) -> bytes:
         return self.read(size if size > 0 else COPY_CHUNK)
 
     def drain(self) -> None:

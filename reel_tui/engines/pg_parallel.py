@@ -45,7 +45,6 @@ from reel_tui.engines.base import RewindError
 from reel_tui.engines.pg_loader import (
     _COPY,
     _TABLE,
-    COPY_CHUNK,
     ScriptLoader,
     _copy_line,
     _message,
@@ -283,7 +282,7 @@ def _run(cur: psycopg2.extensions.cursor, task: Task) -> None:
     for attempt in range(1, DEADLOCK_RETRIES + 1):
         try:
             if task.data is not None:
-                cur.copy_expert(task.sql, io.BytesIO(task.data), size=COPY_CHUNK)
+                cur.copy_expert(task.sql, io.BytesIO(task.data), size=len(task.data))
             else:
                 cur.execute(task.sql)
         except psycopg2.errors.DeadlockDetected:
@@ -406,9 +405,7 @@ class ParallelLoader(ScriptLoader):
         table = match.group(1)
         self.note_table(None)
         self.ctx.progress(detail=f"data: {table}")
-        for first, piece in splitter.copy_pieces(COPY_PIECE):
-            data = piece.encode("utf-8", "surrogateescape")
-            del piece  # only one copy of a piece stays in memory
+        for first, data in splitter.copy_pieces(COPY_PIECE):
             task = Task("data", statement.text, first - 1, frozenset({table}), True, data)
             self.submit(task)
             self.report()

@@ -27,7 +27,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from reel_tui.dumpfile import count_lines
+
 if TYPE_CHECKING:
+    from reel_tui.dumpfile import ByteTail
     from reel_tui.engines.pg_inserts import RowSplitter
 
 _CODE = re.compile(r"[;'\"$()]|--|/\*")
@@ -116,12 +119,18 @@ class ScriptSplitter:
     """Iterate over a script's statements and meta-commands, streaming."""
 
     def __init__(
-        self, lines: Iterable[str], read_lines: Callable[[int], list[str]] | None = None
+        self,
+        lines: Iterable[str],
+        read_lines: Callable[[int], list[str]] | None = None,
+        byte_tail: Callable[[], ByteTail | None] | None = None,
     ) -> None:
         """``read_lines(hint)``, when given, returns the next lines of the same input
-        (about ``hint`` characters, [] at its end): COPY data is then taken in bulk."""
+        (about ``hint`` characters, [] at its end): COPY data is then taken in bulk.
+        ``byte_tail()``, when given, returns the input's bytes after the line last read
+        (or None): COPY data is then not even decoded."""
         self._source = iter(lines)
         self._read_lines = read_lines
+        self._byte_tail = byte_tail
         self._pushed_back: list[str] = []
         """Lines read in bulk past the end of COPY data, in reverse order."""
         self._lines = self._feed()
@@ -144,15 +153,58 @@ class ScriptSplitter:
                 return
             yield line
 
-    def copy_pieces(self, size: int) -> Iterator[tuple[int, str]]:
+    def copy_pieces(self, size: int) -> Iterator[tuple[int, bytes]]:
         """The data lines after a COPY statement, up to (not including) ``\\.``, joined
-        into pieces of about ``size`` characters, each with the line it starts on.
+        into pieces of about ``size`` bytes (UTF-8), each with the line it starts on.
 
-        Without per-line Python work when the input can be read in bulk.
+        Without per-line Python work when the input can be read in bulk, and without
+        decoding when it can be read as bytes.
 
         Raises:
             ScriptError: the script ends before the ``\\.`` line.
         """
+        tail = self._byte_tail() if self._byte_tail and not self._pushed_back else None
+        if tail is not None:
+            yield from self._copy_bytes(tail, size)
+            return
+        for first, piece in self._copy_text(size):
+            yield first, piece.encode("utf-8", "surrogateescape")
+
+    def _copy_bytes(self, tail: ByteTail, size: int) -> Iterator[tuple[int, bytes]]:
+        start = self.line_number
+        self._copy_pending = False
+        carry = b""
+        used = 0
+        while True:
+            block = tail.read(size)
+            data = carry + block if carry else block
+            end, after = _end_of_copy_bytes(data, at_eof=not block)
+            if end < 0:
+                cut = data.rfind(b"\n") + 1
+                if not block:
+                    self.line_number += count_lines(data)
+                    raise ScriptError(
+                        f"the dump ends inside the COPY data started at line {start} "
+                        "(truncated file?)",
+                        self.line_number,
+                    )
+                piece, carry = data[:cut], data[cut:]
+            else:
+                piece = data[:end]
+            first = self.line_number + 1
+            tail.check(piece, first)
+            self.line_number += count_lines(piece)
+            used += len(piece)
+            if end >= 0:
+                self.line_number += 1  # the \. line
+                tail.resume(used + after - end, self.line_number - start)
+                if piece:
+                    yield first, piece
+                return
+            if piece:
+                yield first, piece
+
+    def _copy_text(self, size: int) -> Iterator[tuple[int, str]]:
         read_lines = self._read_lines
         if read_lines is None:
             yield from _joined(self.copy_data(), size, lambda: self.line_number)
@@ -256,6 +308,25 @@ def _end_of_copy(lines: list[str]) -> int:
             continue
         found = at if found < 0 else min(found, at)
     return found
+
+
+def _end_of_copy_bytes(data: bytes, *, at_eof: bool) -> tuple[int, int]:
+    """``(start, end)`` of the first ``\\.`` line in ``data`` (its line end included),
+    ``(-1, -1)`` if none; ``data`` starts at a line start. A ``\\.`` without its line
+    end counts only at the end of the file (the rest of its line may be unread)."""
+    at = 0 if data.startswith(b"\\.") else data.find(b"\n\\.") + 1
+    while at > 0 or data.startswith(b"\\."):
+        rest = data[at + 2 : at + 4]
+        if rest[:1] == b"\n":
+            return at, at + 3
+        if rest == b"\r\n":
+            return at, at + 4
+        if not rest and at_eof:
+            return at, at + 2
+        at = data.find(b"\n\\.", at + 1) + 1
+        if at == 0:
+            break
+    return -1, -1
 
 
 def _joined(
