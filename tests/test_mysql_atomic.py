@@ -359,3 +359,38 @@ def test_cancel_as_the_swap_begins_leaves_no_staging_or_old_schema(
     assert job.state is JobState.CANCELLED, job.error
     assert fingerprint(mysql_server, my_dbname) == before
     assert leftovers(mysql_server, my_dbname) == set()
+
+
+def test_qualified_names_in_a_trigger_load_into_staging_not_the_live_target(
+    my_config, mysql_server: MysqlServer, my_dbname: str, history: HistoryStore
+):
+    """SHOW CREATE TRIGGER keeps what the user wrote, so mysqldump writes ``CREATE TRIGGER
+    db.t … ON db.u``. Loaded as written into staging, it reached into the live target:
+    there it failed ("already exists"), or it came and went with the swap and the
+    rewound database had no trigger. It must load into staging and end up on the target."""
+    name = my_dbname
+    mysql_server.execute(f"CREATE DATABASE `{name}`")
+    mysql_server.execute("CREATE TABLE u (id int PRIMARY KEY, n int)", name)
+    mysql_server.execute("CREATE TABLE log (id int)", name)
+    mysql_server.execute(
+        f"CREATE TRIGGER `{name}`.log_u AFTER INSERT ON `{name}`.u FOR EACH ROW "
+        f"INSERT INTO `{name}`.log VALUES (NEW.id)",
+        name,
+    )
+    mysql_server.execute("INSERT INTO u VALUES (1, 1)", name)
+    config = my_config()
+    dump = config.parent / "dumps" / "qualified.sql"
+    with dump.open("wb") as out:
+        subprocess.run(["mysqldump", *mysql_server.client_args(), "--triggers", name],
+                       env=mysql_server.client_env(), stdout=out, check=True)  # fmt: skip
+    assert f"TRIGGER `{name}`.log_u" in dump.read_text() or f"TRIGGER {name}.log_u" in (
+        dump.read_text()
+    ), "the dump keeps the qualified name"
+    before = fingerprint(mysql_server, name)
+    mysql_server.execute("INSERT INTO u VALUES (2, 2)", name)  # the app's change
+    job = rewind(config, history, "qualified.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert fingerprint(mysql_server, name) == before
+    mysql_server.execute("INSERT INTO u VALUES (3, 3)", name)
+    assert mysql_server.execute("SELECT id FROM log ORDER BY id", name) == [(1,), (3,)]
+    assert leftovers(mysql_server, name) == set()

@@ -394,9 +394,8 @@ class MysqlEngine(Engine):
             if jobs > 1:
                 workers = Workers(connections[1:], _describer(source))
                 ctx.log(f"table data over {jobs} connections")
-            loader = ScriptLoader(
-                source, connections[0], ctx, staging, self.app.definers, accounts, workers
-            )
+            loader = ScriptLoader(source, connections[0], ctx, staging, self.app.definers,
+                                  accounts, workers, target=self.app.database)  # fmt: skip
             result = loader.run()
             ctx.log(f"load took {time.monotonic() - started:.1f} s")
             return result.database_options

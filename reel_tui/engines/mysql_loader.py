@@ -10,7 +10,9 @@ dump's own ``SET NAMES`` then applies, as with the mysql client.
 
 The dump's own database (``CREATE DATABASE`` / ``USE`` of ``mysqldump
 --databases``) is mapped to the schema being loaded; a second database is
-refused before any statement for it runs.
+refused before any statement for it runs. Qualified names that use the target's
+name or the one in mysqldump's header (a trigger created as ``shop.t``) are
+mapped too: as written they would reach into the live target during the load.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ _PARALLEL_SAFE = """SELECT t.ENGINE, t.TABLE_TYPE,
     FROM information_schema.TABLES t WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = %s"""
 """Engine, type, primary key or not, how many triggers: see :meth:`ScriptLoader._parallel`."""
 _DUMP_HEADER = re.compile(r"-- (MySQL|MariaDB) dump ")
+_HEADER_DATABASE = re.compile(r"-- Host: .*\bDatabase: (\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class ScriptLoader:
         definers: str = "auto",
         accounts: frozenset[tuple[str, str]] = frozenset(),
         workers: Workers | None = None,
+        target: str | None = None,
     ) -> None:
         self.source = source
         self.conn = conn
@@ -117,6 +121,11 @@ class ScriptLoader:
         """The table whose rows the workers are loading (None between such runs)."""
         self.temporary = False
         """The dump made a temporary table: per-session, so workers could not see it."""
+        self.aliases = {target} if target else set()
+        """Other names of the dump's database in qualified names (``CREATE TRIGGER
+        shop.t … ON shop.orders``, as SHOW CREATE keeps what the user wrote): the target,
+        and the database mysqldump names in its header. Loaded as written, they would
+        reach into the live target (or another database) while loading into staging."""
 
     def run(self) -> LoadResult:
         self.ctx.log(f"loading {self.source.path} ({self.source.format.describe()})")
@@ -169,6 +178,8 @@ class ScriptLoader:
         if line.startswith("--") and self.reader is not None:
             if self.reader.line_number <= 5 and _DUMP_HEADER.match(line):
                 self.dump_kind = line.split()[1]
+            elif self.reader.line_number <= 8 and (named := _HEADER_DATABASE.match(line)):
+                self.aliases.add(named.group(1))
             elif line.startswith("-- Dump completed"):
                 self.completed = True
 
@@ -263,9 +274,12 @@ class ScriptLoader:
             self._database(database, statement.line)
             return
         own = self.result.dump_database
+        escapes = self.splitter.backslash_escapes if self.splitter else True
         if own is not None and own in text:
-            escapes = self.splitter.backslash_escapes if self.splitter else True
             text = rewrite.rename_schema(text, own, self.schema, escapes)
+        if text[:7].upper() not in ("INSERT ", "REPLACE"):  # mysqldump's rows are unqualified
+            for alias in self.aliases - {own, self.schema}:
+                text = rewrite.rename_schema(text, alias, self.schema, escapes)
         if text[:1] in ("C", "c", "/"):
             text = self._definer(text)
         insert = _INSERT.match(text) if text[:7].upper() in ("INSERT ", "REPLACE") else None
