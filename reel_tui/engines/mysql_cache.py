@@ -44,6 +44,7 @@ using.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -135,12 +136,45 @@ def mark(conn: Connection, schema: str, *, exists: bool = False, **entry: object
 
 
 def marked(conn: Connection, target: str) -> list[Marked]:
-    """The schemas whose marker names ``target``."""
-    schemas = query(
+    """The schemas whose marker names ``target``.
+
+    Three queries however many schemas there are (a warm rewind lists them twice
+    while the application waits): the schemas, every marker in one UNION, every
+    size in one GROUP BY. Should a schema go meanwhile, its marker is read alone."""
+    schemas = [str(row[0]) for row in query(
         conn, "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME = %s", (MARKER,)
-    )
-    found = [read_marker(conn, str(schema)) for (schema,) in schemas]
-    return [m for m in found if m is not None and m.entry.get("target") == target]
+    )]  # fmt: skip
+    if not schemas:
+        return []
+    try:
+        entries = dict(query(conn, " UNION ALL ".join(
+            f"SELECT %s, entry FROM {_escaped(ident(schema))}.{MARKER} WHERE id = 1"
+            for schema in schemas
+        ), schemas))  # fmt: skip
+    except pymysql.Error:
+        return [m for m in map(lambda s: read_marker(conn, s), schemas)
+                if m is not None and m.entry.get("target") == target]  # fmt: skip
+    mine = {}
+    for schema, text in entries.items():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(text)
+            if isinstance(entry, dict) and entry.get("target") == target:
+                mine[str(schema)] = entry
+    if not mine:
+        return []
+    sizes = dict(query(
+        conn,
+        "SELECT TABLE_SCHEMA, COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
+        f"FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({', '.join(['%s'] * len(mine))}) "
+        "GROUP BY TABLE_SCHEMA",
+        tuple(mine),
+    ))  # fmt: skip
+    return [Marked(name, entry, int(sizes.get(name, 0))) for name, entry in mine.items()]
+
+
+def _escaped(sql: str) -> str:
+    """``sql`` for a query with parameters: pymysql formats it with ``%``."""
+    return sql.replace("%", "%%")
 
 
 def read_marker(conn: Connection, schema: str) -> Marked | None:
@@ -177,21 +211,21 @@ def data_tables(conn: Connection, schema: str) -> list[str]:
 # --- what is cached ---------------------------------------------------------------------
 
 
-def templates(conn: Connection, target: str) -> list[Template]:
-    """The target's cached copies, most recently used first."""
-    found = [
+def templates(conn: Connection, target: str, found: list[Marked] | None = None) -> list[Template]:
+    """The target's cached copies, most recently used first (of ``found``, if listed)."""
+    found_templates = [
         _template(schema)
-        for schema in marked(conn, target)
+        for schema in (marked(conn, target) if found is None else found)
         if schema.kind == "cache" and schema.name == cache_name(target, schema.key)
     ]
-    return sorted(found, key=lambda t: t.used, reverse=True)
+    return sorted(found_templates, key=lambda t: t.used, reverse=True)
 
 
-def snapshots(conn: Connection, target: str) -> list[Template]:
+def snapshots(conn: Connection, target: str, found: list[Marked] | None = None) -> list[Template]:
     """The target's snapshots and undo copy (shaped as templates: tables and definitions)."""
     return [
         _template(schema)
-        for schema in marked(conn, target)
+        for schema in (marked(conn, target) if found is None else found)
         if schema.kind == "snapshot" or (schema.kind == "undo" and schema.name == undo_name(target))
     ]
 
@@ -266,11 +300,13 @@ def snapshot_schema(target: str) -> str:
     return derived_name(target, f"snap_{secrets.token_hex(6)}")
 
 
-def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
+def spares(
+    conn: Connection, target: str, found: list[Marked] | None = None
+) -> dict[str, tuple[str, int]]:
     """Ready spares by key: (schema name, bytes)."""
     return {
         s.key: (s.name, s.bytes)
-        for s in marked(conn, target)
+        for s in (marked(conn, target) if found is None else found)
         if s.kind == "spare" and s.name == spare_name(target, s.key)
     }
 
@@ -278,8 +314,9 @@ def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
     """The target's cached copies as the cache module describes them (spare bytes
     included), and its snapshots."""
-    return copies_of(templates(conn, target), spares(conn, target)) + copies_of(
-        snapshots(conn, target), {}
+    found = marked(conn, target)
+    return copies_of(templates(conn, target, found), spares(conn, target, found)) + copies_of(
+        snapshots(conn, target, found), {}
     )
 
 
