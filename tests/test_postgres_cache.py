@@ -176,6 +176,38 @@ def test_cache_off_keeps_nothing(pg_server, pg_config, pg_dbname, history, tmp_p
     assert reel_objects(pg_server, pg_dbname) == {}
 
 
+def test_without_a_cached_copy_analyze_and_the_drop_of_the_old_content_come_after(
+    pg_server, pg_config, pg_dbname, tmp_path
+):
+    """With nothing cloned from staging there is no one to need the statistics before the
+    swap, and the replaced database can go afterwards: a headless cold rewind leaves both to
+    its detached process. With a cached copy kept, ANALYZE runs in staging, so the copy
+    (and every warm rewind from it) has the statistics."""
+    (tmp_path / "dumps" / "seed.sql").write_text(SEED)
+    env = {**os.environ, "REEL_STATE_DIR": str(tmp_path / "state")}
+    analyzed = "SELECT count(*) FROM pg_stats WHERE schemaname = 'public'"
+
+    def cold(options: str) -> str:
+        args = [*REEL, "-c", str(pg_config(options)), "--rewind", "--source", "seed.sql"]
+        run = subprocess.run(args, capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    cold("cache_copies = 0\njobs = 2")  # creates the target
+    second = cold("cache_copies = 0\nundo = false\njobs = 2")
+    assert "ANALYZE runs in the background" in second
+    assert "is dropped in the background" in second
+    _wait_for(lambda: pg_server.execute(analyzed, pg_dbname)[0][0] > 0)
+    _wait_for(lambda: reel_objects(pg_server, pg_dbname) == {})
+    log = (tmp_path / "state" / "logs" / "2.log").read_text()
+    assert "ANALYZE of 1 tables took" in log
+
+    pg_server.execute(f'DROP DATABASE "{pg_dbname}"')
+    first = cold("jobs = 2")
+    assert "ANALYZE took" in first
+    assert pg_server.execute(analyzed, pg_dbname)[0][0] > 0
+
+
 def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():

@@ -87,7 +87,7 @@ _SERIAL_COPY_QUERY = """
         OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')
     FROM pg_class c WHERE c.oid = %s::regclass"""
 """Whether loading a table's rows could have effects beyond them (so: serially)."""
-_TABLES_TO_ANALYZE = """
+TABLES_TO_ANALYZE = """
     SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE (c.relkind IN ('r', 'p') OR (c.relkind = 'm' AND c.relispopulated))
@@ -427,7 +427,7 @@ class ParallelLoader(ScriptLoader):
     def analyze(self) -> None:
         """ANALYZE every table, the largest first, on the workers."""
         with self.conn.cursor() as cur:
-            cur.execute(_TABLES_TO_ANALYZE)
+            cur.execute(TABLES_TO_ANALYZE)
             tables = [str(row[0]) for row in cur.fetchall()]
         for table in tables:
             self.submit(Task("analyze", f"ANALYZE {table}", 0, frozenset({table}), False))

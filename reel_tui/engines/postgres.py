@@ -65,6 +65,10 @@ if TYPE_CHECKING:
 
 
 _T = TypeVar("_T")
+_NEVER_ANALYZED = """SELECT EXISTS (SELECT 1 FROM pg_stat_user_tables WHERE n_mod_since_analyze > 0
+    AND last_analyze IS NULL AND last_autoanalyze IS NULL)"""
+"""Whether rows were loaded that no ANALYZE saw: a clone of an analyzed copy has
+statistics and no changes since; a cold load that left ANALYZE for later has rows."""
 
 
 class PostgresEngine(Engine):
@@ -141,6 +145,8 @@ class PostgresEngine(Engine):
         return self._cache_work(lambda admin: drop_all(self.app, admin, wanted, log))
 
     def maintain(self, log: Callable[[str], None]) -> None:
+        if self.app.analyze:
+            self._analyze_fresh(log)
         admin = connect_maintenance(self.app)
         try:
             maintain(self.app, self.cache_index, admin, log)
@@ -148,6 +154,34 @@ class PostgresEngine(Engine):
             raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
         finally:
             admin.close()
+
+    def _analyze_fresh(self, log: Callable[[str], None]) -> None:
+        """ANALYZE the target's tables that were loaded and never analyzed (a cold load
+        that left it for now); nothing for a clone of an analyzed cached copy."""
+        from reel_tui.engines.pg_parallel import TABLES_TO_ANALYZE
+
+        started = time.monotonic()
+        try:
+            conn = connect(self.app, self.app.database)
+        except (psycopg2.Error, RewindError):
+            return  # no target (yet), or a rewind is swapping it: the next run does it
+        tables: list[str] = []
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(_NEVER_ANALYZED)
+                if cur.fetchone()[0]:
+                    cur.execute(TABLES_TO_ANALYZE)
+                    tables = [str(row[0]) for row in cur.fetchall()]
+                for table in tables:
+                    cur.execute(f"ANALYZE {table}")
+        except psycopg2.Error as exc:
+            log(f"ANALYZE did not finish ({_primary(exc)}); the server's autovacuum does it")
+            return
+        finally:
+            conn.close()
+        if tables:
+            log(f"ANALYZE of {len(tables)} tables took {time.monotonic() - started:.1f} s")
 
     def _release(self, conn: Connection) -> None:
         """Forget and close the loading connection, under the guard ``interrupt`` takes."""
@@ -200,7 +234,7 @@ class PostgresEngine(Engine):
                 journal = pg_swap.journal_comment(names, "loading", session=pg_swap.session(admin))
                 pg_swap.write_journal(admin, names.staging, journal)
                 ctx.log(f"loading into staging database {names.staging}")
-                self._load(source, names.staging, ctx)
+                self._load(source, names.staging, ctx, analyze_now=warm.enabled)
                 if old is not None:
                     give_properties(admin, names.staging, old, ctx)
                 warm.keep(names, source, ctx)
@@ -232,12 +266,15 @@ class PostgresEngine(Engine):
         undo = self._keeps_undo()
         ctx.progress(phase="swapping")
         reconnect = lambda: connect_maintenance(self.app)  # noqa: E731
-        kept = pg_swap.swap(admin, names, old, ctx, reconnect, keep_old=warm.enabled or undo,
+        # the replaced content is kept: as the undo copy, or set aside for the background to
+        # drop (dropping a big database takes a while, and the target is already rewound)
+        kept = pg_swap.swap(admin, names, old, ctx, reconnect, keep_old=True,
                             journal_extra=journal_extra)  # fmt: skip
         if not kept:
             return
         if not undo:
             warm.set_aside(names, ctx)
+            self.maintenance_due = True
             return
         try:
             trashed = pg_cache.keep_undo(admin, names.target, names.old, f"before {replaced_by}")
@@ -582,7 +619,12 @@ class PostgresEngine(Engine):
             cur.execute("ANALYZE")
         ctx.log(f"ANALYZE took {time.monotonic() - started:.1f} s")
 
-    def _load(self, source: Source, staging: str, ctx: RewindContext) -> None:
+    def _load(
+        self, source: Source, staging: str, ctx: RewindContext, *, analyze_now: bool = True
+    ) -> None:
+        """Load ``source`` into ``staging``, then ANALYZE it, unless ``analyze_now`` is
+        false and the load was parallel: then the background work after the swap does
+        (no cached copy is cloned from staging that would need the statistics)."""
         from reel_tui.engines.pg_loader import ScriptLoader
         from reel_tui.engines.pg_restore import ArchiveRestore
 
@@ -602,7 +644,7 @@ class PostgresEngine(Engine):
             self._loading = conn
         try:
             if source.format.container == "sql" and self._jobs(ctx) > 1:
-                self._load_parallel(source, staging, conn, ctx, started)
+                self._load_parallel(source, staging, conn, ctx, started, analyze_now)
                 return
             if source.format.container == "sql":
                 ScriptLoader(self.app, source, conn, ctx).run()
@@ -637,7 +679,13 @@ class PostgresEngine(Engine):
         return jobs
 
     def _load_parallel(
-        self, source: Source, staging: str, conn: Connection, ctx: RewindContext, started: float
+        self,
+        source: Source,
+        staging: str,
+        conn: Connection,
+        ctx: RewindContext,
+        started: float,
+        analyze_now: bool,
     ) -> None:
         """Load over ``jobs`` more connections (see :mod:`reel_tui.engines.pg_parallel`)."""
         from reel_tui.engines.pg_parallel import ParallelLoader
@@ -655,7 +703,10 @@ class PostgresEngine(Engine):
             try:
                 loader.run()
                 ctx.log(f"load took {time.monotonic() - started:.1f} s")
-                if self.app.analyze:
+                if self.app.analyze and not analyze_now:
+                    self.maintenance_due = True
+                    ctx.log("ANALYZE runs in the background once the new content is in place")
+                elif self.app.analyze:
                     ctx.progress(phase="finishing", detail="ANALYZE")
                     analyzing = time.monotonic()
                     loader.analyze()
