@@ -203,3 +203,43 @@ def test_an_undo_copy_left_as_staging_by_a_killed_run_is_given_back(
     assert reel_dbs(pg_server, pg_dbname, "staging") == []
     ok(rewind(seeded, history, "@undo"))  # what the seed.sql run replaced
     assert fingerprint(pg_server, pg_dbname) == after
+
+
+def test_a_copy_left_unmarked_by_a_killed_snapshot_or_spare_is_dropped_by_the_next_run(
+    pg_server, pg_dbname, seeded, history
+):
+    """CREATE DATABASE copies, then a comment says what the copy is: a run killed (or its
+    connection lost) in between leaves a copy without its comment. The names reel gives
+    such copies (a random suffix; a cached dump's key) are found and dropped by the next
+    run under the same lock; anything else under a reel-like name is left alone."""
+    from reel_tui.engines import pg_cache
+
+    target = pg_dbname
+    leftover = pg_swap.derived_name(target, "snap_0123456789ab")
+    users = [pg_swap.derived_name(target, "snap_mine"), pg_swap.derived_name(target, "snap_c0ffee")]
+    for name in (leftover, *users):
+        execute(pg_server, "postgres", f'CREATE DATABASE "{name}" TEMPLATE "{target}"')
+    execute(pg_server, "postgres", f"COMMENT ON DATABASE \"{users[1]}\" IS 'my own copy'")
+    log = ok(snapshot(seeded, history, "after"))
+    assert f"dropped {leftover}, a snapshot whose copy was interrupted" in log
+    assert leftover not in pg_server.databases()
+    assert set(users) <= pg_server.databases()
+
+    # a spare's copy, in the background work, the same way
+    conn = psycopg2.connect(host=pg_server.host, port=pg_server.port, user=pg_server.user,
+                            password=pg_server.password, dbname="postgres")  # fmt: skip
+    conn.autocommit = True
+    try:
+        [template] = pg_cache.templates(conn, target)
+        spare = pg_cache.spare_name(target, template.key)
+        if spare in pg_server.databases():
+            pg_cache.drop_ours(conn, spare)
+        prep = pg_cache.prep_name(target, template.key)
+        execute(pg_server, "postgres", f'CREATE DATABASE "{prep}" TEMPLATE "{template.name}"')
+    finally:
+        conn.close()
+    said: list[str] = []
+    engine_for(load_config(seeded).apps["shop"]).maintain(said.append)
+    assert f"dropped {prep}, a spare whose copy was interrupted" in said
+    assert prep not in pg_server.databases()
+    assert spare in pg_server.databases()

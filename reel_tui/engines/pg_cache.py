@@ -380,14 +380,45 @@ def drop_trash(conn: Connection, target: str, log: Callable[[str], None]) -> Non
 
 
 def drop_unfinished_spares(conn: Connection, target: str, log: Callable[[str], None]) -> None:
-    """``prep`` databases of workers that died (the caller holds the maintenance lock)."""
+    """``prep`` databases of workers that died (the caller holds the maintenance lock),
+    also one without its comment: the worker was killed while CREATE DATABASE copied."""
+    unmarked = _uncommented(conn, "prep")
     for template in templates(conn, target):
         name = prep_name(target, template.key)
         try:
-            if drop_ours(conn, name):
+            if name in unmarked:
+                drop(conn, name)
+                log(f"dropped {name}, a spare whose copy was interrupted")
+            elif drop_ours(conn, name):
                 log(f"dropped {name}, an unfinished spare")
         except NotOurs as exc:
             log(str(exc))
+
+
+def drop_unfinished_snapshots(conn: Connection, target: str, log: Callable[[str], None]) -> None:
+    """Copies that snapshot runs left without their comment: killed, or their connection
+    lost, while CREATE DATABASE copied, before the comment saying what the copy is.
+
+    Dropped though unmarked: the name is the target's with a random suffix, one only
+    reel makes, and the caller holds the target's lock, which the creating run held
+    until its server session ended, so none is still being made."""
+    for name in _uncommented(conn, "snap"):
+        suffix = name.rsplit("__reel_snap_", 1)[-1]
+        hexadecimal = len(suffix) == 12 and set(suffix) <= set("0123456789abcdef")
+        if hexadecimal and derived_name(target, f"snap_{suffix}") == name:
+            drop(conn, name)
+            log(f"dropped {name}, a snapshot whose copy was interrupted")
+
+
+def _uncommented(conn: Connection, kind: str) -> set[str]:
+    """Databases named ``…__reel_<kind>_…`` that have no comment."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT datname FROM pg_database WHERE strpos(datname, %s) > 0 "
+            "AND shobj_description(oid, 'pg_database') IS NULL",
+            (f"__reel_{kind}_",),
+        )
+        return {str(row[0]) for row in cur.fetchall()}
 
 
 def make_spare(

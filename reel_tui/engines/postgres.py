@@ -209,7 +209,7 @@ class PostgresEngine(Engine):
     def _rewind(self, admin: Connection, source: Source, ctx: RewindContext) -> None:
         names = pg_swap.Names.of(self.app.database)
         pg_swap.advisory_lock(admin, names.target, ctx)
-        pg_swap.recover(admin, names, ctx, lambda name: connect(self.app, name))
+        self._recover(admin, names, ctx)
         ctx.progress(phase="preparing")
         ctx.log(f"checked target: {self._describe_target(admin)}")
         old = read_database(admin, names.target)
@@ -243,6 +243,11 @@ class PostgresEngine(Engine):
             self._drop_staging(admin, names, ctx)
             raise
         self._after_swap(warm)
+
+    def _recover(self, admin: Connection, names: pg_swap.Names, ctx: RewindContext) -> None:
+        """What a run stopped halfway left (the caller holds the target's lock)."""
+        pg_swap.recover(admin, names, ctx, lambda name: connect(self.app, name))
+        pg_cache.drop_unfinished_snapshots(admin, names.target, ctx.log)
 
     def _keeps_undo(self) -> bool:
         return self.app.undo and Retention.of(self.app).enabled
@@ -386,7 +391,7 @@ class PostgresEngine(Engine):
     def _snapshot(self, admin: Connection, name: str, ctx: RewindContext) -> None:
         names = pg_swap.Names.of(self.app.database)
         pg_swap.advisory_lock(admin, names.target, ctx)
-        pg_swap.recover(admin, names, ctx, lambda db: connect(self.app, db))
+        self._recover(admin, names, ctx)
         ctx.progress(phase="preparing")
         old = read_database(admin, names.target)
         if old is None:
