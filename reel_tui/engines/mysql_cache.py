@@ -246,21 +246,48 @@ def keep_undo(
     """
     name = undo_name(target)
     trash = None
-    if query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)):
+    tables = data_tables(conn, old)
+    options = _schema_options(conn, name, old)
+    reuse = name in options
+    if reuse:
         previous = read_marker(conn, name)
         if previous is None or previous.entry.get("target") != target:
             raise NotOurs(f"database {name} exists but was not made by reel-tui; rename or "
                           "drop it to let reel-tui keep the undo copy under that name")  # fmt: skip
-        trash = trash_tables(conn, target, name)
-    tables = data_tables(conn, old)
-    create_schema(conn, name, old)
-    mark(conn, name, kind="building", target=target, key=UNDO_KEY)
-    move_tables(conn, old, name, tables)
+        if options[name] != options.get(old):  # another character set: a new schema
+            trash = trash_tables(conn, target, name)
+            reuse = False
+    if reuse:
+        # The undo schema stays: one RENAME TABLE takes the previous copy's tables to the
+        # trash and the replaced ones in (pairs run in order), a third of the DDL the
+        # application waits for otherwise.
+        moves = [(old, name, t) for t in tables]
+        previous_tables = data_tables(conn, name)
+        if previous_tables:
+            trash = new_trash(conn, target)
+            moves = [(name, trash, t) for t in previous_tables] + moves
+        mark(conn, name, exists=True, kind="building", target=target, key=UNDO_KEY)
+        rename_tables(conn, moves)
+    else:
+        create_schema(conn, name, old)
+        mark(conn, name, kind="building", target=target, key=UNDO_KEY)
+        move_tables(conn, old, name, tables)
     drop_schema(conn, old)
     now = time.time()
     mark(conn, name, exists=True, kind="undo", target=target, key=UNDO_KEY, source=what,
          created=now, used=now, tables=tables, definitions=[asdict(d) for d in kept])  # fmt: skip
     return trash
+
+
+def _schema_options(conn: Connection, *schemas: str) -> dict[str, tuple[str, str]]:
+    """Character set and collation of those of ``schemas`` that exist."""
+    rows = query(
+        conn,
+        "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+        f"information_schema.SCHEMATA WHERE SCHEMA_NAME IN ({', '.join(['%s'] * len(schemas))})",
+        schemas,
+    )
+    return {str(name): (str(charset), str(collation)) for name, charset, collation in rows}
 
 
 def take_undo(conn: Connection, undo: Template, staging: str) -> None:
@@ -429,12 +456,15 @@ def _stored_columns(conn: Connection, schema: str, table: str) -> list[str]:
 
 def move_tables(conn: Connection, source: str, dest: str, names: list[str]) -> None:
     """One atomic RENAME TABLE of ``names`` from ``source`` to ``dest``."""
-    if names:
-        query(
-            conn,
-            "RENAME TABLE "
-            + ", ".join(f"{ident(source)}.{ident(t)} TO {ident(dest)}.{ident(t)}" for t in names),
-        )
+    rename_tables(conn, [(source, dest, t) for t in names])
+
+
+def rename_tables(conn: Connection, moves: list[tuple[str, str, str]]) -> None:
+    """One atomic RENAME TABLE of each ``(source schema, dest schema, table)``, in order."""
+    if moves:
+        query(conn, "RENAME TABLE " + ", ".join(
+            f"{ident(source)}.{ident(t)} TO {ident(dest)}.{ident(t)}" for source, dest, t in moves
+        ))  # fmt: skip
 
 
 def create_schema(conn: Connection, name: str, like: str | None) -> None:
@@ -500,11 +530,17 @@ def trash_tables(conn: Connection, target: str, old: str) -> str | None:
     names = data_tables(conn, old)
     trash = None
     if names:
-        trash = derived_name(target, f"trash_{time.time_ns() // 1000}")
-        query(conn, f"CREATE DATABASE {ident(trash)}")
-        mark(conn, trash, kind="trash", target=target, time=time.time())
+        trash = new_trash(conn, target)
         move_tables(conn, old, trash, names)
     drop_schema(conn, old)
+    return trash
+
+
+def new_trash(conn: Connection, target: str) -> str:
+    """A new, marked, empty trash schema for ``target``; its name."""
+    trash = derived_name(target, f"trash_{time.time_ns() // 1000}")
+    query(conn, f"CREATE DATABASE {ident(trash)}")
+    mark(conn, trash, kind="trash", target=target, time=time.time())
     return trash
 
 
