@@ -22,6 +22,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, TypeVar
 
@@ -30,11 +31,12 @@ import pymysql
 from reel_tui.cache import UNDO_KEY, CachedCopy, snapshot_key
 from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import mysql_cache, mysql_swap
-from reel_tui.engines.base import Engine, RewindContext, RewindError
+from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.mysql_conn import Connection, connect, ident, is_local, message, where
 from reel_tui.engines.mysql_objects import definitions
 from reel_tui.engines.mysql_swap import Names, query
 from reel_tui.engines.mysql_warm import MyWarm, drop_all, maintain, target_locked
+from reel_tui.engines.server import ServerEngine
 from reel_tui.sources import Source
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
-class MysqlEngine(Engine):
+class MysqlEngine(ServerEngine):
     """Rewinds a MySQL or MariaDB database from mysqldump / mariadb-dump output."""
 
     driver = "mysql"
@@ -55,6 +57,7 @@ class MysqlEngine(Engine):
     accepts_containers = frozenset({"sql"})
     takes_snapshots = True
     keeps_undo = True
+    driver_error = pymysql.Error
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
@@ -239,7 +242,7 @@ class MysqlEngine(Engine):
                 " reel-tui --undo swaps it back)")  # fmt: skip
         if trash is not None:
             ctx.log(f"the previous undo copy ({trash}) is dropped in the background")
-        self._record(admin)
+        self._record_copies(admin)
 
     def _stored(
         self, admin: Connection, source: Source, ctx: RewindContext
@@ -309,7 +312,7 @@ class MysqlEngine(Engine):
         ctx.log(f"snapshot @{name} taken: {schema}, {len(tables)} tables, "
                 f"{mysql_cache.schema_bytes(admin, schema):,} bytes, "
                 f"{time.monotonic() - started:.2f} s")  # fmt: skip
-        self._record(admin)
+        self._record_copies(admin)
 
     def rename_snapshot(self, old: str, new: str, log: Callable[[str], None]) -> CachedCopy:
         def rename(admin: Connection) -> CachedCopy:
@@ -344,35 +347,17 @@ class MysqlEngine(Engine):
                               code="refused")  # fmt: skip
         return match
 
-    def _locked(self, change: Callable[[Connection], CachedCopy]) -> CachedCopy:
-        """Run ``change`` under the target's lock."""
+    def _connect_admin(self) -> Connection:
+        return connect(self.app)
 
-        def locked(admin: Connection) -> CachedCopy:
-            with target_locked(self.app, admin):
-                return change(admin)
+    def _server_copies(self, admin: Connection) -> list[CachedCopy]:
+        return mysql_cache.copies(admin, self.app.database)
 
-        return self._cache_work(locked)
+    def _target_locked(self, admin: Connection) -> AbstractContextManager[None]:
+        return target_locked(self.app, admin)
 
-    def _cache_work(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work`` on an admin connection, then record the copies now on the server in
-        the cache index; the driver's errors become one-line RewindErrors."""
-        admin = connect(self.app)
-        try:
-            result = work(admin)
-            self._record(admin)
-            return result
-        except TimeoutError as exc:
-            raise RewindError(str(exc), code="busy") from None
-        except pymysql.Error as exc:
-            raise RewindError(f"{where(self.app)}: {message(exc)}") from None
-        finally:
-            admin.close()
-
-    def _record(self, admin: Connection) -> None:
-        if self.cache_index is not None:
-            self.cache_index.record_copies(
-                self.app.target_key, mysql_cache.copies(admin, self.app.database)
-            )
+    def _one_line(self, exc: Exception) -> str:
+        return f"{where(self.app)}: {message(exc)}"  # type: ignore[arg-type]
 
     def _load(self, source: Source, staging: str, ctx: RewindContext, admin: Connection) -> str:
         from reel_tui.engines.mysql_loader import ScriptLoader

@@ -32,6 +32,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import psycopg2
@@ -39,7 +40,7 @@ import psycopg2
 from reel_tui.cache import CachedCopy, Retention, snapshot_key
 from reel_tui.config import AppConfig, default_jobs
 from reel_tui.engines import pg_cache, pg_swap
-from reel_tui.engines.base import Engine, RewindContext, RewindError
+from reel_tui.engines.base import RewindContext, RewindError
 from reel_tui.engines.pg_conn import (
     Connection,
     connect,
@@ -55,6 +56,7 @@ from reel_tui.engines.pg_database import (
     read_database,
 )
 from reel_tui.engines.pg_warm import PgWarm, drop_all, maintain, target_locked
+from reel_tui.engines.server import ServerEngine
 from reel_tui.sources import Source
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ _NEVER_ANALYZED = """SELECT EXISTS (SELECT 1 FROM pg_stat_user_tables WHERE n_mo
 statistics and no changes since; a cold load that left ANALYZE for later has rows."""
 
 
-class PostgresEngine(Engine):
+class PostgresEngine(ServerEngine):
     """Rewinds a PostgreSQL database from plain (optionally gzipped) dumps or archives."""
 
     driver = "postgres"
@@ -79,6 +81,7 @@ class PostgresEngine(Engine):
     accepts_containers = frozenset({"sql", "pg-custom", "pg-directory", "pg-tar"})
     takes_snapshots = True
     keeps_undo = True
+    driver_error = psycopg2.Error
 
     def __init__(self, app: AppConfig) -> None:
         super().__init__(app)
@@ -481,34 +484,25 @@ class PostgresEngine(Engine):
                               code="refused")  # fmt: skip
         return copy
 
-    def _locked(self, change: Callable[[Connection], CachedCopy]) -> CachedCopy:
-        """Run ``change`` under the target's advisory lock."""
+    def _connect_admin(self) -> Connection:
+        return connect_maintenance(self.app)
 
-        def locked(admin: Connection) -> CachedCopy:
-            with target_locked(self.app, admin):
-                return change(admin)
+    def _server_copies(self, admin: Connection) -> list[CachedCopy]:
+        return pg_cache.copies(admin, self.app.database)
 
-        return self._cache_work(locked)
+    def _target_locked(self, admin: Connection) -> AbstractContextManager[None]:
+        return target_locked(self.app, admin)
+
+    def _one_line(self, exc: Exception) -> str:
+        return f"{where(self.app)}: {_primary(exc)}"  # type: ignore[arg-type]
 
     def _cache_work(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work`` on a maintenance connection, then record the copies now on the
-        server in the cache index; the driver's errors become one-line RewindErrors."""
-        admin = connect_maintenance(self.app)
+        """As the shared one; a database under a copy's name that reel did not make is
+        named in one line too."""
         try:
-            result = work(admin)
-            if self.cache_index is not None:
-                self.cache_index.record_copies(
-                    self.app.target_key, pg_cache.copies(admin, self.app.database)
-                )
-            return result
-        except TimeoutError as exc:
-            raise RewindError(str(exc), code="busy") from None
+            return super()._cache_work(work)
         except pg_cache.NotOurs as exc:
             raise RewindError(str(exc)) from None
-        except psycopg2.Error as exc:
-            raise RewindError(f"{where(self.app)}: {_primary(exc)}") from None
-        finally:
-            admin.close()
 
     def _choose_mode(
         self, admin: Connection, old: DatabaseInfo | None, source: Source, ctx: RewindContext
