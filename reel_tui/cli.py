@@ -31,14 +31,13 @@ from reel_tui.history import HistoryError, HistoryStore, default_state_dir
 from reel_tui.hooks import Hook
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import EVENT_FORMAT_VERSION, JobState
+from reel_tui.listing import source_entries
 from reel_tui.plan import Refused, RewindPlan, only_app, pick_app, plan_rewind, plan_snapshot
 from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReporter, human_size
-from reel_tui.sources import list_sources
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from reel_tui.cache import CacheIndex
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 REFUSED_CODES = {"refused", "lock-timeout"}
@@ -117,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--log", metavar="JOB_ID", type=int, help="print one job's full log")
     action.add_argument("--metrics", action="store_true", help="per-app run figures")
     action.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the HTTP API (rewind, jobs, metrics) until SIGINT/SIGTERM",
+    )
+    action.add_argument(
         "--clear-cache", action="store_true", help="drop the cached copies of APP (default: all)"
     )
     action.add_argument(
@@ -157,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow rewinding a database that is not on this machine",
     )
     parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where --serve listens (default 127.0.0.1:7999; off loopback a token is required)",
+    )
+    parser.add_argument(
         "--limit", type=int, default=30, metavar="N", help="jobs shown by --history (default 30)"
     )
     return parser  # fmt: skip
@@ -168,9 +177,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         snapshots = (args.snapshot, args.delete_snapshot, args.rename_snapshot)
         actions = (args.list, args.rewind, args.history, args.metrics, args.clear_cache,
-                   args.undo, *(value is not None for value in snapshots))  # fmt: skip
+                   args.undo, args.serve, *(value is not None for value in snapshots))  # fmt: skip
+        if args.listen is not None and not args.serve:
+            raise _Refusal("--listen goes with --serve")
         if not any(actions) and args.log is None:
             return _tui(args)
+        if args.serve:
+            config = _load(args, err)
+            _print_problems(config, args, err)
+            with closing(_history_store(config)) as state:
+                return _serve(config, state, args)
         if args.list or args.rewind or args.clear_cache or args.undo or any(snapshots):
             config = _load(args, err)
             if args.list:
@@ -287,6 +303,20 @@ def _rewind(config: Config, state: HistoryStore, args: argparse.Namespace, err: 
     if job.state is JobState.FAILED:  # also on stderr, where cron and scripts look
         err.print(f"reel-tui: {job.app}: {job.error}", style="red")
     return _exit_code(job.state, job.error_code, signals)
+
+
+def _serve(config: Config, state: HistoryStore, args: argparse.Namespace) -> int:
+    """The HTTP API, headless; aiohttp is imported only here, never by ``--rewind``."""
+    try:
+        from reel_tui.api.serve import DEFAULT_LISTEN, ApiStartError, serve_headless
+    except ImportError as exc:
+        raise _Refusal(f"--serve needs aiohttp ({exc}): pip install aiohttp") from None
+    try:
+        return serve_headless(config, state, args.listen or DEFAULT_LISTEN,
+                              allow_remote=args.allow_remote, quiet=args.quiet,
+                              say=lambda line: print(line, flush=True))  # fmt: skip
+    except ApiStartError as exc:
+        raise _Refusal(str(exc)) from None
 
 
 def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: _Stderr) -> int:
@@ -426,13 +456,7 @@ def _list(config: Config, args: argparse.Namespace) -> int:
     for name, app in config.apps.items():
         if args.app and name != args.app:
             continue
-        sources = [
-            {"name": s.name, "kind": "dump", "size": s.size, "modified": s.modified,
-             "format": s.format.label, "flavor": s.format.flavor,
-             "compression": s.format.compression, "default": s.is_default,
-             "cached": _cached(index, app, s.path)}
-            for s in list_sources(app)
-        ] + _stored(index, app)  # fmt: skip
+        sources = source_entries(index, app)
         apps.append({"name": name, "driver": app.driver, "target": app.target,
                      "protected": app.protected, "enabled": True, "sources": sources})  # fmt: skip
     for name, problems in config.disabled.items():
@@ -486,28 +510,6 @@ def _list(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stored(index: CacheIndex, app: AppConfig) -> list[dict[str, Any]]:
-    """The app's snapshots (by name) and its undo copy as --list sources, from the index:
-    ``@NAME`` never collides with a dump's path (hidden files are not listed)."""
-    copies = [c for c in index.copies(app.target_key) if c.kind != "cache"]
-    copies.sort(key=lambda c: (c.kind == "undo", c.source))
-    return [
-        {"name": f"@{UNDO_KEY}" if c.kind == "undo" else c.source, "kind": c.kind,
-         "size": c.bytes, "modified": c.created, "taken": c.created,
-         "format": c.kind, "flavor": app.driver, "compression": "none", "default": False,
-         "cached": None, "object": c.name, **({"holds": c.source} if c.kind == "undo" else {})}
-        for c in copies
-    ]  # fmt: skip
-
-
-def _cached(index: CacheIndex, app: AppConfig, path: Path) -> dict[str, Any] | None:
-    """What the index knows of a cached copy of this dump, for --list (no server asked)."""
-    copy = index.cached_source(app, path)
-    if copy is None:
-        return None
-    return {"bytes": copy.bytes, "name": copy.name, "used": copy.used}
-
-
 def _console() -> Console:
     """Text from the config and the history is printed literally, never as markup;
     off a terminal, lines are not wrapped or cut at 80 columns."""
@@ -528,13 +530,16 @@ def _history(state: HistoryStore, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(box=None, header_style="dim", pad_edge=False)
-    for column in ("job", "when", "app", "kind", "source", "state", "duration", "error"):
+    origins = any(record.origin for record in records)  # the column only when it says something
+    columns = ("job", "when", "app", "kind", "source", "state", "duration", "error")
+    for column in columns[:-1] + (("from",) if origins else ()) + columns[-1:]:
         table.add_column(column)
     for record in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         duration = f"{record.duration:.2f} s" if record.duration is not None else ""
+        origin = (record.origin or "",) if origins else ()
         table.add_row(f"#{record.id}", when, record.app, record.kind, record.source,
-                      record.state, duration, record.error or "")  # fmt: skip
+                      record.state, duration, *origin, record.error or "")  # fmt: skip
     _console().print(table)
     return EXIT_OK
 

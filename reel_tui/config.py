@@ -193,13 +193,26 @@ class Settings:
 
     default_app: str | None = None
     token: str | None = field(default=None, repr=False)
-    """Kept for the HTTP API."""
+    """The HTTP API's bearer token (reel's key, which reel never checked): when set, every
+    API route but ``/healthz`` requires it; without one the API listens on loopback only."""
+    token_env: str | None = field(default=None, repr=False)
+    """Name of an environment variable holding the token instead (as ``dbpassword_env``);
+    not shown either, so no repr says "token" at all."""
+    api_get_rewind: bool = False
+    """Answer ``GET`` on the rewind routes as reel did. Off: any web page open in a browser
+    on the host could otherwise wipe a database with an ``<img src>``."""
     workers: int = 2
     """Jobs for different databases that may run at once."""
     history_limit: int = 500
     """Finished jobs kept in the history; the oldest are pruned."""
     state_dir: Path | None = None
     """Where history and logs live; default is the user's state directory."""
+
+    def resolve_token(self) -> str | None:
+        """The API token, from ``token_env`` or ``token``; None (or empty): no token."""
+        if self.token_env:
+            return os.environ.get(self.token_env) or None
+        return self.token or None
 
 
 @dataclass
@@ -389,6 +402,8 @@ SERVER_KEYS = ("dbserver", "dbport", "dbuser", "dbpassword", "dbpassword_env")
 SETTINGS_KEYS: dict[str, Checker] = {
     "default_app": _string,
     "token": _secret,
+    "token_env": _string,
+    "api_get_rewind": _bool,
     "workers": _positive_int,
     "history_limit": _positive_int,
     "state_dir": _string,
@@ -590,13 +605,28 @@ class _Validator:
         state_dir = None
         if values.get("state_dir"):
             state_dir = self.resolve(values["state_dir"], key="state_dir", table=RESERVED_TABLE)
+        self.token_warnings(table)
         return Settings(
             default_app=values.get("default_app"),
             token=values.get("token"),
+            token_env=values.get("token_env") or None,
+            api_get_rewind=values.get("api_get_rewind", False),
             workers=values.get("workers", Settings.workers),
             history_limit=values.get("history_limit", Settings.history_limit),
             state_dir=state_dir,
         )
+
+    def token_warnings(self, table: dict[str, Any]) -> None:
+        """The API token's pitfalls, as the app password's: both keys, or a readable file."""
+        if "token" in table and "token_env" in table:
+            self.problem("both token and token_env are set: token_env wins", key="token",
+                         table=RESERVED_TABLE, severity="warning")  # fmt: skip
+        if "token" in table and self.mode & (stat.S_IRGRP | stat.S_IROTH):
+            self.problem(
+                f"a plain-text API token in a file other users can read "
+                f"(mode {stat.S_IMODE(self.mode):o}): use token_env, or chmod 600 the file",
+                key="token", table=RESERVED_TABLE, severity="warning",
+            )  # fmt: skip
 
     def checked(
         self,

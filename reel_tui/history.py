@@ -21,8 +21,10 @@ from typing import Any
 from reel_tui.jobs import Job, JobState, LogLine
 from reel_tui.locks import process_alive
 
-FORMAT_VERSION = 2
-"""2: jobs have a kind (rewind, undo, snapshot); format 1 files gain the column."""
+FORMAT_VERSION = 3
+"""2: jobs have a kind (rewind, undo, snapshot); format 1 files gain the column.
+3: jobs have an origin (``api 127.0.0.1`` for a job the HTTP API started; NULL: this
+machine's TUI or command line); older files gain the column, their jobs NULL."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'rewind'
+    kind TEXT NOT NULL DEFAULT 'rewind',
+    origin TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_app ON jobs (app, id);
 """
@@ -79,6 +82,8 @@ class JobRecord:
     error_code: str | None
     pid: int
     kind: str = "rewind"
+    origin: str | None = None
+    """Who asked for the job when not this machine's TUI or command line: ``api ADDRESS``."""
 
     @property
     def duration(self) -> float | None:
@@ -155,6 +160,8 @@ class HistoryStore:
                 return
             if version == 1:
                 db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'rewind'")
+            if version in (1, 2):
+                db.execute("ALTER TABLE jobs ADD COLUMN origin TEXT")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)  # idempotent
@@ -174,9 +181,15 @@ class HistoryStore:
         with self._lock, self._transaction():
             cursor = self._db.execute(
                 "INSERT INTO jobs (app, source, target, state, created, bytes_total, pid, host,"
-                " kind) VALUES (:app, :source, :target, 'queued', :created, :bytes_total, :pid,"
-                " :host, :kind)",
-                {"kind": "rewind", **job_fields, "pid": os.getpid(), "host": self._host},
+                " kind, origin) VALUES (:app, :source, :target, 'queued', :created, :bytes_total,"
+                " :pid, :host, :kind, :origin)",
+                {
+                    "kind": "rewind",
+                    "origin": None,
+                    **job_fields,
+                    "pid": os.getpid(),
+                    "host": self._host,
+                },
             )
             return int(cursor.lastrowid or 0)
 
@@ -212,14 +225,16 @@ class HistoryStore:
 
     # --- reading -------------------------------------------------------------
 
-    def records(self, limit: int = 50, app: str | None = None) -> list[JobRecord]:
+    def records(
+        self, limit: int = 50, app: str | None = None, state: str | None = None
+    ) -> list[JobRecord]:
         """Newest first. Jobs whose process died mid-run are reported as failed."""
         self._settle_orphans()
         query = "SELECT * FROM jobs"
-        params: list[Any] = []
-        if app:
-            query += " WHERE app = ?"
-            params.append(app)
+        where = [(column, value) for column, value in (("app", app), ("state", state)) if value]
+        params: list[Any] = [value for _, value in where]
+        if where:
+            query += " WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         with self._lock:
@@ -321,7 +336,7 @@ class _Transaction:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(*row[:14], kind=row[15])  # row[14] is the host
+    return JobRecord(*row[:14], kind=row[15], origin=row[16])  # row[14] is the host
 
 
 def _metrics(app: str, runs: list[tuple[str, float | None, int]]) -> AppMetrics:

@@ -88,8 +88,10 @@ class JobQueue:
 
         return unsubscribe
 
-    def submit(self, plan: RewindPlan, *, wait: float | None = None) -> Job:
-        """Queue a rewind and return its job at once."""
+    def submit(
+        self, plan: RewindPlan, *, wait: float | None = None, origin: str | None = None
+    ) -> Job:
+        """Queue a rewind and return its job at once; ``origin`` says who asked (the API)."""
         fields = {
             "app": plan.app.name,
             "source": plan.source.name,
@@ -97,6 +99,7 @@ class JobQueue:
             "created": time.time(),
             "bytes_total": plan.source.size,
             "kind": plan.kind,
+            "origin": origin,
         }
         job_id = self.history.create(fields)
         job = Job(id=job_id, target_key=plan.app.target_key, wait=wait, **fields)

@@ -85,6 +85,8 @@ class Job:
     error_code: str | None = None
     kind: str = "rewind"
     """``rewind``, ``undo`` (a rewind to the undo copy) or ``snapshot`` (takes one)."""
+    origin: str | None = None
+    """Who asked for the job when not this machine's TUI or command line: ``api ADDRESS``."""
     wait: float | None = None
     """Longest wait for another process's rewind of the same database; None: no limit."""
     log: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
@@ -138,6 +140,7 @@ class Job:
             "detail": self.detail,
             "error": self.error,
             "error_code": self.error_code,
+            "origin": self.origin,
         }
 
 

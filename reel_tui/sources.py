@@ -58,6 +58,13 @@ def list_sources(app: AppConfig) -> list[Source]:
     return found
 
 
+def source_names(app: AppConfig) -> list[str]:
+    """The names of the app's dump sources, in listing order, without reading any dump's
+    content (but generic-suffix files', sniffed to be listed): the only names the HTTP API
+    accepts, so a name from a URL can never be a path."""
+    return [name for name, _, _ in _candidates(app)]
+
+
 def _candidates(app: AppConfig) -> list[tuple[str, Path, bool]]:
     """(name, resolved path, is default) of every source, in listing order; cheap: no
     dump is read, except files with a generic suffix, which are sniffed to be listed."""

@@ -165,9 +165,12 @@ def test_go_reel_example_proxy_dest_is_accepted_but_unused_warning(go_example: P
     assert str(problem).startswith(f"{go_example}:13: app 'app': proxy_dest: accepted but unused")
 
 
-def test_go_reel_example_world_readable_warns_only_about_proxy_and_password(go_example: Path):
+def test_go_reel_example_world_readable_warns_only_about_proxy_password_and_token(
+    go_example: Path,
+):
+    """The token now guards the HTTP API: in a file others can read, it is a warning too."""
     config = load_config(go_example)
-    assert {p.key for p in config.warnings} == {"proxy_dest", "dbpassword"}
+    assert {p.key for p in config.warnings} == {"proxy_dest", "dbpassword", "token"}
 
 
 def test_go_reel_example_private_file_warns_only_about_proxy(go_example: Path):
