@@ -242,6 +242,8 @@ class HistoryStore:
         return [_record(row) for row in rows]
 
     def get(self, job_id: int) -> JobRecord | None:
+        if not 0 <= job_id < 2**63:  # no such job; SQLite would raise OverflowError
+            return None
         self._settle_orphans()
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

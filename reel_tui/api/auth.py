@@ -80,11 +80,15 @@ class TokenBucket:
 def guard(
     token: str | None, bucket: TokenBucket
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Middleware: the rate bound for every request, then the token where one is set."""
+    """Middleware: the size and rate bounds for every request, then the token where one is
+    set. A body is refused by its announced length: no route reads one, so aiohttp's own
+    ``client_max_size`` would never see it."""
     expected = token.encode() if token else None
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (request.content_length or 0) > CLIENT_MAX_SIZE:  # refused before it is read
+            return error_response(413, f"request body over {CLIENT_MAX_SIZE // 1024} KiB")
         wait = bucket.take(request.remote or "")
         if wait:
             return error_response(

@@ -48,10 +48,19 @@ def _logger() -> logging.Logger:
     return logging.getLogger("reel_tui.api")
 
 
-def build_app(service: RewindService, *, token: str | None, get_rewind: bool) -> web.Application:
-    """The aiohttp application: every route of the API, its bounds and its guard."""
+def build_app(
+    service: RewindService,
+    *,
+    token: str | None,
+    get_rewind: bool,
+    bucket: TokenBucket | None = None,
+) -> web.Application:
+    """The aiohttp application: every route of the API, its bounds and its guard.
+
+    ``bucket``: the per-client rate bound (default: a burst of 200, then 50 a second)."""
     app = web.Application(
-        client_max_size=CLIENT_MAX_SIZE, middlewares=[_json_errors, guard(token, TokenBucket())]
+        client_max_size=CLIENT_MAX_SIZE,
+        middlewares=[_json_errors, guard(token, bucket or TokenBucket())],
     )
     app[SERVICE] = service
     app[GET_REWIND] = get_rewind

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from reel_tui.api.auth import ACCESS_LOG_FORMAT, is_loopback
+from reel_tui.api.auth import ACCESS_LOG_FORMAT, TokenBucket, is_loopback
 from reel_tui.api.routes import build_app
 from reel_tui.api.service import API_PREFIX, RewindService
 from reel_tui.config import Config
@@ -84,6 +84,7 @@ async def start_api(
     *,
     allow_remote: bool = False,
     access_log: logging.Logger | None = None,
+    bucket: TokenBucket | None = None,
 ) -> RunningApi:
     """Serve the API for ``config`` on ``queue`` from the running loop; returns at once.
 
@@ -97,7 +98,8 @@ async def start_api(
                             "configured: set token_env (or token) in [reel], or listen on "
                             "127.0.0.1")  # fmt: skip
     service = RewindService(config, queue, allow_remote=allow_remote)
-    app = build_app(service, token=token, get_rewind=config.settings.api_get_rewind)
+    app = build_app(service, token=token, get_rewind=config.settings.api_get_rewind,
+                    bucket=bucket)  # fmt: skip
     runner = web.AppRunner(app, access_log=access_log, access_log_format=ACCESS_LOG_FORMAT,
                            handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)  # fmt: skip
     await runner.setup()
