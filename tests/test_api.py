@@ -302,19 +302,24 @@ def test_identical_queued_rewind_is_coalesced(inproc: InProcess, blog: Config, t
     wait_running(inproc, big, past_bytes=100_000)
     first = inproc("POST", f"{V1}/rewind/blog/seed.sql")
     again = inproc("POST", f"{V1}/rewind/blog/seed.sql")
+    default = inproc("POST", f"{V1}/rewind/blog")  # the default source: seed.sql again
     other = inproc("POST", f"{V1}/rewind/blog/other.sql")
-    third = inproc("POST", f"{V1}/rewind/blog")  # the default source: seed.sql again
-    assert first.status == again.status == other.status == third.status == 202
-    assert first.json["coalesced"] is False and other.json["coalesced"] is False
-    assert again.json["coalesced"] is True and third.json["coalesced"] is True
-    assert again.json["id"] == third.json["id"] == first.json["id"] != other.json["id"]
+    last = inproc("POST", f"{V1}/rewind/blog/seed.sql")  # after other: joining first is wrong
+    replies = (first, again, default, other, last)
+    assert [reply.status for reply in replies] == [202] * 5
+    assert [reply.json["coalesced"] for reply in replies] == [False, True, True, False, False]
+    assert again.json["id"] == default.json["id"] == first.json["id"]
+    ids = [first.json["id"], other.json["id"], last.json["id"]]
+    assert len(set(ids)) == 3
     assert inproc("POST", f"{V1}/jobs/{big}/cancel").status == 202
-    views = [inproc.wait_final(i) for i in (big, first.json["id"], other.json["id"])]
-    assert [v["state"] for v in views] == ["cancelled", "succeeded", "succeeded"]
-    assert views[1]["finished"] <= views[2]["started"], "run in submission order"
-    expected = reference(blog.apps["blog"].sources_dir / "other.sql", tmp_path)
+    views = [inproc.wait_final(i) for i in (big, *ids)]
+    assert [v["state"] for v in views] == ["cancelled", "succeeded", "succeeded", "succeeded"]
+    assert (
+        views[1]["finished"] <= views[2]["started"] and views[2]["finished"] <= views[3]["started"]
+    ), "run in submission order"
+    expected = reference(blog.apps["blog"].sources_dir / "seed.sql", tmp_path)
     assert fingerprint(Path(blog.apps["blog"].database)) == fingerprint(expected)
-    assert len(inproc("GET", f"{V1}/jobs").json["jobs"]) == 3
+    assert len(inproc("GET", f"{V1}/jobs").json["jobs"]) == 4
 
 
 def test_queued_jobs_per_app_are_bounded(inproc: InProcess, blog: Config):
@@ -328,7 +333,7 @@ def test_queued_jobs_per_app_are_bounded(inproc: InProcess, blog: Config):
     assert inproc("POST", f"{V1}/rewind/blog/other.sql").status == 202
     full = inproc("POST", f"{V1}/rewind/blog/third.sql")
     assert "queued" in error_of(full, 429) and full.headers["Retry-After"] == "5"
-    assert inproc("POST", f"{V1}/rewind/blog/seed.sql").json["coalesced"] is True
+    assert inproc("POST", f"{V1}/rewind/blog/other.sql").json["coalesced"] is True
 
 
 def test_rate_bound_answers_429_with_retry_after(blog: Config, state_dir: Path):

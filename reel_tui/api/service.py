@@ -203,24 +203,27 @@ class RewindService:
         self._credentials_ok.add(app.name)
 
     def submit(self, plan: RewindPlan, origin: str) -> Submitted:
-        """Queue the rewind, or hand back an identical one still queued (a burst of the
-        same request does the work once); 429 when the app has too many queued."""
+        """Queue the rewind, or hand back the database's newest queued job when it is the
+        same rewind (a burst of one request does the work once); 429 when the app has
+        too many queued. Only the newest: joining an earlier one would let a later, other
+        rewind run after it, so the database would not end as the last request asked."""
         with self._submit_lock:  # the look and the submit as one step
             jobs = self.queue.jobs()
-            queued = [
-                job for job in jobs if job.app == plan.app.name and job.state is JobState.QUEUED
-            ]
-            twin = next(
-                (job for job in queued if job.source == plan.source.name and job.kind == plan.kind),
-                None,
-            )
-            if twin is not None:
-                return Submitted(twin, coalesced=True)
-            if len(queued) >= self.max_queued_per_app:
+            queued = [job for job in jobs if job.state is JobState.QUEUED]
+            same_db = [job for job in queued if job.target_key == plan.app.target_key]
+            newest = max(same_db, key=lambda job: job.id, default=None)
+            if newest is not None and (newest.app, newest.source, newest.kind) == (
+                plan.app.name,
+                plan.source.name,
+                plan.kind,
+            ):
+                return Submitted(newest, coalesced=True)
+            waiting = sum(1 for job in queued if job.app == plan.app.name)
+            if waiting >= self.max_queued_per_app:
                 raise ApiError(
                     429,
-                    f"app {plan.app.name!r} has {len(queued)} queued jobs "
-                    "already; try again when some have run",
+                    f"app {plan.app.name!r} has {waiting} queued jobs already; "
+                    "try again when some have run",
                     headers={"Retry-After": "5"},
                 )
             return Submitted(self.queue.submit(plan, origin=origin), coalesced=False)
