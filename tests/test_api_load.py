@@ -16,7 +16,7 @@ from pg_server import PASSWORD_ENV, PgServer
 from pg_tools import fingerprint as pg_fingerprint
 from pg_tools import psql_reference
 
-from api_tools import V1, Served, wait_running
+from api_tools import V1, InProcess, Served, wait_running
 from conftest import fingerprint, make_dump
 from test_sqlite_engine import reference
 
@@ -135,3 +135,37 @@ def leftovers(server: PgServer, dbname: str, wait: float) -> list[str]:
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def test_a_password_only_a_person_could_type_is_503(
+    pg_server: PgServer, pg_dbname: str, tmp_path: Path, state_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):  # fmt: skip
+    """The TUI asks for a missing password; a request cannot: 503 with the reason, and
+    nothing queued. With the password in the environment the same app rewinds."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "s1.sql").write_text(pg_dump_text("shop/s1", 10))
+    common = (f'[shop]\ndbdriver = "postgres"\ndbserver = "{pg_server.host}"\n'
+              f'dbport = {pg_server.port}\ndatabase = "{pg_dbname}"\n'
+              f'dbuser = "{pg_server.user}"\ndbsources = "shop"\n')  # fmt: skip
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    for extra, reason in (("", "the API cannot ask for one"),
+                          (f'dbpassword_env = "{PASSWORD_ENV}"\n', PASSWORD_ENV)):  # fmt: skip
+        path = tmp_path / "reel.toml"
+        path.write_text(common + extra)
+        os.chmod(path, 0o600)
+        api = InProcess(path, state_dir)
+        try:
+            reply = api("POST", f"{V1}/rewind/shop/s1.sql")
+            assert reply.status == 503, reply.body
+            assert reason in reply.json["error"]
+            assert api("GET", f"{V1}/jobs").json["jobs"] == []
+            if extra:
+                monkeypatch.setenv(PASSWORD_ENV, pg_server.password)
+                accepted = api("POST", f"{V1}/rewind/shop/s1.sql")
+                assert accepted.status == 202
+                assert api.wait_final(accepted.json["id"])["state"] == "succeeded"
+        finally:
+            api.close()

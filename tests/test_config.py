@@ -1318,3 +1318,28 @@ def test_empty_dbsources_is_refused(write_config, tmp_path):
 def test_settings_problems_name_the_reel_table(write_config):
     config = load_config(write_config("[reel]\nworkers = 0\n"))
     assert ": [reel]: workers: " in str(config.errors[0])
+
+
+# --- the HTTP API's keys ------------------------------------------------------------
+
+
+def test_api_keys_token_env_and_get_rewind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    touch_dump(tmp_path)
+    monkeypatch.setenv("REEL_TEST_TOKEN_VAR", "from-env")
+    text = '[reel]\ntoken_env = "REEL_TEST_TOKEN_VAR"\napi_get_rewind = true\n' + pg_app()
+    settings = load(tmp_path, text).settings
+    assert settings.api_get_rewind is True
+    assert settings.resolve_token() == "from-env"
+    monkeypatch.delenv("REEL_TEST_TOKEN_VAR")
+    assert settings.resolve_token() is None
+    assert load(tmp_path, pg_app()).settings.api_get_rewind is False
+    assert load(tmp_path, '[reel]\ntoken = ""\n' + pg_app()).settings.resolve_token() is None
+
+
+def test_api_keys_are_validated(tmp_path: Path):
+    touch_dump(tmp_path)
+    config = load(tmp_path, '[reel]\napi_get_rewind = "yes"\ntoken_env = 3\n' + pg_app())
+    assert {p.key for p in config.errors} == {"api_get_rewind", "token_env"}
+    both = load(tmp_path, '[reel]\ntoken = "t"\ntoken_env = "T"\n' + pg_app())
+    assert [p.key for p in both.warnings] == ["token"]
+    assert "token_env wins" in both.warnings[0].message

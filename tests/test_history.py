@@ -224,3 +224,32 @@ def test_history_file_is_never_readable_by_others(state_dir: Path, monkeypatch):
         os.umask(old)
     store.close()
     assert seen == [0o600]
+
+
+def test_a_format_2_history_gains_the_origin_column(state_dir: Path):
+    """Format 3 adds who asked (the HTTP API); older files keep their jobs, origin NULL."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(state_dir / "history.sqlite3") as db:
+        db.executescript(
+            """CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL,
+            source TEXT NOT NULL, target TEXT NOT NULL, state TEXT NOT NULL,
+            created REAL NOT NULL, started REAL, finished REAL,
+            bytes_read INTEGER NOT NULL DEFAULT 0, bytes_total INTEGER NOT NULL DEFAULT 0,
+            statements INTEGER NOT NULL DEFAULT 0, error TEXT, error_code TEXT,
+            pid INTEGER NOT NULL, host TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'rewind');
+            INSERT INTO jobs (app, source, target, state, created, pid, host, kind)
+            VALUES ('blog', 'seed.sql', 't', 'succeeded', 1.0, 1, 'h', 'undo');
+            PRAGMA user_version = 2;"""
+        )
+    db.close()
+    store = HistoryStore(state_dir)
+    (old,) = store.records()
+    assert (old.app, old.kind, old.origin) == ("blog", "undo", None)
+    new_id = store.create({"app": "blog", "source": "s", "target": "t", "created": 2.0,
+                           "bytes_total": 1, "origin": "api 127.0.0.1"})  # fmt: skip
+    assert store.get(new_id).origin == "api 127.0.0.1"
+    assert store.get(10**30) is None, "an id SQLite cannot hold is no job, not an error"
+    store.close()
+    with sqlite3.connect(state_dir / "history.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION == 3
+    db.close()
