@@ -23,6 +23,10 @@ CORE = [
     "reel_tui.plan",
     "reel_tui.engines",
     "reel_tui.engines.sqlite",
+    "reel_tui.listing",
+    "reel_tui.prometheus",
+    "reel_tui.api.service",
+    "reel_tui.api.serve",  # with auth and routes: the HTTP API is core too
 ]
 
 
