@@ -109,6 +109,8 @@ class AppMetrics:
     p95_duration: float | None
     throughput: float | None
     """Mean bytes of dump per second over successful runs."""
+    median_duration: float | None = None
+    """Median duration of the successful runs (last: added for the API's metrics)."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -363,4 +365,5 @@ def _metrics(app: str, runs: list[tuple[str, float | None, int]]) -> AppMetrics:
         mean_duration=statistics.fmean(durations) if durations else None,
         p95_duration=p95,
         throughput=sum(b for _, b in good) / total_time if total_time else None,
+        median_duration=statistics.median(durations) if durations else None,
     )

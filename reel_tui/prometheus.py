@@ -44,11 +44,12 @@ def render(metrics: Mapping[str, AppMetrics], live: Mapping[str, int] | None = N
         [_sample("reel_rewinds_total", {"app": m.app, "state": state},
                  float(getattr(m, state))) for m in apps for state in FINAL_STATES],
     )  # fmt: skip
-    stats = (("mean", "mean_duration"), ("p95", "p95_duration"), ("last", "last_duration"))
+    stats = (("mean", "mean_duration"), ("median", "median_duration"),
+             ("p95", "p95_duration"), ("last", "last_duration"))  # fmt: skip
     lines += _family(
         "reel_rewind_duration_seconds", "gauge",
-        "Duration of an app's jobs: mean and 95th percentile of the successful ones, and "
-        "the last one.",
+        "Duration of an app's jobs: mean, median and 95th percentile of the successful "
+        "ones, and the last one.",
         [_sample("reel_rewind_duration_seconds", {"app": m.app, "stat": stat}, value)
          for m in apps for stat, field in stats
          if (value := getattr(m, field)) is not None],

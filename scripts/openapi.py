@@ -118,6 +118,7 @@ SCHEMAS: dict[str, Any] = {
                        "succeeded": {"type": "integer"}, "failed": {"type": "integer"},
                        "cancelled": {"type": "integer"}, "last_duration": nullable("number"),
                        "mean_duration": nullable("number"), "p95_duration": nullable("number"),
+                       "median_duration": nullable("number"),
                        "throughput": nullable("number", description="bytes per second")},
     },
     "Metrics": {

@@ -487,7 +487,7 @@ def test_metrics_json_and_prometheus(inproc: InProcess, blog: Config):
                           ("blog", "cancelled"): 0}  # fmt: skip
         durations = {s.labels["stat"]: s.value
                      for s in families["reel_rewind_duration_seconds"].samples}  # fmt: skip
-        assert set(durations) == {"mean", "p95", "last"} and durations["mean"] > 0
+        assert set(durations) == {"mean", "median", "p95", "last"} and durations["mean"] > 0
     error_of(inproc("GET", f"{V1}/metrics?format=xml"), 400)
 
 

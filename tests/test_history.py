@@ -140,6 +140,7 @@ def test_metrics_per_app(state_dir: Path):
     assert shop.mean_duration == pytest.approx(2.5)
     assert shop.last_duration == pytest.approx(0.2)
     assert 3.5 < shop.p95_duration <= 4.0
+    assert shop.median_duration == pytest.approx(2.5)
     assert shop.throughput == pytest.approx(4000 / 10.0)
     assert metrics["blog"].runs == 1
     store.close()

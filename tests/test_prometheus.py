@@ -11,7 +11,8 @@ from reel_tui.prometheus import render
 
 def metrics(app: str, **fields: float | None) -> AppMetrics:
     base: dict = {"runs": 3, "succeeded": 2, "failed": 1, "cancelled": 0, "last_duration": 1.5,
-                  "mean_duration": 1.25, "p95_duration": 1.5, "throughput": 2e6}  # fmt: skip
+                  "mean_duration": 1.25, "p95_duration": 1.5, "throughput": 2e6,
+                  "median_duration": 1.2}  # fmt: skip
     return AppMetrics(app=app, **{**base, **fields})
 
 
@@ -26,7 +27,7 @@ def test_every_family_parses_with_its_type_and_values():
     totals = {s.labels["state"]: s.value for s in found["reel_rewinds"].samples}
     assert totals == {"succeeded": 2, "failed": 1, "cancelled": 0}
     stats = {s.labels["stat"]: s.value for s in found["reel_rewind_duration_seconds"].samples}
-    assert stats == {"mean": 1.25, "p95": 1.5, "last": 1.5}
+    assert stats == {"mean": 1.25, "median": 1.2, "p95": 1.5, "last": 1.5}
     (rate,) = found["reel_rewind_throughput_bytes_per_second"].samples
     assert rate.value == 2e6 and rate.labels == {"app": "shop"}
     live = {s.labels["state"]: s.value for s in found["reel_jobs"].samples}
@@ -42,8 +43,8 @@ def test_label_values_are_escaped():
 
 
 def test_unknown_figures_are_left_out_not_zero():
-    found = families(render({"new": metrics("new", succeeded=0, failed=1, runs=1,
-                                            last_duration=None, mean_duration=None,
-                                            p95_duration=None, throughput=None)}))  # fmt: skip
+    unknown = dict.fromkeys(("last_duration", "mean_duration", "median_duration",
+                             "p95_duration", "throughput"))  # fmt: skip
+    found = families(render({"new": metrics("new", succeeded=0, failed=1, runs=1, **unknown)}))
     assert not found["reel_rewind_duration_seconds"].samples
     assert not found["reel_rewind_throughput_bytes_per_second"].samples
