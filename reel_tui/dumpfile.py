@@ -9,14 +9,11 @@ progress is measured in.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import io
-import lzma
 import os
 import re
-import zlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,7 +153,7 @@ def _sniff(path: Path, compression: Compression) -> bytes | None:
                 if not piece:
                     break
                 sample += piece
-    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+    except (OSError, EOFError, *_codec_errors()):
         if not sample:
             return None
     return sample
@@ -189,14 +186,32 @@ def _is_sql(text: str) -> bool:
 
 
 def _decompressed(raw: BinaryIO, compression: Compression) -> BinaryIO:
-    """A stream of the uncompressed bytes of ``raw``; closing it leaves ``raw`` open."""
+    """A stream of the uncompressed bytes of ``raw``; closing it leaves ``raw`` open.
+
+    The decompressors are imported here, when a dump needs one: every ``reel-tui``
+    start-up would pay for them otherwise."""
     if compression == "gzip":
+        import gzip
+
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if compression == "xz":
+        import lzma
+
         return lzma.LZMAFile(raw)  # type: ignore[return-value]
     if compression == "bz2":
+        import bz2
+
         return bz2.BZ2File(raw)  # type: ignore[return-value]
     return raw
+
+
+def _codec_errors() -> tuple[type[Exception], ...]:
+    """The error classes of the decompressors loaded so far: only those can have raised."""
+    found: list[type[Exception]] = []
+    for module, name in (("zlib", "error"), ("lzma", "LZMAError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 class _CountingFile(io.RawIOBase):
@@ -328,7 +343,7 @@ class DumpReader:
                 f"{self.path}: the {self.format.compression} data ends early "
                 f"(truncated file?) after line {self.line_number}"
             ) from None
-        except (OSError, lzma.LZMAError, zlib.error) as exc:
+        except (OSError, *_codec_errors()) as exc:
             raise DumpError(
                 f"{self.path}: corrupt {self.format.compression} data "
                 f"after line {self.line_number}: {exc}"

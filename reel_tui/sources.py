@@ -9,7 +9,6 @@ folder (``..``, absolute paths, symlinks pointing elsewhere) are refused.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +184,8 @@ def resolve_source(app: AppConfig, name: str | None = None) -> Source:
             f"app {app.name!r}: source {name!r} is outside the app's sources "
             f"(dbsources = {app.sources_dir}); refused"
         )
+    import difflib  # only for a name that was not found
+
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" ({_choices(names)})"
     raise SourceError(f"app {app.name!r}: no source named {name!r}{hint}")
