@@ -338,16 +338,15 @@ class DumpReader:
         """Decompression failures as :class:`DumpError` naming the last good line."""
         try:
             yield
-        except EOFError:
-            raise DumpError(
-                f"{self.path}: the {self.format.compression} data ends early "
-                f"(truncated file?) after line {self.line_number}"
-            ) from None
-        except (OSError, *_codec_errors()) as exc:
-            raise DumpError(
-                f"{self.path}: corrupt {self.format.compression} data "
-                f"after line {self.line_number}: {exc}"
-            ) from None
+        except (EOFError, OSError, *_codec_errors()) as exc:
+            raise self._translated(exc) from None
+
+    def _translated(self, exc: BaseException) -> DumpError:
+        if isinstance(exc, EOFError):
+            return DumpError(f"{self.path}: the {self.format.compression} data ends early "
+                             f"(truncated file?) after line {self.line_number}")  # fmt: skip
+        return DumpError(f"{self.path}: corrupt {self.format.compression} data "
+                         f"after line {self.line_number}: {exc}")  # fmt: skip
 
     def read_lines(self, hint: int) -> list[str]:
         """The next lines, about ``hint`` characters of them ([] at the end), checked as
@@ -366,10 +365,12 @@ class DumpReader:
 
     def __iter__(self) -> Iterator[str]:
         """Each line with its line ending; raises :class:`DumpError` on bad content."""
-        text = self._text
+        readline = self._text.readline
         while True:
-            with self._translated_errors():
-                line = text.readline()
+            try:  # not `with self._translated_errors()`: a context manager a line cost seconds
+                line = readline()
+            except (EOFError, OSError, *_codec_errors()) as exc:
+                raise self._translated(exc) from None
             if not line:
                 return
             self.line_number += 1
