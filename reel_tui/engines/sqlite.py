@@ -14,6 +14,17 @@ How the promise "the target is exactly as it was, or fully rewound" is kept:
   writing into the unlinked old inode. A kill during the step leaves a hot
   journal that SQLite rolls back at the next open, so the old state returns.
 * A target that does not exist yet gets the temp file renamed into place.
+
+Warm rewinds (a cached copy of the dump, see :mod:`reel_tui.engines.sqlite_cache`)
+rename a *ready spare* of the copy over the target instead, when nothing can make
+the rename unsafe: the target is one regular file, no process has it or its
+journals open (checked in ``/proc``), no ``-wal`` / ``-shm`` / ``-journal`` is
+left after a checkpoint, and the spare can be given the target's mode and owner
+(see :mod:`reel_tui.engines.sqlite_rename`). The replaced file is kept as the undo
+copy by a hard link, not a copy, so the rewind costs a rename whatever the size;
+``--undo`` swaps the two files back the same way. When a check fails the log says
+which, and the backup-API copy above is used. The next spare is copied in the
+background (:meth:`SqliteEngine.maintain`), as after a cold load.
 """
 
 from __future__ import annotations
@@ -41,8 +52,10 @@ from reel_tui.cache import (
 )
 from reel_tui.config import AppConfig
 from reel_tui.dumpfile import DumpError, DumpReader
+from reel_tui.engines import sqlite_rename
 from reel_tui.engines.base import Engine, RewindCancelled, RewindContext, RewindError
-from reel_tui.engines.sqlite_cache import SqliteCache, fsync_path
+from reel_tui.engines.sqlite_cache import SPARE, SqliteCache, fsync_path
+from reel_tui.engines.sqlite_rename import NotSafe
 from reel_tui.locks import TargetLock, process_alive
 from reel_tui.sources import Source
 
@@ -50,6 +63,11 @@ BATCH_BYTES = 256 * 1024
 """Statements are run in batches of about this size: fast, and cancellable between them."""
 SWAP_TIMEOUT = 30.0
 """How long the swap waits for the application to release its locks on the target."""
+BACKUP_INSTEAD = "copying with the backup API instead of renaming"
+"""How the log starts the line saying why a warm swap was not a rename."""
+SPARE_LOCK_WAIT = 60.0
+"""How long the background worker waits for the target's lock to name a spare it copied
+(a cold load may hold it that long); it gives up then, and the next rewind copies."""
 _TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|END)(\s+TRANSACTION)?\s*;\s*$", re.I)
 _ROLLBACK = re.compile(r"^\s*ROLLBACK\b", re.I)
 _CREATE = re.compile(r"^\s*CREATE\s+(TABLE|INDEX|UNIQUE INDEX|VIEW|TRIGGER)\s+(IF NOT EXISTS\s+)?"
@@ -163,6 +181,7 @@ class SqliteEngine(Engine):
                 leftover.unlink(missing_ok=True)
         if kept is not None:
             self._evict(kept, ctx)
+            self.maintenance_due = True  # its spare, so the first warm rewind is a rename
 
     # --- the cache of loaded copies (see reel_tui.engines.sqlite_cache) -------------
 
@@ -175,19 +194,87 @@ class SqliteEngine(Engine):
         page_size, journal_mode = settings
         ctx.log(f"cached copy of this dump found ({path.name}): swapping it in, no load")
         ctx.progress(phase="swapping")
+        spare = self._cache.spare(key) if source.stored is None else None
+        if source.stored is None:
+            self.maintenance_due = True  # the spare this uses, or the one not ready yet
         if journal_mode is None:
-            temp = self.target.with_name(
-                f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-            )
-            try:
-                shutil.copyfile(path, temp)
-                self._create(temp, ctx)
-            finally:
-                temp.unlink(missing_ok=True)
+            if spare is None or not self._create_from_spare(spare, ctx):
+                self._create_from_copy(path, ctx)
         else:
-            self._swap_keeping_undo(path, source.name, page_size, ctx)
+            if spare is None and source.stored is None:
+                ctx.log(f"no spare was ready (one is made in the background): {BACKUP_INSTEAD}")
+            if spare is None or not self._swap_by_rename(spare, source.name, settings, ctx):
+                self._swap_keeping_undo(path, source.name, page_size, ctx)
         self._cache.touch(key)
         self._evict(key, ctx)
+
+    def _create_from_copy(self, path: Path, ctx: RewindContext) -> None:
+        temp = self.target.with_name(
+            f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        )
+        try:
+            shutil.copyfile(path, temp)
+            self._create(temp, ctx)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _create_from_spare(self, spare: Path, ctx: RewindContext) -> bool:
+        """A first rewind from a ready spare: link it in as the target, never over a file
+        that appeared meanwhile (False then: the caller swaps into it)."""
+        try:
+            with ctx.swap():
+                os.link(spare, self.target)
+                spare.unlink()
+                fsync_path(self.target.parent)
+        except FileExistsError:
+            return False
+        ctx.log(f"took its ready spare: created {self.target} (a rename, no copy)")
+        return True
+
+    def _swap_by_rename(
+        self, incoming: Path, replaced_by: str, settings: tuple[int, str | None],
+        ctx: RewindContext,
+    ) -> bool:  # fmt: skip
+        """The fast warm swap (see :mod:`reel_tui.engines.sqlite_rename`): rename
+        ``incoming`` over the target, the replaced file kept as the undo copy by a link.
+        False, with the reason in the log, when it is not safe: the caller copies."""
+        page_size, journal_mode = settings
+        try:
+            real, info = sqlite_rename.real_target(self.target, self._cache.folder)
+            sqlite_rename.settle_journals(real)
+            sqlite_rename.match_target(incoming, real, info, journal_mode == "wal")
+            found = sqlite_rename.scan(real, info)
+            if found.holders:
+                raise NotSafe(f"held open by {', '.join(found.holders)}")
+            sqlite_rename.no_journals(real)
+        except (NotSafe, OSError) as exc:
+            ctx.log(f"{BACKUP_INSTEAD}: {exc}")
+            return False
+        others = (f"; {found.unreadable} processes of other users could not be checked"
+                  if found.unreadable else "")  # fmt: skip
+        ctx.log(f"no other process has {real.name} open ({found.processes} processes "
+                f"checked in {found.seconds * 1000:.1f} ms{others}): renaming the new "
+                "file into place")  # fmt: skip
+        keeps_undo = self.app.undo and Retention.of(self.app).enabled
+        partial: Path | None = None
+        with ctx.swap():
+            if keeps_undo:
+                try:
+                    partial = self._cache.link_undo(real)
+                except OSError as exc:
+                    ctx.log(f"no undo copy: cannot link {real.name}: {exc}", "warning")
+            try:
+                sqlite_rename.rename_in(incoming, real)
+            except BaseException:
+                if partial is not None:
+                    partial.unlink(missing_ok=True)
+                raise
+        took = "took its ready spare: " if incoming.name.endswith(SPARE) else ""
+        ctx.log(f"{took}renamed the new content into {real} (no copy; the old file is "
+                f"{'the undo copy' if partial is not None else 'gone'})")  # fmt: skip
+        if partial is not None:
+            self._commit_undo(partial, replaced_by, page_size, ctx)
+        return True
 
     def _rewind_stored(
         self, source: Source, settings: tuple[int, str | None], ctx: RewindContext
@@ -200,7 +287,16 @@ class SqliteEngine(Engine):
         taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(copy.created))
         ctx.log(f"swapping in {source.name} ({Path(copy.name).name}, {copy.source}, "
                 f"taken {taken}): no load")  # fmt: skip
-        self._rewind_warm((copy.key, Path(copy.name)), settings, ctx, source)
+        path = Path(copy.name)
+        if copy.kind == "undo" and settings[1] is not None:
+            # the undo copy and the target trade places: the target becomes the next undo
+            ctx.progress(phase="swapping")
+            if self._swap_by_rename(path, source.name, settings, ctx):
+                self._record_index()
+                return
+        elif copy.kind == "snapshot" and settings[1] is not None:
+            ctx.log(f"{BACKUP_INSTEAD}: a snapshot stays, so it is copied, not renamed")
+        self._rewind_warm((copy.key, path), settings, ctx, source)
 
     def _swap_keeping_undo(
         self, path: Path, replaced_by: str, page_size: int, ctx: RewindContext
@@ -215,8 +311,12 @@ class SqliteEngine(Engine):
             if partial is not None:
                 partial.unlink(missing_ok=True)
             raise
-        if partial is None:
-            return
+        if partial is not None:
+            self._commit_undo(partial, replaced_by, page_size, ctx)
+
+    def _commit_undo(
+        self, partial: Path, replaced_by: str, page_size: int, ctx: RewindContext
+    ) -> None:
         try:
             self._cache.commit_undo(partial, f"before {replaced_by}", page_size)
         except OSError as exc:
@@ -349,6 +449,44 @@ class SqliteEngine(Engine):
     def cached_copies(self) -> list[CachedCopy]:
         return self._cache.copies()
 
+    def maintain(self, log: Callable[[str], None]) -> None:
+        """Make the ready spare of the most recently used cached copy, if it has none: a
+        file copy to a temp name, named as the spare under the target's lock (a rewind
+        may be evicting the copy), then evict over the limits the spare may now pass.
+        One worker per target: another one running means the work is in hand."""
+        working = self._cache.maintenance_lock()
+        if not working.try_acquire():
+            log(f"another background worker is preparing spares of {self.target.name}")
+            return
+        try:
+            copy = self._cache.wanting_spare()
+            if copy is not None:
+                self._make_spare(copy, log)
+        finally:
+            working.release()
+
+    def _make_spare(self, copy: CachedCopy, log: Callable[[str], None]) -> None:
+        started = time.monotonic()
+        temp = self._cache.copy_spare(copy)
+        try:
+            lock = self._lock()
+            lock.acquire(SPARE_LOCK_WAIT, threading.Event())
+            try:
+                spare = self._cache.commit_spare(temp, copy.key)
+                if spare is None:
+                    log(f"the cached copy of {copy.source} went while its spare was copied")
+                    return
+                log(f"spare ready: the next rewind of {copy.source} renames {spare.name} "
+                    f"into place ({spare.stat().st_size:,} bytes copied in "
+                    f"{time.monotonic() - started:.2f} s)")  # fmt: skip
+                for line in self._cache.evict(Retention.of(self.app), copy.key):
+                    log(line)
+                self._record_index()
+            finally:
+                lock.release()
+        finally:
+            temp.unlink(missing_ok=True)
+
     def drop_cached(
         self, keys: Collection[str] | None, log: Callable[[str], None]
     ) -> list[CachedCopy]:
@@ -431,8 +569,11 @@ class SqliteEngine(Engine):
         deadline = time.monotonic() + SWAP_TIMEOUT
         waited = False
         while True:
-            with (  # read-only: a temp file that vanished must not become an empty database
-                closing(sqlite3.connect(f"{temp.as_uri()}?mode=ro", uri=True)) as src,
+            # read-only: a temp file that vanished must not become an empty database;
+            # immutable: nobody else writes it (we hold the lock), and a WAL-mode file (an
+            # undo copy that was the target) then needs no -shm beside it
+            with (
+                closing(sqlite3.connect(f"{temp.as_uri()}?mode=ro&immutable=1", uri=True)) as src,
                 closing(sqlite3.connect(self.target, timeout=0.25)) as dst,
             ):
                 try:
@@ -463,7 +604,9 @@ class SqliteEngine(Engine):
     def _remove_leftovers(self, ctx: RewindContext) -> None:
         """Delete temp files of interrupted runs: those whose process is gone."""
         for leftover in self._cache.remove_leftovers():
-            ctx.log(f"removed {leftover.name}, an unfinished cached copy", "warning")
+            what = ("left by an interrupted earlier run" if leftover.name.endswith(".tmp")
+                    else "an unfinished cached copy")  # fmt: skip
+            ctx.log(f"removed {leftover.name}, {what}", "warning")
         pattern = f".{self.target.name}.reel-*.tmp*"
         for leftover in sorted(self.target.parent.glob(pattern)):
             pid = leftover.name[len(self.target.name) + 7 :].split("-", 1)[0]

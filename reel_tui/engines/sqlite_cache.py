@@ -11,6 +11,15 @@ into the target with the backup API, as after a cold load. Its JSON is
 written last, after the file is flushed to disk, so a copy without one is a
 leftover of an interrupted run and is removed.
 
+Beside a cached copy, ``<key>.spare.sqlite3`` is its *ready spare*: a plain
+file copy of it (``shutil.copyfile``: copy_file_range, a reflink where the
+file system has them), made in the background after a load or a warm rewind.
+A warm rewind renames the spare over the target when nothing else has the
+target open (see :mod:`reel_tui.engines.sqlite_rename`): no copying while the
+user waits. A spare counts in its copy's size (``--list``, ``cache_max_size``),
+goes with its copy, and is removed as a leftover when its copy's JSON is gone.
+Snapshots and the undo copy have none.
+
 The same folder holds the user's snapshots (``snap-<random>.sqlite3``: the
 name is in the JSON, so a rename rewrites only the JSON) and the undo copy
 (``undo.sqlite3``): copies of the target itself, taken with the backup API,
@@ -22,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -30,9 +40,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reel_tui.cache import UNDO_KEY, CachedCopy, Retention, evictions, short, snapshot_key
+from reel_tui.locks import TargetLock, process_alive
 
 COPY_STEP_PAGES = 4096
 """Pages the backup API copies per step when copying the target: cancellable between steps."""
+SPARE = ".spare.sqlite3"
+"""How a ready spare's name ends: ``<key>.spare.sqlite3`` beside ``<key>.sqlite3``."""
+_SPARE_TEMP = re.compile(r"^[0-9a-f]+\.spare-(\d+)\.tmp$")
+"""A spare being copied by a background worker (its pid in the name)."""
 
 
 class SqliteCache:
@@ -50,14 +65,17 @@ class SqliteCache:
             data = meta.with_suffix(".sqlite3")
             if info is None or not data.is_file():
                 continue
+            spare = spare_of(data)
+            spare_bytes = spare.stat().st_size if spare.is_file() else None
             found.append(
                 CachedCopy(
                     str(info["key"]),
                     str(info.get("source", "?")),
                     str(data),
-                    data.stat().st_size,
+                    data.stat().st_size + (spare_bytes or 0),
                     float(info.get("created", 0)),
                     float(info.get("used", 0)),
+                    spare_ready=spare_bytes is not None,
                 )
             )
         return found
@@ -81,6 +99,12 @@ class SqliteCache:
             return None
         return data
 
+    def spare(self, key: str) -> Path | None:
+        """The ready spare of ``key``'s copy, if one is ready (a complete file: a spare gets
+        its name only once it is written and flushed)."""
+        spare = spare_of(self.folder / f"{short(key)}.sqlite3")
+        return spare if spare.is_file() else None
+
     def keep(self, loaded: Path, key: str, source: str, page_size: int, *, link: bool) -> Path:
         """Keep the loaded file as the copy for ``key``: a hard link (a copy when the
         loaded file itself becomes the target), then its JSON.
@@ -93,6 +117,7 @@ class SqliteCache:
         meta = data.with_suffix(".json")
         meta.unlink(missing_ok=True)  # from here on the old copy (if any) is invalid
         data.unlink(missing_ok=True)
+        spare_of(data).unlink(missing_ok=True)
         partial = data.with_suffix(".sqlite3.tmp")
         try:
             if link:
@@ -136,6 +161,48 @@ class SqliteCache:
         data = Path(copy.name)
         data.with_suffix(".json").unlink(missing_ok=True)
         data.unlink(missing_ok=True)
+        spare_of(data).unlink(missing_ok=True)
+
+    # --- ready spares ------------------------------------------------------------------
+
+    def maintenance_lock(self) -> TargetLock:
+        """Held by the background worker making a spare: one worker per target at a time."""
+        return TargetLock(self.folder, "", name="maintain.lock")
+
+    def wanting_spare(self) -> CachedCopy | None:
+        """The most recently used cached copy of a dump, if its spare is not ready."""
+        cached = [c for c in self.copies() if c.kind == "cache"]
+        latest = max(cached, key=lambda c: c.used, default=None)
+        return latest if latest is not None and not latest.spare_ready else None
+
+    def copy_spare(self, copy: CachedCopy) -> Path:
+        """Copy ``copy``'s file to a temp name, flushed to disk; the temp file (see
+        :meth:`commit_spare`). A plain file copy: the copy is closed and never written.
+
+        Raises:
+            OSError: the copy cannot be read or the spare written (the temp file is removed).
+        """
+        data = Path(copy.name)
+        temp = data.with_name(f"{short(copy.key)}.spare-{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(data, temp)
+            fsync_path(temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp
+
+    def commit_spare(self, temp: Path, key: str) -> Path | None:
+        """Name the copied ``temp`` as ``key``'s spare, if its copy is still there (evicted
+        or replaced meanwhile: None, and ``temp`` is left for the caller to remove).
+        Callers hold the target's lock."""
+        info = self._read(self.folder / f"{short(key)}.json")
+        if info is None or info["key"] != key:
+            return None
+        spare = spare_of(self.folder / f"{short(key)}.sqlite3")
+        os.replace(temp, spare)
+        fsync_path(self.folder)
+        return spare
 
     def evict(self, retention: Retention, keep: str | None) -> list[str]:
         """Drop outdated copies and those over the app's limits; say what was dropped."""
@@ -204,6 +271,17 @@ class SqliteCache:
         self.copy_target(target, partial, lambda share: None)
         return partial
 
+    def link_undo(self, target: Path) -> Path:
+        """A second name for the target's file, as the next undo copy: before a swap by
+        rename, the replaced file (its inode) stays as the undo copy without being copied.
+        Committed by :meth:`commit_undo`; a kill before that leaves the partial name, which
+        the next run removes."""
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        partial = self.folder / "undo.sqlite3.tmp"
+        partial.unlink(missing_ok=True)
+        os.link(target, partial)
+        return partial
+
     def commit_undo(self, partial: Path, what: str, page_size: int) -> None:
         """The swap is done: the copy of what it replaced becomes the undo copy."""
         data = self.folder / "undo.sqlite3"
@@ -215,16 +293,34 @@ class SqliteCache:
                            "page_size": page_size})  # fmt: skip
 
     def remove_leftovers(self) -> list[Path]:
-        """Files of copies an interrupted run did not finish (no JSON beside them)."""
+        """Files of copies an interrupted run did not finish (no JSON beside them), spares
+        of copies that are gone, partial files (an undo link, a spare whose worker died)."""
         removed = []
         if not self.folder.is_dir():
             return removed
         for path in sorted(self.folder.iterdir()):
-            orphan = path.suffix == ".sqlite3" and not path.with_suffix(".json").exists()
-            if orphan or path.name.endswith(".tmp"):
+            if _leftover(path):
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
+
+
+def spare_of(data: Path) -> Path:
+    """The ready spare's name beside a cached copy's file."""
+    return data.with_name(data.name.removesuffix(".sqlite3") + SPARE)
+
+
+def _leftover(path: Path) -> bool:
+    """Whether a file in the cache folder was left by an interrupted run."""
+    name = path.name
+    if name.endswith(SPARE):
+        return not path.with_name(name.removesuffix(SPARE) + ".json").exists()
+    working = _SPARE_TEMP.match(name)
+    if working is not None:
+        return not process_alive(int(working.group(1)))
+    if path.suffix == ".sqlite3":
+        return not path.with_suffix(".json").exists()
+    return name.endswith(".tmp")
 
 
 def fsync_path(path: Path) -> None:
