@@ -7,7 +7,8 @@ so a copy is on the same file system (kept by a hard link to the loaded temp
 file: no copying), and a user looking at the folder sees what it is.
 
 A copy is written once and only ever opened read-only: the swap copies it
-into the target with the backup API, as after a cold load. Its JSON is
+into the target with the backup API, as after a cold load, or renames its
+spare (a file copy of it) over the target. Its JSON is
 written last, after the file is flushed to disk, so a copy without one is a
 leftover of an interrupted run and is removed.
 
