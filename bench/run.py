@@ -257,7 +257,13 @@ class Bench:
         cold, warm, first = self.reel_pair(
             "sq", dump, lambda t: lambda: sqlite_counts(Path(t)), str(cold_db), str(warm_db)
         )
-        return [Case("sqlite", "sqlite3 .dump", size, [cold, warm, reference],
+        no_spare = self.reel_tool("sq_warm", dump, "warm-no-spare",
+                                  lambda: sqlite_counts(warm_db))  # fmt: skip
+        no_spare.expect = "warm: no spare"
+        warm.expect = "warm: took the ready spare"
+        warm.prepare = lambda: sqlite_check_spare(warm_db)
+        no_spare.prepare = lambda: sqlite_drop_spares(warm_db)
+        return [Case("sqlite", "sqlite3 .dump", size, [cold, warm, no_spare, reference],
                      warmups=[cold, first], first=first)]  # fmt: skip
 
     # -- PostgreSQL
@@ -393,6 +399,23 @@ def pg_like(pg: PgServer, pattern: str) -> list[str]:
 
 def pg_spares(pg: PgServer, target: str) -> list[str]:
     return pg_like(pg, target.replace("_", "\\_") + "\\_\\_reel\\_spare\\_%")
+
+
+def sqlite_spares(target: Path) -> list[Path]:
+    return sorted((target.parent / f".{target.name}.reel-cache").glob("*.spare.sqlite3"))
+
+
+def sqlite_check_spare(target: Path) -> None:
+    """Before a warm run: the spare the background made must be there (else it is noted)."""
+    if not sqlite_spares(target):
+        log(f"  no spare of {target.name} after the background work: this run copies")
+
+
+def sqlite_drop_spares(target: Path) -> None:
+    """Before a "no spare" run: remove the ready spares, as if rewinding again at once
+    (the backup-API copy, as when the application has the database open)."""
+    for spare in sqlite_spares(target):
+        spare.unlink()
 
 
 def pg_check_spare(pg: PgServer, target: str) -> None:
