@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REEL, fingerprint
+from conftest import BLOG_SCRIPT, REEL, fingerprint, make_dump
 from reel_tui.config import Config, load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import Job, JobState
 from reel_tui.plan import plan_rewind
 
+ROOT = os.geteuid() == 0
 FAST = "took its ready spare"
 BACKUP = "copying with the backup API instead of renaming"
 SPARE_READY = "spare ready"
@@ -89,7 +91,8 @@ def warm(blog: Config, history: HistoryStore) -> tuple[Path, object]:
 def test_warm_rewind_renames_the_spare_in_and_undo_swaps_the_files_back(blog, history, warm):
     target, expected = warm
     os.chmod(target, 0o640)
-    os.chown(target, 4321, 4322)  # an application running as another user (we are root)
+    owner = (4321, 4322) if ROOT else (os.getuid(), os.getgid())
+    os.chown(target, *owner)  # an application running as another user (root may give it)
     before = emptied(target)
     old_inode = target.stat().st_ino
 
@@ -100,7 +103,7 @@ def test_warm_rewind_renames_the_spare_in_and_undo_swaps_the_files_back(blog, hi
     assert fingerprint(target) == expected
     info = target.stat()
     assert info.st_ino != old_inode
-    assert (info.st_mode & 0o7777, info.st_uid, info.st_gid) == (0o640, 4321, 4322)
+    assert (info.st_mode & 0o7777, info.st_uid, info.st_gid) == (0o640, *owner)
     undo = folder_of(blog) / "undo.sqlite3"
     assert undo.stat().st_ino == old_inode  # the old file itself, not a copy
     assert fingerprint(undo) == before
@@ -288,6 +291,44 @@ def test_hard_linked_target_falls_back_and_both_names_see_the_new_data(
     job = rewind(blog, history)
     assert "has 2 hard links" in messages(job)
     assert fingerprint(other) == fingerprint(target) == expected
+
+
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             # to reach the Python under /root; reading is all it grants (no chown)
+             "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]  # fmt: skip
+
+
+@pytest.mark.skipif(not ROOT, reason="runs reel as another user: needs root (scripts/test is)")
+def test_owner_that_cannot_be_given_falls_back(tmp_path):
+    """reel running as a user who cannot chown, the target owned by the application's
+    user: a spare owned by reel's user would lock the application out of its database."""
+    home = Path(tempfile.mkdtemp(prefix="reel-owner-", dir="/tmp"))  # tmp_path is 0700
+    try:
+        os.chmod(home, 0o777)
+        make_dump(home / "dumps", "seed.sql", BLOG_SCRIPT)
+        config = home / "reel.toml"
+        config.write_text('[blog]\ndbdriver = "sqlite"\ndatabase = "blog.sqlite3"\n'
+                          'dbsource = "dumps/seed.sql"\n')  # fmt: skip
+        config.chmod(0o600)
+        for path in (home / "dumps", home / "dumps" / "seed.sql", config):
+            os.chown(path, NOBODY, NOBODY)
+        env = {**os.environ, "REEL_STATE_DIR": str(home / "state")}
+        rewind_as_nobody = [*AS_NOBODY, *REEL, "-c", str(config), "--rewind", "-q"]
+        subprocess.run(rewind_as_nobody, env=env, check=True, timeout=60)
+        assert SPARE_READY in wait_for_background(home / "state", 1)
+        target = home / "blog.sqlite3"
+        expected = fingerprint(target)
+        emptied(target)
+        os.chown(target, 4321, 4321)
+        target.chmod(0o666)
+        subprocess.run(rewind_as_nobody, env=env, check=True, timeout=60)
+        log = wait_for_background(home / "state", 2)
+        assert "owner differs and cannot be set" in log and FAST not in log
+        assert target.stat().st_uid == 4321
+        assert fingerprint(target) == expected
+    finally:
+        shutil.rmtree(home)
 
 
 # --- kill -9 at the swap -------------------------------------------------------------------
