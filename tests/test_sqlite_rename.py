@@ -26,7 +26,7 @@ from reel_tui.config import Config, load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import Job, JobState
-from reel_tui.plan import plan_rewind
+from reel_tui.plan import plan_rewind, plan_snapshot
 
 ROOT = os.geteuid() == 0
 FAST = "took its ready spare"
@@ -118,6 +118,27 @@ def test_warm_rewind_renames_the_spare_in_and_undo_swaps_the_files_back(blog, hi
     assert target.stat().st_ino == info.st_ino
     assert fingerprint(target) == expected
     assert integrity(target) == "ok"
+
+
+def test_snapshot_rewind_renames_a_file_copy_in_and_the_snapshot_stays(blog, history, warm):
+    target, expected = warm
+    queue = JobQueue(history, workers=1)
+    try:
+        taken = queue.submit(plan_snapshot(blog, "blog", "demo"))
+        assert queue.wait(taken, timeout=30) and taken.state is JobState.SUCCEEDED
+    finally:
+        queue.shutdown()
+    [snap] = folder_of(blog).glob("snap-*.sqlite3")
+    kept = snap.read_bytes()
+    before = emptied(target)
+    old_inode = target.stat().st_ino
+    job = rewind(blog, history, "@demo")
+    assert "renamed the new content into" in messages(job)
+    assert fingerprint(target) == expected
+    assert snap.read_bytes() == kept and snap.stat().st_ino != target.stat().st_ino
+    undo = folder_of(blog) / "undo.sqlite3"
+    assert undo.stat().st_ino == old_inode and fingerprint(undo) == before
+    assert not list(folder_of(blog).glob("incoming-*"))
 
 
 def test_headless_spare_is_remade_by_the_detached_worker_and_used_next(blog, tmp_path):

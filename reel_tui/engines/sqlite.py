@@ -295,8 +295,31 @@ class SqliteEngine(Engine):
                 self._record_index()
                 return
         elif copy.kind == "snapshot" and settings[1] is not None:
-            ctx.log(f"{BACKUP_INSTEAD}: a snapshot stays, so it is copied, not renamed")
+            ctx.progress(phase="swapping")
+            if self._swap_copy_by_rename(path, source.name, settings, ctx):
+                self._cache.touch(copy.key)
+                self._record_index()
+                return
         self._rewind_warm((copy.key, path), settings, ctx, source)
+
+    def _swap_copy_by_rename(
+        self, path: Path, replaced_by: str, settings: tuple[int, str | None],
+        ctx: RewindContext,
+    ) -> bool:  # fmt: skip
+        """A snapshot stays, so it has no spare: a plain file copy of it (copy_file_range,
+        in the kernel; a reflink where the file system has them) is renamed in instead,
+        which still spares the page-by-page backup copy and the undo copy."""
+        incoming = self._cache.folder / f"incoming-{os.getpid()}.tmp"
+        try:
+            try:
+                shutil.copyfile(path, incoming)
+                fsync_path(incoming)
+            except OSError as exc:
+                ctx.log(f"{BACKUP_INSTEAD}: cannot copy {path.name}: {exc}")
+                return False
+            return self._swap_by_rename(incoming, replaced_by, settings, ctx)
+        finally:
+            incoming.unlink(missing_ok=True)
 
     def _swap_keeping_undo(
         self, path: Path, replaced_by: str, page_size: int, ctx: RewindContext

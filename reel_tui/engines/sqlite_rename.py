@@ -107,9 +107,12 @@ def no_journals(real: Path) -> None:
 
 def scan(real: Path, info: os.stat_result) -> Scan:
     """Every process's open files, looking for the target (by device and inode) and its
-    journals (by name, on the same device)."""
+    journals (by name, in the target's folder: same device and inode of the folder).
+    SQLite keeps the database itself open while it has a journal open, so the inode
+    check alone finds every connection, whatever path (or mount) it opened it by."""
     started = time.monotonic()
     names = {real.name, *(real.name + suffix for suffix in JOURNALS)}
+    folder = os.stat(real.parent)
     holders: list[str] = []
     unreadable = processes = 0
     with os.scandir(PROC) as entries:
@@ -118,7 +121,7 @@ def scan(real: Path, info: os.stat_result) -> Scan:
                 continue
             processes += 1
             try:
-                if _holds(f"{PROC}/{entry.name}/fd", names, real.name, info):
+                if _holds(f"{PROC}/{entry.name}/fd", names, info, folder):
                     holders.append(f"pid {entry.name} ({_command(entry.name)})")
             except PermissionError:
                 unreadable += 1
@@ -127,23 +130,27 @@ def scan(real: Path, info: os.stat_result) -> Scan:
     return Scan(holders, unreadable, processes, time.monotonic() - started)
 
 
-def _holds(fds: str, names: set[str], main: str, info: os.stat_result) -> bool:
+def _holds(fds: str, names: set[str], info: os.stat_result, folder: os.stat_result) -> bool:
+    """Whether the process whose descriptors are in ``fds`` has one of the files open.
+    Only names that match are stat'ed: a readlink per descriptor is the scan's cost."""
     for fd in os.listdir(fds):
         try:
             link = os.readlink(f"{fds}/{fd}")
         except OSError:  # closed meanwhile
             continue
-        base = link.rsplit("/", 1)[-1]
+        parent, _, base = link.rpartition("/")
         if base not in names:
             continue
         try:
             found = os.stat(f"{fds}/{fd}")
         except OSError:
             continue
-        if found.st_dev != info.st_dev:
-            continue
-        if base != main or found.st_ino == info.st_ino:
+        if (found.st_dev, found.st_ino) == (info.st_dev, info.st_ino):
             return True
+        with suppress(OSError):  # a journal: in the target's folder, not one of the same name
+            there = os.stat(parent)
+            if (there.st_dev, there.st_ino) == (folder.st_dev, folder.st_ino):
+                return True
     return False
 
 
