@@ -118,6 +118,11 @@ def test_warm_rewind_renames_the_spare_in_and_undo_swaps_the_files_back(blog, hi
     assert target.stat().st_ino == info.st_ino
     assert fingerprint(target) == expected
     assert integrity(target) == "ok"
+    # a rewind that replaces an undo copy sets it aside; the background work deletes it
+    again = rewind(blog, history)
+    assert FAST in messages(again)
+    assert "deleted the replaced files set aside" in messages(again)
+    assert not list(folder_of(blog).glob("trash-*"))
 
 
 def test_snapshot_rewind_renames_a_file_copy_in_and_the_snapshot_stays(blog, history, warm):
@@ -152,6 +157,7 @@ def test_headless_spare_is_remade_by_the_detached_worker_and_used_next(blog, tmp
         assert len(spares(blog)) == 1
         if run:
             assert FAST in log
+        assert not list(folder_of(blog).glob("trash-*"))
     assert integrity(target) == "ok"
 
 

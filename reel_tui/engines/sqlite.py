@@ -257,12 +257,16 @@ class SqliteEngine(Engine):
                 "file into place")  # fmt: skip
         keeps_undo = self.app.undo and Retention.of(self.app).enabled
         partial: Path | None = None
+        self.maintenance_due = True  # the next spare; deleting what is set aside
         with ctx.swap():
             if keeps_undo:
                 try:
                     partial = self._cache.link_undo(real)
                 except OSError as exc:
                     ctx.log(f"no undo copy: cannot link {real.name}: {exc}", "warning")
+            else:
+                with suppress(OSError):  # else the rename frees its blocks itself
+                    self._cache.link_trash(real)
             try:
                 sqlite_rename.rename_in(incoming, real)
             except BaseException:
@@ -340,6 +344,7 @@ class SqliteEngine(Engine):
     def _commit_undo(
         self, partial: Path, replaced_by: str, page_size: int, ctx: RewindContext
     ) -> None:
+        self.maintenance_due = True  # the undo copy it replaces is deleted afterwards
         try:
             self._cache.commit_undo(partial, f"before {replaced_by}", page_size)
         except OSError as exc:
@@ -476,12 +481,16 @@ class SqliteEngine(Engine):
         """Make the ready spare of the most recently used cached copy, if it has none: a
         file copy to a temp name, named as the spare under the target's lock (a rewind
         may be evicting the copy), then evict over the limits the spare may now pass.
-        One worker per target: another one running means the work is in hand."""
+        Before that, delete the files swaps set aside instead of freeing them while the
+        user waited. One worker per target: another one running means the work is in hand."""
         working = self._cache.maintenance_lock()
         if not working.try_acquire():
             log(f"another background worker is preparing spares of {self.target.name}")
             return
         try:
+            freed = self._cache.drop_trash()
+            if freed:
+                log(f"deleted the replaced files set aside ({freed:,} bytes)")
             copy = self._cache.wanting_spare()
             if copy is not None:
                 self._make_spare(copy, log)
@@ -518,6 +527,7 @@ class SqliteEngine(Engine):
             for copy in dropped:
                 self._cache.drop(copy)
                 log(f"dropped the {_copy_kind(copy)} of {copy.source} ({copy.name})")
+            self._cache.drop_trash()
             self._record_index()
             return dropped
 

@@ -47,6 +47,9 @@ COPY_STEP_PAGES = 4096
 """Pages the backup API copies per step when copying the target: cancellable between steps."""
 SPARE = ".spare.sqlite3"
 """How a ready spare's name ends: ``<key>.spare.sqlite3`` beside ``<key>.sqlite3``."""
+TRASH = ".sqlite3.trash"
+"""How the name of a replaced file ends while it waits for the background work to delete
+it (``trash-<random>.sqlite3.trash``): deleting a big file takes a while."""
 _SPARE_TEMP = re.compile(r"^[0-9a-f]+\.spare-(\d+)\.tmp$")
 """A spare being copied by a background worker (its pid in the name)."""
 
@@ -288,10 +291,33 @@ class SqliteCache:
         data = self.folder / "undo.sqlite3"
         meta = data.with_suffix(".json")
         meta.unlink(missing_ok=True)  # a crash from here on leaves an orphan, removed later
+        if data.exists():  # replacing it would free its blocks while the user waits
+            self._to_trash(data)
         os.replace(partial, data)
         now = time.time()
         self._write(meta, {"key": UNDO_KEY, "source": what, "created": now, "used": now,
                            "page_size": page_size})  # fmt: skip
+
+    def link_trash(self, target: Path) -> None:
+        """A second name for the target's file before a rename replaces it (no undo copy
+        kept): the rename then frees nothing, and the background work deletes it."""
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        os.link(target, self._trash_name())
+
+    def _to_trash(self, data: Path) -> None:
+        os.replace(data, self._trash_name())
+
+    def _trash_name(self) -> Path:
+        return self.folder / f"trash-{secrets.token_hex(6)}{TRASH}"
+
+    def drop_trash(self) -> int:
+        """Delete the replaced files set aside; the bytes freed."""
+        freed = 0
+        for trash in self.folder.glob(f"trash-*{TRASH}") if self.folder.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                freed += trash.stat().st_size
+                trash.unlink()
+        return freed
 
     def remove_leftovers(self) -> list[Path]:
         """Files of copies an interrupted run did not finish (no JSON beside them), spares
