@@ -21,6 +21,11 @@ user waits. A spare counts in its copy's size (``--list``, ``cache_max_size``),
 goes with its copy, and is removed as a leftover when its copy's JSON is gone.
 Snapshots and the undo copy have none.
 
+Files a swap replaced (the previous undo copy, or the old target when no undo
+copy is kept) wait there as ``trash-<random>.sqlite3.trash`` until the
+background work deletes them: freeing a big file's blocks takes milliseconds
+the user should not wait for.
+
 The same folder holds the user's snapshots (``snap-<random>.sqlite3``: the
 name is in the JSON, so a rename rewrites only the JSON) and the undo copy
 (``undo.sqlite3``): copies of the target itself, taken with the backup API,
