@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import time
@@ -55,8 +56,19 @@ async def finished(app: ReelApp, pilot: Pilot, index: int = -1) -> Job:
 
 
 def log_text(app: ReelApp) -> str:
-    """The Log pane's text with its wrapped lines joined up again."""
-    return "".join(strip.text for strip in app.query_one(JobLog).lines)
+    """The Log pane's text with its wrapped lines joined up again (a long message goes on
+    indented under its start: the indent becomes the space it was broken at)."""
+    parts: list[str] = []
+    for strip in app.query_one(JobLog).lines:
+        text = strip.text
+        if parts and text.startswith(" " * LOG_INDENT) and text.strip():
+            parts[-1] = parts[-1].rstrip() + " " + text.strip()
+        else:
+            parts.append(text)
+    return "".join(parts)
+
+
+LOG_INDENT = len("12:00:00  ")
 
 
 def table_keys(table: SourceTable | AppList | JobTable) -> list[str]:
@@ -155,6 +167,11 @@ async def test_failing_dump_shows_its_error(demo: Path):
         assert "broken.sql:2:" in log_text(app) and "no such table: missing" in log_text(app)
         messages = [n.message for n in app._notifications]
         assert any("no such table: missing" in m for m in messages)
+        # the error's long line goes on under its own start, not under the time stamp
+        lines = [strip.text.rstrip() for strip in app.query_one(JobLog).lines]
+        assert any(line.startswith(" " * LOG_INDENT) and line[LOG_INDENT] != " " for line in lines)
+        starts = re.compile(rf"\d\d:\d\d:\d\d  \S| {{{LOG_INDENT}}}\S|$")
+        assert all(starts.match(line) for line in lines), lines
 
 
 async def test_disabled_app_shows_its_problem_and_cannot_be_rewound(demo: Path):

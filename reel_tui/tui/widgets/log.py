@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 
 from rich.text import Text
@@ -42,7 +43,24 @@ class JobLog(RichLog):
             self.write(Text(line))
             return
         stamp, _, message = line.format().partition("  ")
+        indent = len(stamp) + 2
+        style = _STYLES.get(line.level, "")
+        width = self._line_width()
+        parts = [message]
+        if width - indent >= 20 and len(message) > width - indent:
+            parts = textwrap.wrap(message, width - indent, break_on_hyphens=False) or parts
         text = Text(stamp, style="dim")
-        text.append("  ")
-        text.append(message, style=_STYLES.get(line.level, ""))
-        self.write(text)
+        for number, part in enumerate(parts):
+            text.append("  " if number == 0 else "\n" + " " * indent)
+            text.append(part, style=style)
+        self.write(text, width=width or None)
+
+    def _line_width(self) -> int:
+        """The width lines are wrapped to: the pane's, less the vertical scrollbar's, there
+        or not yet (0 before the pane has a size). A long message goes on under its own
+        start instead of under the time stamp; lines written before a resize keep
+        their breaks."""
+        width = self.scrollable_content_region.width
+        if width and not self.show_vertical_scrollbar:
+            width -= self.styles.scrollbar_size_vertical
+        return max(width, 0)
