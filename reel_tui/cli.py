@@ -38,8 +38,12 @@ from reel_tui.reporters import JsonReporter, PlainReporter, Reporter, RichReport
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from reel_tui.api.serve import ApiSocket
+
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+API_KEYS = frozenset({"api_listen", "token", "token_env", "api_get_rewind"})
+"""``[reel]`` keys the API reads: an error in one stops the TUI from serving, not from opening."""
 REFUSED_CODES = {"refused", "lock-timeout"}
 
 
@@ -186,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        help="where --serve listens (default 127.0.0.1:7999; off loopback a token is required)",
+        help="serve the HTTP API here: with --serve, or alone to open the TUI and serve "
+        "beside it (default: [reel] api_listen, else 127.0.0.1:7999 for --serve; off "
+        "loopback a token is required)",
     )
     parser.add_argument(
         "--limit", type=int, default=30, metavar="N", help="jobs shown by --history (default 30)"
@@ -201,8 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshots = (args.snapshot, args.delete_snapshot, args.rename_snapshot)
         actions = (args.list, args.rewind, args.history, args.metrics, args.clear_cache,
                    args.undo, args.serve, *(value is not None for value in snapshots))  # fmt: skip
-        if args.listen is not None and not args.serve:
-            raise _Refusal("--listen goes with --serve")
+        others = (any(actions) and not args.serve) or args.log is not None
+        if args.listen is not None and others:
+            raise _Refusal("--listen goes with --serve, or alone (the TUI serves the API)")
         if not any(actions) and args.log is None:
             return _tui(args)
         if args.serve:
@@ -234,12 +241,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    """Open the TUI; config problems are shown inside it, not here."""
+    """Open the TUI; config problems are shown inside it, not here. Serving the API beside
+    it (``--listen``, ``[reel] api_listen``) is checked and its port bound first: a refusal
+    is one line on a terminal the TUI has not taken yet."""
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         raise _Refusal("the TUI needs a terminal: use --list or --rewind in scripts (see --help)")
+    path = find_config(args.config)
+    api = _tui_api(path, args)
     from reel_tui.tui.app import run_tui
 
-    return run_tui(find_config(args.config))
+    return run_tui(path, api)
+
+
+def _tui_api(path: Path, args: argparse.Namespace) -> ApiSocket | None:
+    """The bound API socket the TUI is to serve on; None when nothing asks for it."""
+    try:
+        config = load_config(path)
+    except ConfigError:
+        if args.listen is not None:
+            raise
+        return None  # the TUI says what is wrong with the file
+    fatal = [p for p in config.errors if p.app is None and p.key in API_KEYS]
+    if fatal and (args.listen is not None or "api_listen" in {p.key for p in fatal}
+                  or config.settings.api_listen):  # fmt: skip
+        raise _Refusal(str(fatal[0]))
+    if args.listen is None and config.settings.api_listen is None:
+        return None
+    listen = args.listen or config.settings.api_listen or ""
+    try:
+        from reel_tui.api.serve import ApiSocket, ApiStartError, bind_listen
+    except ImportError as exc:
+        raise _Refusal(f"serving the API needs aiohttp ({exc}): pip install aiohttp") from None
+    try:
+        return ApiSocket(listen, bind_listen(config, listen), args.allow_remote)
+    except ApiStartError as exc:
+        raise _Refusal(_named_listen(str(exc), config, args)) from None
+
+
+def _named_listen(message: str, config: Config, args: argparse.Namespace) -> str:
+    """An API start refusal naming where its address came from: the config's api_listen
+    (file and line) when ``--listen`` did not give one."""
+    if args.listen is not None or not message.startswith("--listen "):
+        return message
+    line = config.line_of("reel", "api_listen")
+    where = f"{config.path}:{line}" if line else str(config.path)
+    return f"{where}: [reel] api_listen {message.removeprefix('--listen ')}"
 
 
 def _load(args: argparse.Namespace, err: _Stderr) -> Config:
@@ -334,12 +380,13 @@ def _serve(config: Config, state: HistoryStore, args: argparse.Namespace) -> int
         from reel_tui.api.serve import DEFAULT_LISTEN, ApiStartError, serve_headless
     except ImportError as exc:
         raise _Refusal(f"--serve needs aiohttp ({exc}): pip install aiohttp") from None
+    listen = args.listen or config.settings.api_listen or DEFAULT_LISTEN
     try:
-        return serve_headless(config, state, args.listen or DEFAULT_LISTEN,
+        return serve_headless(config, state, listen,
                               allow_remote=args.allow_remote, quiet=args.quiet,
                               say=lambda line: print(line, flush=True))  # fmt: skip
     except ApiStartError as exc:
-        raise _Refusal(str(exc)) from None
+        raise _Refusal(_named_listen(str(exc), config, args)) from None
 
 
 def _dry_run(plan: RewindPlan, args: argparse.Namespace, err: _Stderr) -> int:

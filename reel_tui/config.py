@@ -198,6 +198,9 @@ class Settings:
     token_env: str | None = field(default=None, repr=False)
     """Name of an environment variable holding the token instead (as ``dbpassword_env``);
     not shown either, so no repr says "token" at all."""
+    api_listen: str | None = None
+    """``HOST:PORT`` the TUI serves the HTTP API on (and ``--serve``'s default address);
+    None: the TUI serves nothing unless ``--listen`` asks."""
     api_get_rewind: bool = False
     """Answer ``GET`` on the rewind routes as reel did. Off: any web page open in a browser
     on the host could otherwise wipe a database with an ``<img src>``."""
@@ -224,6 +227,11 @@ class Config:
     apps: dict[str, AppConfig]
     disabled: dict[str, list[Problem]]
     problems: list[Problem]
+    key_lines: dict[tuple[str | None, str | None], int] = field(default_factory=dict, repr=False)
+    """Line of each ``(table, key)`` in the file: a later refusal about a value can name it."""
+
+    def line_of(self, table: str, key: str) -> int | None:
+        return self.key_lines.get((table, key))
 
     @property
     def errors(self) -> list[Problem]:
@@ -263,6 +271,29 @@ def _port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise _BadValue(f"expected a port number 1-65535, got {_show(value)}")
     return value
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:7999`` for IPv6) as host and port; ValueError saying what is
+    wrong. Here, not in the API package, so the config is checked without importing aiohttp."""
+    host, sep, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port_text.isascii() or not port_text.isdigit():
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:7999")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError("port must be 0-65535")
+    return host, port
+
+
+def _listen(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _BadValue(f'expected "HOST:PORT" such as "127.0.0.1:7999", got {_show(value)}')
+    try:
+        split_listen(value.strip())
+    except ValueError as exc:
+        raise _BadValue(f"{exc}, got {_show(value)}") from None
+    return value.strip()
 
 
 def _bool(value: Any) -> bool:
@@ -403,6 +434,7 @@ SETTINGS_KEYS: dict[str, Checker] = {
     "default_app": _string,
     "token": _secret,
     "token_env": _string,
+    "api_listen": _listen,
     "api_get_rewind": _bool,
     "workers": _positive_int,
     "history_limit": _positive_int,
@@ -592,7 +624,7 @@ class _Validator:
                 key="default_app",
                 table=RESERVED_TABLE,
             )
-        return Config(self.path, settings, apps, disabled, self.problems)
+        return Config(self.path, settings, apps, disabled, self.problems, self.lines)
 
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
@@ -610,6 +642,7 @@ class _Validator:
             default_app=values.get("default_app"),
             token=values.get("token"),
             token_env=values.get("token_env") or None,
+            api_listen=values.get("api_listen"),
             api_get_rewind=values.get("api_get_rewind", False),
             workers=values.get("workers", Settings.workers),
             history_limit=values.get("history_limit", Settings.history_limit),

@@ -255,6 +255,12 @@ class JobQueue:
                         self._subscribers.remove(subscriber)
 
 
+def origin_text(origin: str) -> str:
+    """``api 10.0.2.2`` as ``the HTTP API (client 10.0.2.2)``; any other origin as it is."""
+    kind, _, client = origin.partition(" ")
+    return f"the HTTP API (client {client})" if kind == "api" and client else origin
+
+
 class _JobContext:
     """Runs one job: the engine's view of it (reporting, cancel) and its bookkeeping."""
 
@@ -291,6 +297,8 @@ class _JobContext:
         queue._emit(JobEvent("started", job))
         plan = self.plan
         self.log(f"job #{job.id}: {plan.describe()}")
+        if job.origin:  # who asked, in the log a user reads later too
+            self.log(f"asked by {origin_text(job.origin)}")
         lock: TargetLock | None = None
         rewound = False
         try:

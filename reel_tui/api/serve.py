@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from aiohttp import web
 from reel_tui.api.auth import ACCESS_LOG_FORMAT, TokenBucket, is_loopback
 from reel_tui.api.routes import build_app
 from reel_tui.api.service import API_PREFIX, RewindService
-from reel_tui.config import Config
+from reel_tui.config import Config, split_listen
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 
@@ -43,7 +44,7 @@ class RunningApi:
     token_required: bool
     service: RewindService
     _runner: web.AppRunner
-    _site: web.TCPSite
+    _site: web.BaseSite
 
     async def stop_accepting(self) -> None:
         """Close the listening socket; requests under way go on."""
@@ -54,16 +55,21 @@ class RunningApi:
         await self._runner.cleanup()
 
 
+@dataclass
+class ApiSocket:
+    """Where the TUI is to serve the API: bound by the command before the TUI starts."""
+
+    listen: str
+    sock: socket.socket
+    allow_remote: bool = False
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:7999`` for IPv6) as host and port; ApiStartError if not."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]") if host.startswith("[") else host
-    if not sep or not host or not port_text.isascii() or not port_text.isdigit():
-        raise ApiStartError(f"--listen {text!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
-    port = int(port_text)
-    if port > 65535:
-        raise ApiStartError(f"--listen {text!r}: port must be 0-65535")
-    return host, port
+    try:
+        return split_listen(text)
+    except ValueError as exc:
+        raise ApiStartError(f"--listen {text!r}: {exc}") from None
 
 
 def api_token(config: Config) -> str | None:
@@ -77,6 +83,38 @@ def api_token(config: Config) -> str | None:
     return token
 
 
+def check_listen(config: Config, listen: str) -> tuple[str, int]:
+    """Host and port to serve on, after the rules that hold wherever the API runs: a valid
+    address, the token when ``token_env`` names one, a token off loopback.
+
+    Raises:
+        ApiStartError: one of them does not hold.
+    """
+    host, port = parse_listen(listen)
+    if api_token(config) is None and not is_loopback(host):
+        raise ApiStartError(f"--listen {listen}: not a loopback address, and no API token is "
+                            "configured: set token_env (or token) in [reel], or listen on "
+                            "127.0.0.1")  # fmt: skip
+    return host, port
+
+
+def bind_listen(config: Config, listen: str) -> socket.socket:
+    """A socket listening on ``listen``, for :func:`start_api` to serve later: the TUI binds
+    before it takes the screen, so a port in use is one line on a normal terminal.
+
+    Raises:
+        ApiStartError: :func:`check_listen`'s refusals, or the address cannot be bound.
+    """
+    host, port = check_listen(config, listen)
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        return socket.create_server(address, family=family, backlog=128)
+    except OSError as exc:
+        raise ApiStartError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
 async def start_api(
     queue: JobQueue,
     config: Config,
@@ -85,25 +123,23 @@ async def start_api(
     allow_remote: bool = False,
     access_log: logging.Logger | None = None,
     bucket: TokenBucket | None = None,
+    sock: socket.socket | None = None,
 ) -> RunningApi:
     """Serve the API for ``config`` on ``queue`` from the running loop; returns at once.
+    ``sock``: already bound to ``listen`` by :func:`bind_listen` (served, closed with it).
 
     Raises:
         ApiStartError: a bad ``listen``, a port in use, or no token for a non-loopback address.
     """
-    host, port = parse_listen(listen)
+    host, port = check_listen(config, listen)
     token = api_token(config)
-    if token is None and not is_loopback(host):
-        raise ApiStartError(f"--listen {listen}: not a loopback address, and no API token is "
-                            "configured: set token_env (or token) in [reel], or listen on "
-                            "127.0.0.1")  # fmt: skip
     service = RewindService(config, queue, allow_remote=allow_remote)
     app = build_app(service, token=token, get_rewind=config.settings.api_get_rewind,
                     bucket=bucket)  # fmt: skip
     runner = web.AppRunner(app, access_log=access_log, access_log_format=ACCESS_LOG_FORMAT,
                            handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)  # fmt: skip
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite = web.SockSite(runner, sock) if sock else web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError as exc:

@@ -8,10 +8,12 @@ UI thread never blocks on I/O and no widget is touched from another thread.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -29,7 +31,7 @@ from reel_tui.cache import (
     SnapshotNameError,
     snapshot_name,
 )
-from reel_tui.config import AppConfig, Config, ConfigError, load_config
+from reel_tui.config import AppConfig, Config, ConfigError, Settings, load_config
 from reel_tui.engines import RewindError, engine_for
 from reel_tui.engines.base import needs_password
 from reel_tui.history import (
@@ -79,6 +81,9 @@ from reel_tui.tui.screens import (
 )
 from reel_tui.tui.widgets import AppList, FilterInput, JobLog, JobTable, SourceTable
 
+if TYPE_CHECKING:  # aiohttp is imported only when the TUI serves the API
+    from reel_tui.api.serve import ApiSocket, RunningApi
+
 HISTORY_POLL_SECONDS = 2.0
 """How often jobs of other reel processes (cron, scripts) are looked for."""
 JOBS_SHOWN = 50
@@ -107,10 +112,17 @@ class ReelApp(App[None]):
         Binding("l", "open_log", "Log", show=False),
     ]
 
-    def __init__(self, config_path: Path, *, poll_history: bool = True) -> None:
+    def __init__(
+        self, config_path: Path, *, poll_history: bool = True, api: ApiSocket | None = None
+    ) -> None:
         super().__init__()
         self.config_path = config_path
         self.poll_history = poll_history
+        self.api_socket = api
+        """Where to serve the HTTP API once the job queue exists (bound already)."""
+        self.api: RunningApi | None = None
+        self.api_problem: str | None = None
+        """Why the API asked for is not served (shown in the title bar)."""
         self.config: Config | None = None
         self.config_error: str | None = None
         self.history: HistoryStore | None = None
@@ -291,11 +303,47 @@ class ReelApp(App[None]):
         if self.queue is not None and not self.queue.cancel(job_id):
             self.notify(f"job #{job_id} has already finished", severity="warning")
 
-    @work(thread=True, exit_on_error=False, exclusive=True, group="quit")
-    def shutdown_and_exit(self) -> None:
+    @work(exit_on_error=False, exclusive=True, group="api")
+    async def serve_api(self) -> None:
+        """Serve the HTTP API on the TUI's own queue, in Textual's loop: its jobs come and go
+        as job events like the keyboard's. Returns at once; the socket was bound before."""
+        from reel_tui.api.serve import ApiStartError, start_api
+
+        bound, self.api_socket = self.api_socket, None
+        if bound is None or self.queue is None or self.config is None:
+            return
+        try:
+            self.api = await start_api(self.queue, self.config, bound.listen, sock=bound.sock,
+                                       allow_remote=bound.allow_remote)  # fmt: skip
+        except ApiStartError as exc:
+            bound.sock.close()
+            self.api_problem = str(exc)
+            self.notify(str(exc), title="HTTP API not served", severity="error", timeout=15)
+        self.update_title()
+
+    async def close_api(self) -> None:
+        """Stop serving (open log streams are ended); the socket is closed."""
+        api, self.api = self.api, None
+        if api is not None:
+            await api.close()
+        if self.api_socket is not None:  # bound, never served (the config did not load)
+            self.api_socket.sock.close()
+            self.api_socket = None
+
+    @work(exit_on_error=False, exclusive=True, group="quit")
+    async def shutdown_and_exit(self) -> None:
+        """No new API requests, the jobs cancelled and waited for (off the loop), then the
+        API closed, so a client following a job's log sees its end."""
+        if self.api is not None:
+            await self.api.stop_accepting()
         if self.queue is not None:
-            self.queue.shutdown(cancel=True)
-        self.call_from_thread(self.exit)
+            await asyncio.to_thread(self.queue.shutdown, True)
+        await self.close_api()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        """However the app ends (a test, an error), the port is let go."""
+        await self.close_api()
 
     def notify(
         self,
@@ -322,6 +370,8 @@ class ReelApp(App[None]):
     def on_config_loaded(self, message: ConfigLoaded) -> None:
         if message.config is None:
             self.config_error = message.error
+            if self.api_socket is not None:
+                self.api_problem = "not served: the config did not load"
             self.notify(message.error or "config error", title="Config", severity="error",
                         timeout=15)  # fmt: skip
             if self.config is None:
@@ -334,17 +384,17 @@ class ReelApp(App[None]):
         self.apply_passwords(message.config)
         self.sources = message.sources
         settings = message.config.settings
-        if previous and (previous.state_dir, previous.workers, previous.history_limit) != (
-            settings.state_dir,
-            settings.workers,
-            settings.history_limit,
-        ):
-            self.notify("state_dir, workers and history_limit take effect at the next start",
-                        title="Config", severity="warning")  # fmt: skip
+        if previous and restart_settings(previous) != restart_settings(settings):
+            self.notify("state_dir, workers, history_limit and the API's settings take effect "
+                        "at the next start", title="Config", severity="warning")  # fmt: skip
         if self.history is None and message.history is not None:
             self.history = message.history
             self.queue = JobQueue(self.history, workers=message.config.settings.workers)
             self.queue.subscribe(lambda event: self.post_message(JobChanged(event)))
+            if self.api_socket is not None:
+                self.serve_api()
+        if self.api is not None:  # API rewinds see the apps and sources as the TUI does
+            self.api.service.config = message.config
         for problem in message.config.problems:
             severity = "error" if problem.severity == "error" else "warning"
             self.notify(str(problem), title="Config", severity=severity, timeout=10)
@@ -408,7 +458,8 @@ class ReelApp(App[None]):
         event = message.event
         job = event.job
         if event.kind == "queued":
-            self.select_job(job.id)
+            if job.origin is None or not self.following_a_job():
+                self.select_job(job.id)
         elif event.kind == "log" and event.line is not None and job.id == self.selected_job:
             self.query_one(JobLog).add_live(event.line)
         elif event.kind == "finished":
@@ -678,6 +729,12 @@ class ReelApp(App[None]):
     def active_jobs(self) -> list[Job]:
         return [j for j in (self.queue.jobs() if self.queue else []) if not j.state.is_final]
 
+    def following_a_job(self) -> bool:
+        """Whether the Log shows a job that is not over: a job from the API does not take
+        the Log from it (it is listed, and a keypress away)."""
+        job = self.live_job(self.selected_job) if self.selected_job is not None else None
+        return job is not None and not job.state.is_final
+
     def select_job(self, job_id: int, move_cursor: bool = True) -> None:
         self.selected_job = job_id
         job = self.live_job(job_id)
@@ -712,10 +769,21 @@ class ReelApp(App[None]):
         self.query_one("#title", Static).update(title)
         apps = len(self.all_app_names())
         running = sum(1 for j in self.active_jobs() if j.state is JobState.RUNNING)
-        summary = f"{apps} app{'s' if apps != 1 else ''}"
+        summary = self.api_text()
+        summary.append(f"{apps} app{'s' if apps != 1 else ''}")
         if running:
-            summary += f" · {running} running"
+            summary.append(f" · {running} running")
         self.query_one("#summary", Static).update(summary + " ")
+
+    def api_text(self) -> Text:
+        """``API http://127.0.0.1:7999 · token │ `` while served (the token itself never
+        shown); the reason when it was asked for and is not; nothing otherwise."""
+        if self.api is not None:
+            guard = "token" if self.api.token_required else "no token"
+            return Text.assemble(("API ", "bold green"), f"{self.api.url} · {guard}  │  ")
+        if self.api_problem:
+            return Text.assemble(("API off", "bold red"), f": {short(self.api_problem, 40)}  │  ")
+        return Text()
 
     def refresh_apps(self) -> None:
         table = self.query_one(AppList)
@@ -829,7 +897,7 @@ class ReelApp(App[None]):
             progress = f"took {seconds(job.duration)}"
             info = job.error or ""
         style = "red" if job.state is JobState.FAILED else ""
-        return [f"#{job.id}", kind_text(job.kind), job.app, job.source, state_text(state),
+        return [job_number(job), kind_text(job.kind), job.app, job.source, state_text(state),
                 progress, Text(short(without_folders(info), 90), style=style)]  # fmt: skip
 
     def record_cells(self, record: JobRecord) -> list[str | Text]:
@@ -844,7 +912,7 @@ class ReelApp(App[None]):
         if record.state == "running" and record.pid != os.getpid():
             info = f"in another reel process (pid {record.pid})"
         style = "red" if record.state == "failed" else ""
-        return [f"#{record.id}", kind_text(record.kind), record.app, record.source,
+        return [job_number(record), kind_text(record.kind), record.app, record.source,
                 state_text(record.state), progress,
                 Text(short(without_folders(info), 90), style=style)]  # fmt: skip
 
@@ -870,6 +938,20 @@ def stored_row(copy: CachedCopy) -> tuple[str, list[str | Text]]:
                          justify="right"), ago(copy.created)]  # fmt: skip
 
 
+def restart_settings(settings: Settings) -> tuple[object, ...]:
+    """The ``[reel]`` settings a reload cannot change: the queue and the API are built once."""
+    return (settings.state_dir, settings.workers, settings.history_limit, settings.api_listen,
+            settings.token_env, settings.token, settings.api_get_rewind)  # fmt: skip
+
+
+def job_number(job: Job | JobRecord) -> Text:
+    """``#12``, and ``#12 api`` for a job the HTTP API started (here or in ``--serve``)."""
+    text = Text(f"#{job.id}")
+    if job.origin and job.origin.startswith("api"):
+        text.append(" api", style="bold blue")
+    return text
+
+
 def kind_text(kind: str) -> Text:
     return Text(kind, style=KIND_STYLES.get(kind, ""))
 
@@ -877,10 +959,11 @@ def kind_text(kind: str) -> Text:
 def job_title(job: Job | JobRecord) -> str:
     """``#3 blog ← seed.sql``; a snapshot goes the other way: ``#4 blog → @before-demo``."""
     arrow = "→" if job.kind == "snapshot" else "←"
-    return f"#{job.id} {job.app} {arrow} {job.source}"
+    title = f"#{job.id} {job.app} {arrow} {job.source}"
+    return f"{title} · from {job.origin}" if job.origin else title
 
 
-def run_tui(config_path: Path) -> int:
-    """Run the app until the user quits."""
-    ReelApp(config_path).run()
+def run_tui(config_path: Path, api: ApiSocket | None = None) -> int:
+    """Run the app until the user quits; with ``api``, serving the HTTP API meanwhile."""
+    ReelApp(config_path, api=api).run()
     return 0
