@@ -21,6 +21,7 @@ from reel_tui.config import (
     Settings,
     find_config,
     load_config,
+    split_listen,
 )
 from reel_tui.plan import Refused, pick_app
 
@@ -1343,3 +1344,28 @@ def test_api_keys_are_validated(tmp_path: Path):
     both = load(tmp_path, '[reel]\ntoken = "t"\ntoken_env = "T"\n' + pg_app())
     assert [p.key for p in both.warnings] == ["token"]
     assert "token_env wins" in both.warnings[0].message
+
+
+@pytest.mark.parametrize(
+    ("value", "host", "port"),
+    [('"127.0.0.1:7999"', "127.0.0.1", 7999), ('" [::1]:0 "', "::1", 0),
+     ('"0.0.0.0:80"', "0.0.0.0", 80), ('"localhost:65535"', "localhost", 65535)],
+)  # fmt: skip
+def test_api_listen_is_kept_as_host_and_port(tmp_path: Path, value: str, host: str, port: int):
+    touch_dump(tmp_path)
+    config = load(tmp_path, f"[reel]\napi_listen = {value}\n" + pg_app())
+    assert not config.errors
+    assert split_listen(config.settings.api_listen or "") == (host, port)
+    assert config.line_of("reel", "api_listen") == 2
+    assert load(tmp_path, pg_app()).settings.api_listen is None
+
+
+@pytest.mark.parametrize("value", ['"7999"', "7999", '"host:"', '"host:99999"', '":80"',
+                                   '"h:８０"', '"h:-1"'])  # fmt: skip
+def test_a_bad_api_listen_is_an_error_with_its_line(tmp_path: Path, value: str):
+    touch_dump(tmp_path)
+    config = load(tmp_path, f'[reel]\ndefault_app = "shop"\napi_listen = {value}\n' + pg_app())
+    problem = the_problem(config, key="api_listen")
+    assert problem.severity == "error" and problem.line == 3
+    assert "HOST:PORT" in problem.message or "0-65535" in problem.message
+    assert config.settings.api_listen is None
