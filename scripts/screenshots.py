@@ -2,7 +2,8 @@
 
 Drives the app with Textual's Pilot over the demo config of the tests (SQLite
 apps, one with a config error), through a finished rewind, a failed one and
-one caught mid-load, snapshots and an undo, and saves each screen as SVG (what Textual exports) and
+one caught mid-load, snapshots and an undo, rewinds asked for over the HTTP API the TUI
+serves, and saves each screen as SVG (what Textual exports) and
 PNG (rendered with cairosvg, for viewers that cannot show SVG).
 Needs the ``screenshots`` extra: ``pip install -e '.[screenshots]'``.
 """
@@ -10,9 +11,11 @@ Needs the ``screenshots`` extra: ``pip install -e '.[screenshots]'``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from textual.pilot import Pilot  # noqa: E402
 
+from reel_tui.api.serve import ApiSocket, ApiStartError, bind_listen  # noqa: E402
+from reel_tui.config import load_config  # noqa: E402
 from reel_tui.tui.app import ReelApp  # noqa: E402
 from tui_demo import build_demo  # noqa: E402
 
@@ -68,6 +73,50 @@ async def busy_day(app: ReelApp, pilot: Pilot) -> None:
     app.clear_notifications()
     app.query_one("#jobs").focus()  # to show the Jobs pane's keys in the footer
     await pilot.pause()
+
+
+API_TOKEN = "screenshot-token"
+"""The API scene's token: it must appear nowhere in the picture (checked)."""
+
+
+def post(url: str, path: str) -> int:
+    """A rewind asked for over HTTP, as the Vagrant host would; the job's id."""
+    request = urllib.request.Request(url + "/reel/api/v1" + path, method="POST",
+                                     headers={"Authorization": f"Bearer {API_TOKEN}"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.load(response)["id"])
+
+
+async def api_rewinds(app: ReelApp, pilot: Pilot) -> None:
+    """The TUI serving the API: a keyboard rewind done, then two asked for over HTTP: one
+    loading (its log streaming), one queued behind it on the same database."""
+    await rewind(app, pilot, "blog", "demo/prospect-acme.sql", wait=True)
+    assert app.api is not None and app.queue is not None
+    running = await asyncio.to_thread(post, app.api.url, "/rewind/shop/big.sql")
+    await asyncio.to_thread(post, app.api.url, "/rewind/shop/seed.sql")
+    job = app.queue.get(running)
+    assert job is not None
+    while job.fraction < 0.35:
+        await asyncio.sleep(0.05)
+    await settle(app, pilot)
+    app.clear_notifications()
+    table = app.query_one("#jobs")
+    table.focus()
+    table.move_cursor(row=table._keys.index(str(running)))  # type: ignore[attr-defined]
+    await pilot.pause(0.3)
+
+
+def api_socket(config: Path) -> ApiSocket:
+    """reel's port when it is free here, else any: the title bar shows it."""
+    os.environ["REEL_SCREENSHOT_TOKEN"] = API_TOKEN
+    config.write_text(config.read_text().replace(
+        "[reel]\n", '[reel]\ntoken_env = "REEL_SCREENSHOT_TOKEN"\n'))  # fmt: skip
+    for listen in ("127.0.0.1:7999", "127.0.0.1:0"):
+        try:
+            return ApiSocket(listen, bind_listen(load_config(config), listen))
+        except ApiStartError:  # in use
+            continue
+    raise RuntimeError("no port to serve the API on")
 
 
 async def confirm(app: ReelApp, pilot: Pilot) -> None:
@@ -139,16 +188,19 @@ SCENES: list[tuple[str, tuple[int, int], Scene]] = [
     ("help", (100, 30), help_screen),
     ("snapshots", (120, 36), snapshots),
     ("undo", (100, 30), undo_confirm),
+    ("api", (120, 36), api_rewinds),
 ]
 
 
 async def shoot(name: str, size: tuple[int, int], scene: Scene) -> None:
     os.environ["REEL_STATE_DIR"] = tempfile.mkdtemp(prefix="reel-screenshots-")
-    config = build_demo(big_rows=1_500_000 if scene is busy_day else 0)
-    app = ReelApp(config, poll_history=False)
+    config = build_demo(big_rows=1_500_000 if scene in (busy_day, api_rewinds) else 0)
+    api = api_socket(config) if scene is api_rewinds else None
+    app = ReelApp(config, poll_history=False, api=api)
     async with app.run_test(size=size) as pilot:
         await scene(app, pilot)
         svg = app.export_screenshot(title=f"reel-tui · {name}")
+        assert API_TOKEN not in svg
         (OUT / f"{name}.svg").write_text(svg, encoding="utf-8")
         if app.queue is not None:
             await asyncio.to_thread(app.queue.shutdown)

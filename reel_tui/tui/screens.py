@@ -284,7 +284,7 @@ Jobs of other reel processes (cron, scripts) show
 up too. Headless: reel-tui --history, --log JOB_ID.
 [b]HTTP API[/b]: reel-tui --listen HOST:PORT (or \\[reel] api_listen)
 serves it beside the TUI; the title bar says where. Its jobs
-are marked [bold blue]api[/bold blue] in Jobs; c cancels them like any job."""
+are marked [b]api[/b] in Jobs; c cancels them like any job."""
 
 
 class HelpScreen(ModalScreen[None]):
