@@ -27,9 +27,10 @@ from reel_tui.api.serve import ApiSocket, bind_listen
 from reel_tui.config import load_config
 from reel_tui.jobs import JobState
 from reel_tui.tui.app import ReelApp
-from reel_tui.tui.widgets import JobLog, JobTable
+from reel_tui.tui.screens import ConfirmRewind
+from reel_tui.tui.widgets import AppList, JobLog, JobTable
 from test_sqlite_engine import reference
-from test_tui import log_text, settle
+from test_tui import choose_source, log_text, settle
 from tui_demo import build_demo
 
 TOKEN_ENV = "REEL_TEST_API_TOKEN"
@@ -171,6 +172,27 @@ async def test_cancel_in_the_tui_or_through_the_api_stops_a_postgres_rewind(
             assert view["state"] == "cancelled"
             after = await asyncio.to_thread(pg_fingerprint, pg_server, pg_dbname)
             assert after == before, cancel_from
+
+        # one queue: keyboard and API rewinds of the database wait for each other, in order
+        app.query_one(AppList).focus()
+        await choose_source(pilot, app, "shop", "big.sql")
+        assert isinstance(app.screen, ConfirmRewind)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.queue.jobs()) == 4)
+        keyboard = app.queue.jobs()[-1]
+        await until(pilot, lambda: keyboard.phase == "loading")
+        status, body = await http(url, "POST", f"{V1}/rewind/shop/seed.sql")
+        assert status == 202 and body["job"]["state"] == "queued", body
+        seed = app.queue.get(body["id"])
+        await settle(app, pilot)
+        assert app.selected_job == keyboard.id, "a job from the API took the Log from a running one"
+        assert job_row(app, keyboard.id)["job"] == f"#{keyboard.id}"
+        assert job_row(app, seed.id)["job"] == f"#{seed.id} api"
+        for job in (keyboard, seed):
+            assert await asyncio.to_thread(app.queue.wait, job, 60)
+            assert job.state is JobState.SUCCEEDED, job.error
+        assert keyboard.finished <= seed.started, "two rewinds of one database at once"
+        assert await asyncio.to_thread(pg_fingerprint, pg_server, pg_dbname) == before
     assert not leftovers(pg_server, pg_dbname, wait=20)
 
 
