@@ -20,6 +20,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
@@ -42,7 +43,7 @@ from reel_tui.history import (
     parse_log,
 )
 from reel_tui.jobqueue import JobQueue
-from reel_tui.jobs import Job, JobState
+from reel_tui.jobs import Job, JobEvent, JobState
 from reel_tui.plan import Refused, plan_rewind, plan_snapshot
 from reel_tui.reporters import human_size
 from reel_tui.sources import Source, list_sources
@@ -123,6 +124,7 @@ class ReelApp(App[None]):
         self.api: RunningApi | None = None
         self.api_problem: str | None = None
         """Why the API asked for is not served (shown in the title bar)."""
+        self.quitting = False
         self.config: Config | None = None
         self.config_error: str | None = None
         self.history: HistoryStore | None = None
@@ -330,16 +332,22 @@ class ReelApp(App[None]):
             self.api_socket.sock.close()
             self.api_socket = None
 
-    @work(exit_on_error=False, exclusive=True, group="quit")
+    @work(exit_on_error=False, group="quit")
     async def shutdown_and_exit(self) -> None:
         """No new API requests, the jobs cancelled and waited for (off the loop), then the
-        API closed, so a client following a job's log sees its end."""
-        if self.api is not None:
-            await self.api.stop_accepting()
-        if self.queue is not None:
-            await asyncio.to_thread(self.queue.shutdown, True)
-        await self.close_api()
-        self.exit()
+        API closed, so a client following a job's log sees its end. Once: a second quit
+        pressed meanwhile changes nothing; the app exits whatever goes wrong on the way."""
+        if self.quitting:
+            return
+        self.quitting = True
+        try:
+            if self.api is not None:
+                await self.api.stop_accepting()
+            if self.queue is not None:
+                await asyncio.to_thread(self.queue.shutdown, True)
+            await self.close_api()
+        finally:
+            self.exit()
 
     async def on_unmount(self) -> None:
         """However the app ends (a test, an error), the port is let go."""
@@ -455,7 +463,16 @@ class ReelApp(App[None]):
             self.query_one(JobLog).show(parse_log(message.text))
 
     def on_job_changed(self, message: JobChanged) -> None:
-        event = message.event
+        """A job event, redrawn; none once the app is closing: a job's background work
+        (ANALYZE after a PostgreSQL rewind) may still log while the widgets are gone."""
+        if not self.is_running:
+            return
+        try:
+            self.show_job_event(message.event)
+        except NoMatches:  # the screen was taken down between the check and here
+            return
+
+    def show_job_event(self, event: JobEvent) -> None:
         job = event.job
         if event.kind == "queued":
             if job.origin is None or not self.following_a_job():
