@@ -245,6 +245,8 @@ def _tui(args: argparse.Namespace) -> int:
     it (``--listen``, ``[reel] api_listen``) is checked and its port bound first: a refusal
     is one line on a terminal the TUI has not taken yet."""
     if not sys.stdout.isatty() or not sys.stdin.isatty():
+        if args.listen is not None:
+            raise _Refusal("the TUI needs a terminal: --serve serves the API without it")
         raise _Refusal("the TUI needs a terminal: use --list or --rewind in scripts (see --help)")
     path = find_config(args.config)
     api = _tui_api(path, args)

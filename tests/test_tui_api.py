@@ -330,6 +330,13 @@ def test_serve_listens_on_api_listen_when_no_listen_is_given(demo_config: Path):
     assert f"at http://127.0.0.1:{port}/reel/api/v1/" in banner, banner
 
 
+def test_listen_off_a_terminal_points_to_serve(demo_config: Path):
+    done = subprocess.run([*REEL, "-c", str(demo_config), "--listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == "reel-tui: the TUI needs a terminal: --serve serves the API without it\n"
+
+
 def test_listen_with_another_action_is_refused(demo_config: Path):
     done = subprocess.run([*REEL, "--history", "-c", str(demo_config), "--listen", "127.0.0.1:0"],
                           capture_output=True, text=True)  # fmt: skip

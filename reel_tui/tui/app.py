@@ -379,7 +379,7 @@ class ReelApp(App[None]):
         if message.config is None:
             self.config_error = message.error
             if self.api_socket is not None:
-                self.api_problem = "not served: the config did not load"
+                self.api_problem = "the config did not load"
             self.notify(message.error or "config error", title="Config", severity="error",
                         timeout=15)  # fmt: skip
             if self.config is None:
