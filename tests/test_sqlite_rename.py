@@ -20,34 +20,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_cache import messages, rewind
 
 from conftest import BLOG_SCRIPT, REEL, fingerprint, make_dump
 from reel_tui.config import Config, load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
-from reel_tui.jobs import Job, JobState
+from reel_tui.jobs import JobState
 from reel_tui.plan import plan_rewind, plan_snapshot
 
 ROOT = os.geteuid() == 0
 FAST = "took its ready spare"
 BACKUP = "copying with the backup API instead of renaming"
 SPARE_READY = "spare ready"
-
-
-def rewind(config: Config, history: HistoryStore, source: str | None = None) -> Job:
-    """A rewind as the TUI runs it: its background work on a thread, joined at shutdown."""
-    queue = JobQueue(history, workers=1)
-    try:
-        job = queue.submit(plan_rewind(config, "blog", source))
-        assert queue.wait(job, timeout=60)
-        assert job.state is JobState.SUCCEEDED, job.error
-        return job
-    finally:
-        queue.shutdown()
-
-
-def messages(job: Job) -> str:
-    return "\n".join(line.message for line in job.log)
 
 
 def folder_of(config: Config) -> Path:
