@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit", type=int, default=30, metavar="N", help="jobs shown by --history (default 30)"
     )
+    parser.add_argument(
+        "--all", action="store_true",
+        help="--history: also the jobs of apps not in this config (a shared state folder)",
+    )  # fmt: skip
     return parser  # fmt: skip
 
 
@@ -227,9 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _edit_snapshot(config, args, err)
             with closing(_history_store(config)) as state:
                 return _rewind(config, state, args, err)
-        with closing(_history_store(_load_if_any(args, err))) as state:
+        config = _load_if_any(args, err)
+        with closing(_history_store(config)) as state:
             if args.history:
-                return _history(state, args)
+                return _history(state, args, config)
             if args.metrics:
                 return _metrics(state, args)
             return _log(state, args.log)
@@ -591,13 +596,19 @@ def _console() -> Console:
     return Console(highlight=False, markup=False, soft_wrap=True, width=wide)
 
 
-def _history(state: HistoryStore, args: argparse.Namespace) -> int:
-    records = state.records(limit=max(args.limit, 1), app=args.app)
+def _history(state: HistoryStore, args: argparse.Namespace, config: Config | None) -> int:
+    """The jobs of the config's apps (as the TUI shows them; the state folder may be shared
+    with other configs), of ``APP`` when one is named, of all with ``--all``."""
+    apps = None
+    if config is not None and not args.app and not args.all:
+        apps = sorted({*config.apps, *config.disabled})
+    records = state.records(limit=max(args.limit, 1), app=args.app, apps=apps)
     if args.app and not records:
         raise _Refusal(f"no jobs of an app named {args.app!r} in the history")
+    hidden = state.count_others(apps) if apps is not None else 0
     if args.json:
-        print(json.dumps({"v": EVENT_FORMAT_VERSION, "jobs": [r.to_json() for r in records]},
-                         indent=2))  # fmt: skip
+        print(json.dumps({"v": EVENT_FORMAT_VERSION, "jobs": [r.to_json() for r in records],
+                          "other_apps_jobs": hidden}, indent=2))  # fmt: skip
         return EXIT_OK
     from rich.table import Table
 
@@ -613,6 +624,9 @@ def _history(state: HistoryStore, args: argparse.Namespace) -> int:
         table.add_row(f"#{record.id}", when, record.app, record.kind, record.source,
                       record.state, duration, *origin, record.error or "")  # fmt: skip
     _console().print(table)
+    if hidden and config is not None:
+        _console().print(f"{hidden:,} jobs of apps not in {config.path.name} are not shown "
+                         "(--all shows them)", style="dim")  # fmt: skip
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,20 +229,37 @@ class HistoryStore:
     # --- reading -------------------------------------------------------------
 
     def records(
-        self, limit: int = 50, app: str | None = None, state: str | None = None
+        self,
+        limit: int = 50,
+        app: str | None = None,
+        state: str | None = None,
+        apps: Collection[str] | None = None,
     ) -> list[JobRecord]:
-        """Newest first. Jobs whose process died mid-run are reported as failed."""
+        """Newest first, of ``app`` / of ``apps`` if given. Jobs whose process died
+        mid-run are reported as failed."""
         self._settle_orphans()
         query = "SELECT * FROM jobs"
-        where = [(column, value) for column, value in (("app", app), ("state", state)) if value]
-        params: list[Any] = [value for _, value in where]
+        where = [f"{column} = ?" for column, value in (("app", app), ("state", state)) if value]
+        params: list[Any] = [value for value in (app, state) if value]
+        if apps is not None:
+            where.append(f"app IN ({', '.join('?' * len(apps))})")
+            params.extend(apps)
         if where:
-            query += " WHERE " + " AND ".join(f"{column} = ?" for column, _ in where)
+            query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
         return [_record(row) for row in rows]
+
+    def count_others(self, apps: Collection[str]) -> int:
+        """Jobs of apps not in ``apps`` (another config's, sharing this state folder)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE app NOT IN ({', '.join('?' * len(apps))})",
+                tuple(apps),
+            ).fetchone()
+        return int(row[0])
 
     def get(self, job_id: int) -> JobRecord | None:
         if not 0 <= job_id < 2**63:  # no such job; SQLite would raise OverflowError

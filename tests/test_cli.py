@@ -353,6 +353,22 @@ def test_dry_run_json(blog: Config):
     assert data["would"].startswith("replace blog")
 
 
+def test_history_shows_this_configs_apps_unless_all(blog: Config, write_config, tmp_path):
+    """Configs share the state folder by default: --history lists the jobs of the config's
+    apps, as the TUI does, says how many it left out, and --all lists every job."""
+    (tmp_path / "notes.sql").write_text("CREATE TABLE note (x);\n")
+    other = write_config('[notes]\ndatabase = "notes.db"\ndbsource = "notes.sql"\n',
+                         name="other.toml")  # fmt: skip
+    assert run("-c", str(blog.path), "--rewind", "-q").returncode == 0
+    assert run("-c", str(other), "--rewind", "-q").returncode == 0
+    mine = json.loads(run("-c", str(blog.path), "--history", "--json").stdout)
+    assert [job["app"] for job in mine["jobs"]] == ["blog"] and mine["other_apps_jobs"] == 1
+    every = json.loads(run("-c", str(blog.path), "--history", "--all", "--json").stdout)
+    assert [job["app"] for job in every["jobs"]] == ["notes", "blog"]
+    table = run("-c", str(other), "--history").stdout
+    assert "notes" in table and "1 jobs of apps not in other.toml are not shown" in table
+
+
 def test_history_of_an_unknown_app_is_refused(blog: Config):
     result = run("-c", str(blog.path), "--history", "nope")
     assert result.returncode == 2 and "'nope'" in one_line_error(result)
