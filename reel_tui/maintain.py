@@ -80,6 +80,9 @@ def main() -> int:
     def log(message: str) -> None:
         writer.write(LogLine(time.time(), f"[background pid {os.getpid()}] {message}", "info"))
 
+    # at once: a MySQL copy of a big dump is a load of seconds before its first result, and
+    # who reads the job's log (a person, the benchmark) should know work is under way
+    log("background work started")
     engine = engine_for(app)
     engine.cache_index = CacheIndex(Path(order["state_dir"]))
     try:

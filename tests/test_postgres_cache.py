@@ -201,6 +201,8 @@ def test_without_a_cached_copy_analyze_and_the_drop_of_the_old_content_come_afte
     _wait_for(lambda: reel_objects(pg_server, pg_dbname) == {})
     log = (tmp_path / "state" / "logs" / "2.log").read_text()
     assert "ANALYZE of 1 tables took" in log
+    started, done = log.index("] background work started"), log.index("] background work done")
+    assert started < log.index("ANALYZE of 1 tables took") < done
 
     pg_server.execute(f'DROP DATABASE "{pg_dbname}"')
     first = cold("jobs = 2")
