@@ -339,10 +339,10 @@ class _JobContext:
         finally:
             if self._before_hooks_ran and not rewound:
                 self._failure_hooks()
+            job.finished = time.time()  # before the lock goes: the next job starts after it
+            job.phase = "done"
             if lock is not None:
                 lock.release()
-            job.finished = time.time()
-            job.phase = "done"
             if job.error:
                 job.error = self._scrub(job.error)
                 self.log(job.error, "warning" if job.error_code == "cancelled" else "error")

@@ -56,8 +56,11 @@ def status_url(job_id: int) -> str:
 
 def job_view(job: Job) -> dict[str, Any]:
     """A live job (of this process) as the API shows it: its summary and progress."""
+    summary = job.summary()
+    if job.state.is_final and job.finished is None:  # its after-hooks are still running
+        summary["state"] = JobState.RUNNING.value
     return {
-        **job.summary(),
+        **summary,
         "fraction": job.fraction,
         "rate": job.rate,
         "eta": job.eta,
