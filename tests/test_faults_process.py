@@ -266,13 +266,16 @@ def test_signal_during_the_swap(target, history, sig, code):
         run = Headless(target, "new.sql")
         in_swap(target, run)
         run.proc.send_signal(sig)
-        time.sleep(0.3)  # the signal is handled while the swap still waits
+        # released only once the run has seen the signal (a fixed sleep lost the race
+        # on a loaded CI machine: the swap took the lock first)
+        run.read_until(lambda e: str(e.get("message", "")).startswith("cancel requested"),
+                       "the cancel being seen")  # fmt: skip
         release()
         exit_code, err = run.finish()
     assert "Traceback" not in err
     after = target.fingerprint()
     if target.engine == "sqlite":
-        assert (exit_code, run.final()["state"]) == (code, "cancelled"), err
+        assert (exit_code, run.final()["state"]) == (code, "cancelled"), run.messages()
         assert after == old
     else:
         assert (exit_code, run.final()["state"]) == (0, "succeeded"), err

@@ -63,6 +63,8 @@ BATCH_BYTES = 256 * 1024
 """Statements are run in batches of about this size: fast, and cancellable between them."""
 SWAP_TIMEOUT = 30.0
 """How long the swap waits for the application to release its locks on the target."""
+SWAP_ATTEMPT_WAIT = 0.05
+"""How long one look for the target's lock waits; a cancel is honoured between looks."""
 BACKUP_INSTEAD = "copying with the backup API instead of renaming"
 """How the log starts the line saying why a warm swap was not a rename."""
 SPARE_LOCK_WAIT = 60.0
@@ -598,7 +600,10 @@ class SqliteEngine(Engine):
         ctx.progress(bytes_read=source.size)
 
     def _swap(self, temp: Path, ctx: RewindContext) -> None:
-        """Copy the loaded file into the target in one backup step, waiting while busy."""
+        """Copy the loaded file into the target in one backup step, waiting while busy.
+
+        The wait for an application's lock is outside ``ctx.swap()``, so a cancel stops it
+        at once; only a step that found the lock free is a swap (and finishes)."""
         deadline = time.monotonic() + SWAP_TIMEOUT
         waited = False
         while True:
@@ -607,13 +612,15 @@ class SqliteEngine(Engine):
             # undo copy that was the target) then needs no -shm beside it
             with (
                 closing(sqlite3.connect(f"{temp.as_uri()}?mode=ro&immutable=1", uri=True)) as src,
-                closing(sqlite3.connect(self.target, timeout=0.25)) as dst,
+                closing(sqlite3.connect(self.target, timeout=SWAP_ATTEMPT_WAIT)) as dst,
             ):
                 try:
-                    with ctx.swap():
-                        src.backup(dst, pages=-1, progress=_raise_when_busy)
-                    ctx.log(f"swapped the new content into {self.target}")
-                    return
+                    if _lock_is_free(dst):
+                        dst.execute("PRAGMA busy_timeout = 0")
+                        with ctx.swap():
+                            src.backup(dst, pages=-1, progress=_raise_when_busy)
+                        ctx.log(f"swapped the new content into {self.target}")
+                        return
                 except _TargetBusy:
                     pass
                 except sqlite3.DatabaseError as exc:
@@ -632,7 +639,7 @@ class SqliteEngine(Engine):
                     code="busy",
                 )
             ctx.check_cancelled()
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def _remove_leftovers(self, ctx: RewindContext) -> None:
         """Delete temp files of interrupted runs: those whose process is gone."""
@@ -703,6 +710,20 @@ class _CancelEvent:
 
 class _TargetBusy(Exception):
     """The backup step found the target locked; nothing was copied."""
+
+
+def _lock_is_free(db: sqlite3.Connection) -> bool:
+    """Whether ``db`` could take the exclusive lock (within its busy timeout): taken and
+    given back at once, it makes the backup step that follows unlikely to find it busy.
+    Waiting here rather than in that step keeps the wait out of ``ctx.swap()``."""
+    try:
+        db.execute("BEGIN EXCLUSIVE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    db.rollback()
+    return True
 
 
 def _raise_when_busy(status: int, remaining: int, total: int) -> None:
