@@ -147,8 +147,13 @@ def test_worker_count_bounds_parallelism(gated, history):
     plans = [gated(name, f"{name}.db") for name in "xyz"]
     try:
         jobs = [queue.submit(plan) for plan, _ in plans]
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10  # polled: a loaded machine starts threads late
+        while [j.state for j in jobs].count(JobState.RUNNING) < 2:
+            assert time.monotonic() < deadline, [j.state for j in jobs]
+            time.sleep(0.02)
+        time.sleep(0.2)  # a third worker, if there were one, would have started it by now
         assert [j.state for j in jobs].count(JobState.RUNNING) == 2
+        assert [j.state for j in jobs].count(JobState.QUEUED) == 1
         for _, gate in plans:
             gate.set()
         for job in jobs:
