@@ -236,3 +236,45 @@ def test_a_user_database_with_a_cache_name_is_never_dropped(
     assert squatter in pg_server.databases()
     assert "loading into staging" in ok(rewind(config, history, "seed.sql"))
     assert squatter in pg_server.databases()
+
+
+def test_listing_is_one_query_that_keeps_to_the_target_and_to_our_comments(pg_server, pg_dbname):
+    """Copies are listed in one query, filtered on the server by the target named in the
+    comment (exactly, in Python): another target whose name starts the same, a comment
+    that starts like ours but is not JSON, and a user's database are not listed."""
+    from reel_tui.engines import pg_cache
+
+    other, odd, plain = f"{pg_dbname}x_c", f"{pg_dbname}_odd", f"{pg_dbname}_plain"
+    ours, spare = f"{pg_dbname}_c1", f"{pg_dbname}_s1"
+    entry = '"target": "{}", "key": "k1", "source": "seed.sql", "created": 1, "used": 2'
+    comments = {
+        ours: "reel-tui cache: {" + entry.format(pg_dbname) + "}",
+        spare: f'reel-tui spare: {{"target": "{pg_dbname}", "key": "k1"}}',
+        other: "reel-tui cache: {" + entry.format(pg_dbname + "x") + "}",
+        odd: f'reel-tui cache: not json "target": "{pg_dbname}"',
+        plain: f'my notes on "target": "{pg_dbname}"',
+    }
+    for name, comment in comments.items():
+        pg_server.execute(f'CREATE DATABASE "{name}"')
+        pg_server.execute(f"COMMENT ON DATABASE \"{name}\" IS '{comment}'")
+    statements: list[str] = []
+
+    class Counting(psycopg2.extensions.cursor):
+        def execute(self, query, vars=None):  # type: ignore[no-untyped-def]
+            statements.append(query)
+            return super().execute(query, vars)
+
+    conn = pg_server.connect("postgres", cursor_factory=Counting)
+    try:
+        copies = pg_cache.copies(conn, pg_dbname)
+        assert len(statements) == 1
+        [copy] = copies
+        assert (copy.name, copy.key, copy.source, copy.used, copy.spare_ready) == (
+            ours, "k1", "seed.sql", 2.0, True)  # fmt: skip
+        assert copy.bytes > 2 * 1_000_000  # the template's and the spare's bytes, added
+        [template] = pg_cache.templates(conn, pg_dbname, sizes=False)
+        assert (template.name, template.bytes, template.encoding) == (ours, 0, "UTF8")
+    finally:
+        conn.close()
+        for name in comments:
+            pg_server.execute(f'DROP DATABASE "{name}"')

@@ -99,69 +99,99 @@ def _comment(prefix: str, **entry: object) -> str:
     return prefix + json.dumps(entry)
 
 
-def _marked(conn: Connection, prefix: str, target: str) -> list[tuple[str, dict[str, object], int]]:
-    """Databases whose comment carries ``prefix`` and names ``target``: (name, entry, bytes)."""
+@dataclass(frozen=True)
+class _Marked:
+    """A database whose comment says it is one of ours, for one target."""
+
+    prefix: str
+    name: str
+    entry: dict[str, object]
+    bytes: int
+    encoding: str
+    collate: str
+    ctype: str
+
+
+def _listing(conn: Connection, target: str, *, sizes: bool = True) -> list[_Marked]:
+    """Every database of ours that names ``target``, in one query. Without ``sizes``
+    (their bytes are then 0) it skips ``pg_database_size``, which stats every file of
+    every copy: most of the query's time."""
+    size = "pg_database_size(oid)" if sizes else "0"
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid)
-               FROM pg_database
-               WHERE left(shobj_description(oid, 'pg_database'), %s) = %s""",
-            (len(prefix), prefix),
+            f"""SELECT datname, comment, {size},
+                      pg_encoding_to_char(encoding), datcollate, datctype
+               FROM (SELECT oid, datname, encoding, datcollate, datctype,
+                            shobj_description(oid, 'pg_database') AS comment
+                     FROM pg_database) AS d
+               WHERE split_part(comment, ': ', 1) || ': ' = ANY(%s)
+                 AND strpos(comment, %s) > 0""",
+            (list(OURS), json.dumps({"target": target})[1:-1]),
         )
         rows = cur.fetchall()
     found = []
-    for name, comment, size in rows:
+    for name, comment, size, encoding, collate, ctype in rows:
+        prefix = comment[: comment.index(": ") + 2]
         try:
             entry = json.loads(comment[len(prefix) :])
         except ValueError:
             continue
         if isinstance(entry, dict) and entry.get("target") == target:
-            found.append((name, entry, int(size)))
+            found.append(_Marked(prefix, name, entry, int(size), encoding, collate, ctype))
     return found
 
 
-def templates(conn: Connection, target: str) -> list[Template]:
-    """The target's cached copies, most recently used first."""
-    with conn.cursor() as cur:
-        found = []
-        for name, entry, size in _marked(conn, CACHE_PREFIX, target):
-            cur.execute(
-                """SELECT pg_encoding_to_char(encoding), datcollate, datctype
-                   FROM pg_database WHERE datname = %s""",
-                (name,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                continue
-            found.append(Template(name, str(entry.get("key")), str(entry.get("source", "?")),
-                                  float(entry.get("created", 0)),  # type: ignore[arg-type]
-                                  float(entry.get("used", 0)),  # type: ignore[arg-type]
-                                  size, *row))  # fmt: skip
+def _marked(conn: Connection, prefix: str, target: str) -> list[_Marked]:
+    """The target's databases whose comment carries ``prefix``."""
+    return [m for m in _listing(conn, target) if m.prefix == prefix]
+
+
+def _time(marked: _Marked, field: str) -> float:
+    value = marked.entry.get(field, 0)
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _templates(listing: list[_Marked]) -> list[Template]:
+    found = [
+        Template(m.name, str(m.entry.get("key")), str(m.entry.get("source", "?")),
+                 _time(m, "created"), _time(m, "used"), m.bytes, m.encoding, m.collate, m.ctype)
+        for m in listing if m.prefix == CACHE_PREFIX
+    ]  # fmt: skip
     return sorted(found, key=lambda t: t.used, reverse=True)
+
+
+def _spares(listing: list[_Marked]) -> dict[str, tuple[str, int]]:
+    return {str(m.entry.get("key")): (m.name, m.bytes) for m in listing if m.prefix == SPARE_PREFIX}
+
+
+def _stored(listing: list[_Marked]) -> list[CachedCopy]:
+    return [
+        CachedCopy(str(m.entry.get("key")), str(m.entry.get("source", "?")), m.name, m.bytes,
+                   _time(m, "created"), _time(m, "used"))
+        for prefix in (SNAPSHOT_PREFIX, UNDO_PREFIX) for m in listing if m.prefix == prefix
+    ]  # fmt: skip
+
+
+def templates(conn: Connection, target: str, *, sizes: bool = True) -> list[Template]:
+    """The target's cached copies, most recently used first (``bytes`` 0 without ``sizes``)."""
+    return _templates(_listing(conn, target, sizes=sizes))
 
 
 def spares(conn: Connection, target: str) -> dict[str, tuple[str, int]]:
     """Ready spares by key: (database name, bytes)."""
-    return {
-        str(e.get("key")): (name, size) for name, e, size in _marked(conn, SPARE_PREFIX, target)
-    }
+    return _spares(_listing(conn, target))
 
 
 def copies(conn: Connection, target: str) -> list[CachedCopy]:
     """The target's cached copies as the cache module describes them (spare bytes included),
     its snapshots and its undo copy."""
-    return copies_of(templates(conn, target), spares(conn, target)) + stored(conn, target)
+    listing = _listing(conn, target)
+    return copies_of(_templates(listing), _spares(listing)) + _stored(listing)
 
 
 def stored(conn: Connection, target: str) -> list[CachedCopy]:
     """The target's snapshots and undo copy."""
-    found = []
-    for prefix in (SNAPSHOT_PREFIX, UNDO_PREFIX):
-        for name, entry, size in _marked(conn, prefix, target):
-            found.append(CachedCopy(str(entry.get("key")), str(entry.get("source", "?")), name,
-                                    size, float(entry.get("created", 0)),  # type: ignore[arg-type]
-                                    float(entry.get("used", 0))))  # type: ignore[arg-type]  # fmt: skip
-    return found
+    return _stored(_listing(conn, target))
 
 
 def undo_name(target: str) -> str:
@@ -372,10 +402,11 @@ def maintenance_lock(conn: Connection, target: str) -> None:
 
 
 def drop_trash(conn: Connection, target: str, log: Callable[[str], None]) -> None:
-    for name, _, size in _marked(conn, TRASH_PREFIX, target):
+    for trashed in _marked(conn, TRASH_PREFIX, target):
+        name = trashed.name
         started = time.monotonic()
         drop(conn, name)
-        log(f"dropped the replaced content {name} ({size:,} bytes) in "
+        log(f"dropped the replaced content {name} ({trashed.bytes:,} bytes) in "
             f"{time.monotonic() - started:.2f} s")  # fmt: skip
 
 

@@ -31,6 +31,7 @@ import json
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,15 +102,25 @@ def read_journal(conn: Connection, name: str) -> dict[str, object] | None:
     return entry if isinstance(entry, dict) else {}
 
 
+_SESSIONS: weakref.WeakKeyDictionary[Connection, list[object]] = weakref.WeakKeyDictionary()
+
+
 def session(conn: Connection) -> list[object]:
     """This connection's server session, [pid, start], for a journal: while it lives,
-    the run that wrote the journal is not over (pg_stat_activity is cluster-wide)."""
+    the run that wrote the journal is not over (pg_stat_activity is cluster-wide).
+    Asked once per connection (a rewind writes several journals)."""
+    known = _SESSIONS.get(conn)
+    if known is not None:
+        return list(known)
     with conn.cursor() as cur:
         cur.execute(
             "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()"
         )
         row = cur.fetchone()
-    return [row[0], row[1]] if row else []
+    found: list[object] = [row[0], row[1]] if row else []
+    if found:
+        _SESSIONS[conn] = found
+    return list(found)
 
 
 def _alive(conn: Connection, recorded: object) -> bool:
@@ -155,6 +166,11 @@ def recover(
     database without a journal that is empty and ours (see :func:`_unjournaled_leftover`)
     is dropped as the leftover of a run killed before it wrote its journal.
     """
+    with conn.cursor() as cur:  # the usual case, nothing left: one query, not five
+        cur.execute("SELECT 1 FROM pg_database WHERE datname IN (%s, %s)",
+                    (names.old, names.staging))  # fmt: skip
+        if cur.fetchone() is None:
+            return
     if read_journal(conn, names.staging) == {} and connect_to is not None:
         owner = _unjournaled_leftover(conn, names, connect_to)
         if owner is not None:

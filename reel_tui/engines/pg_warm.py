@@ -8,6 +8,7 @@ interrupted warm rewind is finished or rolled back exactly as a cold one.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -44,6 +45,7 @@ class PgWarm:
         self.target = app.database
         self.retention = Retention.of(app)
         self.digest: DigestTask | None = None
+        self._templates: list[pg_cache.Template] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -54,17 +56,22 @@ class PgWarm:
         if it was hashed before and copies exist (a touched dump may be unchanged);
         else beside the load."""
 
-        def has_copies() -> bool:
-            return bool(pg_cache.templates(self.admin, self.target))
+        self.digest = digest_task(self.index, self.app, source.path,
+                                  lambda: bool(self.templates()))  # fmt: skip
 
-        self.digest = digest_task(self.index, self.app, source.path, has_copies)
+    def templates(self) -> list[pg_cache.Template]:
+        """The target's templates, listed once per rewind (only a holder of the target's
+        lock, this rewind, adds or drops them), without their sizes."""
+        if self._templates is None:
+            self._templates = pg_cache.templates(self.admin, self.target, sizes=False)
+        return self._templates
 
     def find(self, old: DatabaseInfo | None) -> pg_cache.Template | None:
         """The template for this dump, if there is one that fits the target."""
         key = key_now(self.app, self.digest)
         if key is None:
             return None
-        found = next((t for t in pg_cache.templates(self.admin, self.target) if t.key == key), None)
+        found = next((t for t in self.templates() if t.key == key), None)
         return found if found is not None and pg_cache.fits(found, old) else None
 
     def stage(self, names: pg_swap.Names, template: pg_cache.Template,
@@ -81,7 +88,8 @@ class PgWarm:
         else:
             ctx.progress(phase="preparing", detail="copying the cached database")
             owner = old.owner if old is not None else None
-            pg_cache.clone(admin, names.staging, template.name, owner, template.bytes)
+            size = pg_cache.size_of(admin, template.name)
+            pg_cache.clone(admin, names.staging, template.name, owner, size)
             pg_swap.write_journal(admin, names.staging, journal)
             ctx.log(f"no spare was ready: copied {template.name} in "
                     f"{time.monotonic() - started:.2f} s")  # fmt: skip
@@ -118,11 +126,6 @@ class PgWarm:
             return
         ctx.log(f"the previous content ({name}) is dropped in the background")
 
-    def record(self) -> None:
-        """Tell the index what the server holds now (for --list and the TUI)."""
-        if self.index is not None and not self.admin.closed:
-            self.index.record_copies(self.app.target_key, pg_cache.copies(self.admin, self.target))
-
 
 def _give_owner(admin: Connection, name: str, owner: str, ctx: RewindContext) -> None:
     with admin.cursor() as cur:
@@ -142,16 +145,19 @@ def maintain(app: AppConfig, index: CacheIndex | None, admin: Connection,
     spares, evict over the limits, make the spare of the most recently used copy."""
     target = app.database
     pg_cache.maintenance_lock(admin, target)
-    pg_cache.drop_trash(admin, target, log)
-    pg_cache.drop_unfinished_spares(admin, target, log)
-    found = pg_cache.templates(admin, target)
-    if found:
-        evict(app, admin, found[0].key, log)
+    try:
+        pg_cache.drop_trash(admin, target, log)
+        pg_cache.drop_unfinished_spares(admin, target, log)
         found = pg_cache.templates(admin, target)
-    if found and found[0].key not in pg_cache.spares(admin, target):
-        pg_cache.make_spare(admin, target, found[0], log)
-    if index is not None:
-        index.record_copies(app.target_key, pg_cache.copies(admin, target))
+        if found:
+            evict(app, admin, found[0].key, log)
+            found = pg_cache.templates(admin, target)
+        if found and found[0].key not in pg_cache.spares(admin, target):
+            pg_cache.make_spare(admin, target, found[0], log)
+    finally:  # the rewind left recording the copies to this work, also when it fails
+        if index is not None and not admin.closed:
+            with contextlib.suppress(psycopg2.Error):
+                index.record_copies(app.target_key, pg_cache.copies(admin, target))
 
 
 def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], None]) -> None:

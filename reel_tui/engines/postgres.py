@@ -256,8 +256,9 @@ class PostgresEngine(ServerEngine):
         return self.app.undo and Retention.of(self.app).enabled
 
     def _after_swap(self, warm: PgWarm) -> None:
+        """The background work records the copies in the index (for --list and the TUI)
+        when it has made the next spare: listing them with their sizes takes a few ms."""
         if warm.enabled or self._keeps_undo():
-            warm.record()
             self.maintenance_due = True
 
     def _swap_in(
