@@ -699,6 +699,11 @@ def main(argv: list[str] | None = None) -> int:
         default=BENCH / "results.png",
         help="chart file (default bench/results.png)",
     )
+    parser.add_argument(
+        "--editable",
+        action="store_true",
+        help="time the project's own (editable) reel-tui instead of a fresh `pip install .`",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -711,7 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reel-bench-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)
-        bench = Bench(work, cache, reel_command(), tools)
+        reel_exe = (reel_command() if args.editable
+                    else toolenv.install_reel(ROOT, work / "reel-venv", log))  # fmt: skip
+        bench = Bench(work, cache, reel_exe, tools)
         bench.inserts_max = args.inserts_max
         try:
             with servers(bench, args.engines):
