@@ -46,16 +46,28 @@ def _logger() -> logging.Logger:
     return logging.getLogger(__name__)
 
 
+KEEP_FINISHED = 200
+"""Finished jobs a queue keeps in memory; older ones are read from the history (the TUI's
+job list and the API do), so a ``--serve`` running for months does not grow."""
+
+
 class JobQueue:
     """Runs rewind plans on worker threads, one job per target database at a time."""
 
     def __init__(
-        self, history: HistoryStore, workers: int = 2, *, detach_maintenance: bool = False
+        self,
+        history: HistoryStore,
+        workers: int = 2,
+        *,
+        detach_maintenance: bool = False,
+        keep_finished: int = KEEP_FINISHED,
     ) -> None:
         """``detach_maintenance``: the work a rewind leaves for afterwards (see
         :mod:`reel_tui.maintain`) goes to a detached process, for a process that exits
-        when its jobs are done; else to a thread of this one, reporting in the job's log."""
+        when its jobs are done; else to a thread of this one, reporting in the job's log.
+        ``keep_finished``: see :data:`KEEP_FINISHED`."""
         self.history = history
+        self.keep_finished = keep_finished
         self.cache_index = CacheIndex(history.state_dir)
         self._detach_maintenance = detach_maintenance
         self._maintainers: list[threading.Thread] = []
@@ -229,7 +241,15 @@ class JobQueue:
                 with self._cond:
                     self._busy_targets.discard(job.target_key)
                     self._contexts.pop(job_id, None)
+                    self._forget_old_jobs()
                     self._cond.notify_all()
+
+    def _forget_old_jobs(self) -> None:
+        """Drop all but the newest ``keep_finished`` finished jobs (caller holds the lock);
+        the history has them. A job whose finish is not stamped yet is kept."""
+        done = [i for i, job in self._jobs.items() if job.state.is_final and job.finished]
+        for job_id in done[: max(0, len(done) - self.keep_finished)]:
+            del self._jobs[job_id]
 
     def _next_job(self) -> int | None:
         """The oldest pending job whose database is free (caller holds the lock)."""

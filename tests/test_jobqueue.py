@@ -349,3 +349,28 @@ def test_a_cancel_that_arrives_as_the_job_finishes_is_a_no_op(blog, history):
     assert job.state is JobState.SUCCEEDED
     assert len(job.log) == lines
     assert "cancel requested" not in history.read_log(job.id)
+
+
+def test_only_the_newest_finished_jobs_stay_in_memory(gated, history):
+    """A long-running queue (``--serve``) forgets old finished jobs; the history keeps them."""
+    queue = JobQueue(history, workers=1, keep_finished=2)
+    try:
+        jobs = []
+        for name in "pqrst":
+            plan, gate = gated(name, f"{name}.db")
+            gate.set()
+            jobs.append(queue.submit(plan))
+            assert queue.wait(jobs[-1], 5)
+        plan, gate = gated("u", "u.db")
+        running = queue.submit(plan)
+        deadline = time.monotonic() + 10
+        while running.state is not JobState.RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert [job.id for job in queue.jobs()] == [jobs[3].id, jobs[4].id, running.id]
+        assert queue.get(jobs[0].id) is None
+        assert history.get(jobs[0].id).state == JobState.SUCCEEDED.value
+        gate.set()
+        assert queue.wait(running, 5)
+    finally:
+        queue.shutdown()
