@@ -218,6 +218,16 @@ class Settings:
         return self.token or None
 
 
+def restart_settings(settings: Settings) -> tuple[object, ...]:
+    """The ``[reel]`` settings a reload cannot change: the queue and the API are built once."""
+    return (settings.state_dir, settings.workers, settings.history_limit, settings.api_listen,
+            settings.token_env, settings.token, settings.api_get_rewind)  # fmt: skip
+
+
+RESTART_SETTINGS_TEXT = "state_dir, workers, history_limit and the API's settings"
+"""What :func:`restart_settings` covers, for the line saying they wait for a restart."""
+
+
 @dataclass
 class Config:
     """A loaded config: the usable apps, the disabled ones and every finding."""

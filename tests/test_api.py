@@ -514,3 +514,28 @@ def test_headless_rewind_never_imports_the_api(blog: Config):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_sighup_reloads_the_config_and_a_broken_one_is_not_taken(blog: Config):
+    """A long-running ``--serve`` picks up a new app on SIGHUP, as the TUI's ``r`` does; a
+    config that no longer parses keeps the old one, and one line says why."""
+    server = Served(blog.path)
+    try:
+        assert "notes" in error_of(server("GET", f"{V1}/sources/notes"), 404)
+        text = blog.path.read_text(encoding="utf-8")
+        blog.path.write_text(text + '\n[notes]\ndbdriver = "sqlite"\ndatabase = "notes.sqlite3"\n'
+                             'dbsources = "dumps"\n', encoding="utf-8")  # fmt: skip
+        server.proc.send_signal(signal.SIGHUP)
+        line = server.proc.stdout.readline()
+        assert "SIGHUP: reloaded" in line and "2 usable apps" in line, line
+        reply = server("GET", f"{V1}/sources/notes")
+        assert reply.status == 200 and "seed.sql" in reply.json["Sources"], reply.body
+
+        blog.path.write_text(text + "\n[broken\n", encoding="utf-8")
+        server.proc.send_signal(signal.SIGHUP)
+        line = server.proc.stdout.readline()
+        assert "SIGHUP: kept the config as it was" in line and str(blog.path) in line, line
+        assert server("GET", f"{V1}/sources/notes").status == 200
+    finally:
+        code, _, err = server.stop()
+    assert code == 143 and "Traceback" not in err

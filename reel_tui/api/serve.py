@@ -21,7 +21,14 @@ from aiohttp import web
 from reel_tui.api.auth import ACCESS_LOG_FORMAT, TokenBucket, is_loopback
 from reel_tui.api.routes import build_app
 from reel_tui.api.service import API_PREFIX, RewindService
-from reel_tui.config import Config, split_listen
+from reel_tui.config import (
+    RESTART_SETTINGS_TEXT,
+    Config,
+    ConfigError,
+    load_config,
+    restart_settings,
+    split_listen,
+)
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
 
@@ -184,12 +191,33 @@ async def _serve(
         raise
     token = "bearer token required" if api.token_required else "no token, loopback only"
     say(f"reel-tui: serving the HTTP API at {api.url}{API_PREFIX}/ ({token}); "
-        "SIGINT or SIGTERM stops it")  # fmt: skip
+        "SIGHUP reloads the config, SIGINT or SIGTERM stops it")  # fmt: skip
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, _reload, api.service, say)
     received = await _until_signal()
     await api.stop_accepting()
     await asyncio.to_thread(queue.shutdown, True, None)  # cancels, waits for the jobs
     await api.close()
     return 128 + received
+
+
+def _reload(service: RewindService, say: Callable[[str], None]) -> None:
+    """SIGHUP: read the config file again, as the TUI's ``r`` does. Apps, sources and
+    their settings apply to the next requests; a config that cannot be read keeps the
+    old one (one line says why)."""
+    before = service.config
+    try:
+        fresh = load_config(before.path)
+    except ConfigError as exc:
+        say(f"reel-tui: SIGHUP: kept the config as it was: {exc}")
+        return
+    service.config = fresh
+    say(f"reel-tui: SIGHUP: reloaded {fresh.path}: {len(fresh.apps)} usable apps, "
+        f"{len(fresh.disabled)} disabled")  # fmt: skip
+    if restart_settings(before.settings) != restart_settings(fresh.settings):
+        say(f"reel-tui: {RESTART_SETTINGS_TEXT} take effect at the next start")
+    for problem in fresh.problems:
+        say(f"reel-tui: {problem}")
 
 
 async def _until_signal() -> int:

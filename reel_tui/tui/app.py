@@ -32,7 +32,14 @@ from reel_tui.cache import (
     SnapshotNameError,
     snapshot_name,
 )
-from reel_tui.config import AppConfig, Config, ConfigError, Settings, load_config
+from reel_tui.config import (
+    RESTART_SETTINGS_TEXT,
+    AppConfig,
+    Config,
+    ConfigError,
+    load_config,
+    restart_settings,
+)
 from reel_tui.engines import RewindError, engine_for
 from reel_tui.engines.base import needs_password
 from reel_tui.history import (
@@ -393,8 +400,8 @@ class ReelApp(App[None]):
         self.sources = message.sources
         settings = message.config.settings
         if previous and restart_settings(previous) != restart_settings(settings):
-            self.notify("state_dir, workers, history_limit and the API's settings take effect "
-                        "at the next start", title="Config", severity="warning")  # fmt: skip
+            self.notify(f"{RESTART_SETTINGS_TEXT} take effect at the next start",
+                        title="Config", severity="warning")  # fmt: skip
         if self.history is None and message.history is not None:
             self.history = message.history
             self.queue = JobQueue(self.history, workers=message.config.settings.workers)
@@ -953,12 +960,6 @@ def stored_row(copy: CachedCopy) -> tuple[str, list[str | Text]]:
         name.append(f" ({held})", "dim")  # "before seed.sql": what replaced that state
     return copy.source, [name, Text(copy.kind, colour), Text(human_size(copy.bytes),
                          justify="right"), ago(copy.created)]  # fmt: skip
-
-
-def restart_settings(settings: Settings) -> tuple[object, ...]:
-    """The ``[reel]`` settings a reload cannot change: the queue and the API are built once."""
-    return (settings.state_dir, settings.workers, settings.history_limit, settings.api_listen,
-            settings.token_env, settings.token, settings.api_get_rewind)  # fmt: skip
 
 
 def job_number(job: Job | JobRecord) -> Text:
