@@ -27,7 +27,7 @@ from textual.pilot import Pilot  # noqa: E402
 from reel_tui.api.serve import ApiSocket, ApiStartError, bind_listen  # noqa: E402
 from reel_tui.config import load_config  # noqa: E402
 from reel_tui.tui.app import ReelApp  # noqa: E402
-from tui_demo import build_demo  # noqa: E402
+from tui_demo import build_demo, demo_held  # noqa: E402
 
 OUT = ROOT / "screenshots"
 MONO_FONT = '"DejaVu Sans Mono"'
@@ -225,4 +225,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with demo_held():  # the snapshot tests use the same fixed folder
+        asyncio.run(main())

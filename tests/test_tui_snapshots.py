@@ -10,7 +10,14 @@ import pytest
 from textual.pilot import Pilot
 
 from reel_tui.tui.app import ReelApp
-from tui_demo import build_demo, with_snapshots
+from tui_demo import build_demo, demo_held, with_snapshots
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _demo_folder_held():
+    """The demo lives at a fixed path (snapshots show it): one run at a time uses it."""
+    with demo_held():
+        yield
 
 
 @pytest.fixture

@@ -6,9 +6,12 @@ Built at a fixed path with fixed file times, so that what the TUI shows
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conftest import BLOG_SCRIPT, big_dump, make_dump
@@ -36,6 +39,15 @@ dbdriver = "oracle"
 database = "crm"
 dbsource = "dumps/blog/seed.sql"
 """
+
+
+@contextlib.contextmanager
+def demo_held() -> Iterator[None]:
+    """Hold the fixed demo folder: two test runs (or a run and scripts/screenshots.py) on
+    one machine would otherwise rebuild it under each other. The second waits."""
+    with open(f"{DEMO_ROOT}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def build_demo(root: Path = DEMO_ROOT, big_rows: int = 0) -> Path:
