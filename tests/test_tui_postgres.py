@@ -63,6 +63,13 @@ async def test_password_asked_then_postgres_rewound_from_the_ui(
         await pilot.press("enter")
         job = await finished(app, pilot)
         assert job.state.value == "succeeded", job.error
+        # the background work keeps the cached copy and records it; the Sources pane
+        # then marks the dump as cached, without another keypress
+        for _ in range(600):
+            if "orders.sql" in app.cached.get("shop", ()):
+                break
+            await pilot.pause(0.05)
+        assert "orders.sql" in app.cached.get("shop", ()), [line.message for line in job.log]
         screens.append(app.export_screenshot())
         await pilot.press("l")  # the job's full log
         await settle(app, pilot)
