@@ -75,22 +75,24 @@ class MysqlEngine(ServerEngine):
         finally:
             conn.close()
 
-    def _describe_target(self, conn: Connection) -> str:
-        """What :meth:`check` says, over an open connection (a rewind's: no second one)."""
+    def _describe_target(self, conn: Connection, exists: bool | None = None) -> str:
+        """What :meth:`check` says, over an open connection (a rewind's: no second one).
+
+        ``exists``: whether the target exists, when the caller knows (one query less)."""
         try:
-            version, user = query(conn, "SELECT VERSION(), CURRENT_USER()")[0]
-            size = query(
+            version, user, count, size_bytes = query(
                 conn,
-                """SELECT COUNT(*), COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0)
+                """SELECT VERSION(), CURRENT_USER(), COUNT(*),
+                COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0)
                 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s""",
                 (self.app.database,),
-            )
-            exists = mysql_swap.schema_exists(conn, self.app.database)
+            )[0]
+            if exists is None:
+                exists = mysql_swap.schema_exists(conn, self.app.database)
         except pymysql.Error as exc:
             raise RewindError(f"{where(self.app)}: {message(exc)}") from None
         found = f"database {self.app.database} does not exist yet; a rewind creates it"
         if exists:
-            count, size_bytes = size[0]
             found = f"database {self.app.database} ({count} tables, {int(size_bytes):,} bytes)"
         return f"{version} at {where(self.app)}, {found}, user {user}"
 
@@ -148,48 +150,78 @@ class MysqlEngine(ServerEngine):
     def _rewind(self, admin: Connection, source: Source, ctx: RewindContext) -> None:
         names = Names.of(self.app.database)
         mysql_swap.get_lock(admin, names.target, ctx)
-        mysql_swap.recover(admin, names, ctx)
+        present = mysql_cache.schema_options(admin, names.target, names.staging, names.old)
+        mysql_swap.recover(admin, names, ctx, present)
         ctx.progress(phase="preparing")
-        ctx.log(f"checked target: {self._describe_target(admin)}")
-        charset = query(
-            admin,
-            """SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME
-            FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s""",
-            (names.target,),
-        )
-        options = f" CHARACTER SET {charset[0][0]} COLLATE {charset[0][1]}" if charset else ""
+        ctx.log(f"checked target: {self._describe_target(admin, names.target in present)}")
+        charset = present.get(names.target)
+        options = f" CHARACTER SET {charset[0]} COLLATE {charset[1]}" if charset else ""
         warm = MyWarm(self.app, self.cache_index, admin)
         stored = self._stored(admin, source, ctx)
         if stored is None:
             warm.start(source)
         template = warm.find() if stored is None else None
+        spare = warm.ready_spare(template) if template is not None else None
+        undo = self.app.undo and warm.retention.enabled
         query(admin, f"CREATE DATABASE {ident(names.staging)}{options}")
         try:
-            mysql_swap.create_journal(admin, names.staging)
+            # a spare made by this version carries the journal table: one RENAME TABLE
+            # brings both, the staging schema is never without its journal
+            journaled = spare is not None and spare.journaled
+            journaled = journaled and warm.take_spare(names, spare, journal=True)  # type: ignore[arg-type]
+            if not journaled:
+                mysql_swap.create_journal(admin, names.staging)
             mysql_swap.write_journal(admin, names.staging, mysql_swap.Plan())
+            new_tables = None
             if stored is not None:
                 self._stage_stored(admin, stored, names, ctx)
                 new, database_options = stored.definitions, stored.database_options
             elif template is not None:
+                if spare is not None and not journaled and not spare.journaled:
+                    warm.take_spare(names, spare, journal=False)
+                if warm.took is not None:
+                    new_tables = template.tables
                 warm.stage(names, template, ctx)
                 new, database_options = template.definitions, template.database_options
             else:
                 ctx.log(f"loading into staging schema {names.staging}")
                 new, database_options = None, self._load(source, names.staging, ctx, admin)
             ctx.progress(phase="swapping")
-            plan = mysql_swap.prepare(admin, names, database_options, new)
-            undo = self.app.undo and warm.retention.enabled
+            old_schema = ""
+            if names.target in present:
+                taken_undo = stored is not None and stored.key == UNDO_KEY
+                old_schema = warm.old_schema(names, undo=undo, taken_undo=taken_undo)
+            plan = mysql_swap.prepare(admin, names, database_options, new, new_tables=new_tables,
+                                      target_existed=names.target in present,
+                                      old_schema=old_schema, trash=warm.trash)  # fmt: skip
+            if undo and plan.old_schema:
+                plan.undo_entry = self._undo_entry(plan, source.name)
             mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled or undo)
         except BaseException:
             if stored is not None and stored.key == UNDO_KEY:
                 self._give_back(admin, stored, names, ctx)
             self._drop_staging(admin, names, ctx)
+            warm.drop_aside()
             raise
-        if undo:
+        if undo and plan.old_schema:
+            ctx.log(f"kept the replaced state as the undo copy ({plan.old_schema}; "
+                    "reel-tui --undo swaps it back)")  # fmt: skip
+            if plan.set_aside:
+                ctx.log(f"the previous undo copy ({plan.set_aside[0][1]}) is dropped in the "
+                        "background")  # fmt: skip
+        elif undo:
             self._keep_undo(admin, names, plan, source.name, ctx)
         if warm.enabled:
-            warm.after_swap(names, source, template or stored, ctx)
+            warm.after_swap(names, source, template or stored, ctx,
+                            set_aside=bool(plan.old_schema), undo=undo)  # fmt: skip
         self.maintenance_due = warm.enabled or undo
+
+    def _undo_entry(self, plan: mysql_swap.Plan, what: str) -> dict[str, object]:
+        """The undo copy's marker once the swap has moved the replaced tables into it."""
+        now = time.time()
+        return dict(kind="undo", target=self.app.database, key=UNDO_KEY, source=f"before {what}",
+                    created=now, used=now, tables=plan.old_tables,
+                    definitions=[asdict(d) for d in plan.old_definitions])  # fmt: skip
 
     def _stage_stored(
         self, admin: Connection, stored: mysql_cache.Template, names: Names, ctx: RewindContext

@@ -58,12 +58,14 @@ from reel_tui.cache import UNDO_KEY, CachedCopy, copies_of, short
 from reel_tui.engines.base import RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
-from reel_tui.engines.mysql_swap import JOURNAL, derived_name, drop_schema, lock_name
+from reel_tui.engines.mysql_swap import JOURNAL, MARKER, derived_name, drop_schema, lock_name
 
-MARKER = "__reel_cache"
 COMPLETE = ("cache", "spare", "request", "trash", "snapshot", "undo")
-"""Marker kinds of schemas that are what they say; others ("building", "prep", "taken")
-are unfinished work of a worker or rewind that was killed."""
+"""Marker kinds of schemas that are what they say; others ("building", "prep", "taken",
+"taking") are unfinished work of a worker or rewind that was killed."""
+IN_USE = ("taken", "taking")
+"""Kinds a running rewind may still be using (a spare or undo copy it empties, a trash it
+fills in its swap): the background drops them only while holding the target's lock."""
 
 
 class NotOurs(RewindError):
@@ -135,12 +137,12 @@ def mark(conn: Connection, schema: str, *, exists: bool = False, **entry: object
     query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
 
 
-def marked(conn: Connection, target: str) -> list[Marked]:
+def marked(conn: Connection, target: str, *, sizes: bool = True) -> list[Marked]:
     """The schemas whose marker names ``target``.
 
-    Three queries however many schemas there are (a warm rewind lists them twice
-    while the application waits): the schemas, every marker in one UNION, every
-    size in one GROUP BY. Should a schema go meanwhile, its marker is read alone."""
+    Three queries however many schemas there are: the schemas, every marker in one
+    UNION, every size in one GROUP BY (``sizes=False``: skipped, bytes are 0; a rewind
+    does not need them). Should a schema go meanwhile, its marker is read alone."""
     schemas = [str(row[0]) for row in query(
         conn, "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME = %s", (MARKER,)
     )]  # fmt: skip
@@ -160,16 +162,16 @@ def marked(conn: Connection, target: str) -> list[Marked]:
             entry = json.loads(text)
             if isinstance(entry, dict) and entry.get("target") == target:
                 mine[str(schema)] = entry
-    if not mine:
-        return []
-    sizes = dict(query(
+    if not mine or not sizes:
+        return [Marked(name, entry, 0) for name, entry in mine.items()]
+    found_sizes = dict(query(
         conn,
         "SELECT TABLE_SCHEMA, COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
         f"FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({', '.join(['%s'] * len(mine))}) "
         "GROUP BY TABLE_SCHEMA",
         tuple(mine),
     ))  # fmt: skip
-    return [Marked(name, entry, int(sizes.get(name, 0))) for name, entry in mine.items()]
+    return [Marked(name, entry, int(found_sizes.get(name, 0))) for name, entry in mine.items()]
 
 
 def _escaped(sql: str) -> str:
@@ -247,7 +249,7 @@ def keep_undo(
     name = undo_name(target)
     trash = None
     tables = data_tables(conn, old)
-    options = _schema_options(conn, name, old)
+    options = schema_options(conn, name, old)
     reuse = name in options
     if reuse:
         previous = read_marker(conn, name)
@@ -279,7 +281,7 @@ def keep_undo(
     return trash
 
 
-def _schema_options(conn: Connection, *schemas: str) -> dict[str, tuple[str, str]]:
+def schema_options(conn: Connection, *schemas: str) -> dict[str, tuple[str, str]]:
     """Character set and collation of those of ``schemas`` that exist."""
     rows = query(
         conn,
@@ -347,12 +349,14 @@ def copies(conn: Connection, target: str) -> list[CachedCopy]:
     )
 
 
-def touch(conn: Connection, template: Template, target: str) -> None:
-    """Note that the template was used now: the least recently used are evicted first."""
-    rows = query(conn, f"SELECT entry FROM {ident(template.name)}.{MARKER} WHERE id = 1")
-    entry = json.loads(rows[0][0])
-    entry["used"] = time.time()
-    mark(conn, template.name, exists=True, **entry)
+def touch(conn: Connection, template: Template, target: str, entry: dict | None = None) -> None:
+    """Note that the template was used now: the least recently used are evicted first.
+
+    ``entry``: its marker as read under the target's lock (saves reading it again)."""
+    if entry is None:
+        rows = query(conn, f"SELECT entry FROM {ident(template.name)}.{MARKER} WHERE id = 1")
+        entry = json.loads(rows[0][0])
+    mark(conn, template.name, exists=True, **{**entry, "used": time.time()})
 
 
 def drop_ours(conn: Connection, name: str, target: str) -> bool:
@@ -485,29 +489,57 @@ def create_schema(conn: Connection, name: str, like: str | None) -> None:
 # --- the rewind's side ------------------------------------------------------------------
 
 
-def take_spare(conn: Connection, target: str, template: Template, staging: str) -> bool:
-    """Move the ready spare's tables into ``staging``; False if there is no complete spare
-    (another run took it, or the background has not made it yet).
+@dataclass(frozen=True)
+class ReadySpare:
+    """A complete spare found for a template: its schema, marker and whether it carries a
+    journal table (made by this version: it moves into the staging schema with the data,
+    saving the staging schema's CREATE TABLE)."""
 
-    The spare's marker says "taken" before its tables move: a run killed in between
-    leaves a schema the background drops, never a spare without tables.
-    """
+    name: str
+    entry: dict[str, object]
+    tables: list[str]
+    journaled: bool
+
+
+def ready_spare(
+    conn: Connection, target: str, template: Template, found: list[Marked] | None = None
+) -> ReadySpare | None:
+    """The template's spare if it is complete; None if not (another run took it, or the
+    background has not made it yet). ``found``: the target's marked schemas, listed
+    under the target's lock (saves reading the marker again)."""
     name = spare_name(target, template.key)
-    spare = read_marker(conn, name)
+    if found is None:
+        spare = read_marker(conn, name)
+    else:
+        spare = next((m for m in found if m.name == name), None)
     if spare is None or (spare.kind, spare.key, spare.entry.get("target")) != (
         "spare",
         template.key,
         target,
     ):
-        return False
-    if sorted(data_tables(conn, name)) != sorted(template.tables):
-        return False
-    mark(conn, name, exists=True, **{**spare.entry, "kind": "taken"})
+        return None
+    held = {str(r[0]) for r in query(
+        conn, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+              "AND TABLE_TYPE <> 'VIEW'", (name,))}  # fmt: skip
+    if sorted(held - {JOURNAL, MARKER}) != sorted(template.tables):
+        return None
+    return ReadySpare(name, spare.entry, list(template.tables), JOURNAL in held)
+
+
+def take_spare(conn: Connection, spare: ReadySpare, staging: str, *, journal: bool) -> bool:
+    """Move the spare's tables (and its journal table, if ``journal``) into ``staging``
+    in one RENAME TABLE; False if that failed.
+
+    The spare's marker says "taking" before its tables move: a run killed in between
+    leaves a schema the background drops, never a spare without tables. The emptied
+    schema stays (no DROP DATABASE while the application waits): the swap fills it with
+    the tables it sets aside, and it is dropped in the background as a trash schema.
+    """
+    mark(conn, spare.name, exists=True, **{**spare.entry, "kind": "taking"})
     try:
-        move_tables(conn, name, staging, template.tables)
+        move_tables(conn, spare.name, staging, spare.tables + ([JOURNAL] if journal else []))
     except pymysql.Error:
         return False
-    drop_schema(conn, name)
     return True
 
 
@@ -536,11 +568,13 @@ def trash_tables(conn: Connection, target: str, old: str) -> str | None:
     return trash
 
 
-def new_trash(conn: Connection, target: str) -> str:
-    """A new, marked, empty trash schema for ``target``; its name."""
+def new_trash(conn: Connection, target: str, kind: str = "trash") -> str:
+    """A new, marked, empty trash schema for ``target``; its name.
+
+    ``kind`` "taking": a swap is about to fill it; marked "trash" once it has."""
     trash = derived_name(target, f"trash_{time.time_ns() // 1000}")
     query(conn, f"CREATE DATABASE {ident(trash)}")
-    mark(conn, trash, kind="trash", target=target, time=time.time())
+    mark(conn, trash, kind=kind, target=target, time=time.time())
     return trash
 
 

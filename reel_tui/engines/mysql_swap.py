@@ -23,6 +23,14 @@ holds the same ``GET_LOCK``: before the rename it restores ``T``'s triggers
 and drops ``S``; after it, it redoes step 4 (each step can run twice) and
 drops ``O`` and ``S``. Schemas named like ours but without reel's journal are
 never touched.
+
+When the replaced tables are kept (the undo copy) or dropped later (a trash
+schema), ``O`` is skipped: the journal names that schema (``old_schema``), and
+the same ``RENAME TABLE`` first moves the undo copy's previous tables to a
+trash schema made beforehand, then T's into the undo copy, then S's into T
+(pairs run in order). Step 4 also writes the undo copy's marker. No ``O``, no
+second rename, no DDL after the swap but dropping the emptied ``S``: a killed
+run is recovered exactly as above (the rename either happened or did not).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 import pymysql
@@ -41,6 +50,8 @@ from reel_tui.engines.mysql_conn import Connection, ident, message
 from reel_tui.engines.mysql_objects import Definition, create, create_views, definitions, query
 
 JOURNAL = "__reel_journal"
+MARKER = "__reel_cache"
+"""The marker table of reel's cache schemas (see :mod:`reel_tui.engines.mysql_cache`)."""
 MAX_NAME = 64
 LOCK_WAIT = 10
 """Seconds reel's own DDL waits for an application's open transaction before giving up."""
@@ -83,6 +94,14 @@ class Plan:
     target_existed: bool = True
     old_definitions: list[Definition] = field(default_factory=list)
     """All of T's objects before the swap: what the undo copy must recreate."""
+    old_schema: str = ""
+    """Where T's tables go ("": ``O``): the undo copy or a trash schema made beforehand,
+    so the replaced tables are set aside by the swap's own RENAME TABLE."""
+    set_aside: list[list[str]] = field(default_factory=list)
+    """``[schema, to, table]`` moved first in the same RENAME TABLE (the previous undo
+    copy's tables to the trash, freeing their names for T's)."""
+    undo_entry: dict[str, object] = field(default_factory=dict)
+    """The marker the undo copy (``old_schema``) gets once T holds the new tables."""
 
     def dump(self) -> str:
         entry = asdict(self)
@@ -98,6 +117,7 @@ class Plan:
         plan.old_views_in_the_way = [Definition(**d) for d in entry.get("old_views_in_the_way", [])]
         plan.old_routines = [tuple(r) for r in entry.get("old_routines", [])]  # type: ignore[misc]
         plan.old_definitions = [Definition(**d) for d in entry.get("old_definitions", [])]
+        plan.set_aside = [list(move) for move in entry.get("set_aside", [])]
         return plan
 
 
@@ -143,36 +163,90 @@ def drop_schema(conn: Connection, name: str) -> None:
 
 
 def prepare(
-    conn: Connection, names: Names, database_options: str, new: list[Definition] | None = None
+    conn: Connection,
+    names: Names,
+    database_options: str,
+    new: list[Definition] | None = None,
+    *,
+    new_tables: list[str] | None = None,
+    target_existed: bool | None = None,
+    old_schema: str = "",
+    trash: Callable[[], str] | None = None,
 ) -> Plan:
     """Step 1 and 2's reading: what moves and what must be recreated; nothing in T changes.
 
     ``new``: the definitions of the new content when they are known already (a cached
     copy keeps them, its staging schema has none); else read from the staging schema.
+    ``new_tables`` / ``target_existed``: known already (saves a query each).
+    ``old_schema``: an existing schema of reel's (the undo copy, a trash) T's tables go to
+    in the swap's own RENAME TABLE instead of ``O``; its own tables are set aside into
+    ``trash()`` in that same statement. Left unused ("") when T holds a table named like
+    reel's journal or marker (the caller then goes the long way, through ``O``).
     """
     plan = Plan(state="prepared", database_options=database_options)
-    plan.new_tables = tables(conn, names.staging)
     if new is not None:
         plan.new = list(new)
+        plan.new_tables = tables(conn, names.staging) if new_tables is None else list(new_tables)
     else:
+        plan.new_tables = tables(conn, names.staging)
         plan.new = definitions(conn, names.staging, names.target, names.staging)
         for definition in plan.new:
             if definition.kind == "trigger":
                 query(conn, f"DROP TRIGGER {ident(names.staging)}.{ident(definition.name)}")
-    write_journal(conn, names.staging, plan)
-    plan.target_existed = schema_exists(conn, names.target)
+        query(conn, "USE information_schema")
+        write_journal(conn, names.staging, plan)
+    plan.target_existed = (schema_exists(conn, names.target) if target_existed is None
+                           else target_existed)  # fmt: skip
     if plan.target_existed:
-        old = definitions(conn, names.target, names.target, names.target)
+        old, plan.old_tables, held = target_objects(conn, names.target, old_schema)
         plan.old_definitions = old
-        plan.old_tables = tables(conn, names.target)
         plan.old_triggers = [d for d in old if d.kind == "trigger"]
         plan.old_views_in_the_way = [d for d in old
                                      if d.kind == "view" and d.name in plan.new_tables]  # fmt: skip
         plan.old_views = [d.name for d in old if d.kind == "view"]
         plan.old_routines = [(d.kind, d.name) for d in old if d.kind in ("procedure", "function",
                                                                         "event")]  # fmt: skip
-    query(conn, "USE information_schema")
+        if old_schema and not {JOURNAL, MARKER} & set(plan.old_tables):
+            plan.old_schema = old_schema
+            if held:
+                assert trash is not None, "the old schema holds tables and there is no trash"
+                aside = trash()
+                plan.set_aside = [[old_schema, aside, table] for table in held]
     return plan
+
+
+def target_objects(
+    conn: Connection, target: str, other: str = ""
+) -> tuple[list[Definition], list[str], list[str]]:
+    """T's triggers, routines, views and events (as :func:`definitions` reads them), T's
+    tables and ``other``'s data tables.
+
+    Two cheap queries when T has no trigger, routine, view or event (the usual case: reading
+    them costs five information_schema scans); the full read only when it has some.
+    """
+    rows = query(
+        conn,
+        "SELECT 'routine', ROUTINE_NAME, ROUTINE_SCHEMA FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = %s UNION ALL SELECT 'event', EVENT_NAME, EVENT_SCHEMA "
+        "FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s UNION ALL SELECT TABLE_TYPE, "
+        "TABLE_NAME, TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (%s, %s)",
+        (target, target, target, other or target),
+    )
+    has_objects = any(kind in ("routine", "event", "VIEW") and schema == target
+                      for kind, _, schema in rows)  # fmt: skip
+    # SHOW TRIGGERS reads the schema's trigger files only; information_schema.TRIGGERS
+    # opens every table of the schema (three times slower on a 2-core VM)
+    has_objects = has_objects or bool(query(conn, f"SHOW TRIGGERS FROM {ident(target)}"))
+    old = definitions(conn, target, target, target) if has_objects else []
+    if has_objects:
+        query(conn, "USE information_schema")
+    target_tables = sorted(str(name) for kind, name, schema in rows
+                           if schema == target and kind not in ("routine", "event", "VIEW")
+                           and name != JOURNAL)  # fmt: skip
+    other_tables = sorted(str(name) for kind, name, schema in rows
+                          if other and schema == other and kind not in ("routine", "event", "VIEW")
+                          and name not in (JOURNAL, MARKER))  # fmt: skip
+    return old, target_tables, other_tables
 
 
 def swap(
@@ -188,10 +262,11 @@ def swap(
     with ctx.swap():
         plan.state = "swapping"
         write_journal(conn, names.staging, plan)
-        query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
-        if not read_journal(conn, names.old):
-            create_journal(conn, names.old)
-        write_journal(conn, names.old, Plan(state="old"))
+        if not plan.old_schema:
+            query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
+            if not read_journal(conn, names.old):
+                create_journal(conn, names.old)
+            write_journal(conn, names.old, Plan(state="old"))
         if not plan.target_existed:
             query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.target)}")
         started = time.monotonic()
@@ -200,8 +275,11 @@ def swap(
                 query(conn, f"DROP TRIGGER IF EXISTS {ident(names.target)}.{ident(trigger.name)}")
             for view in plan.old_views_in_the_way:
                 query(conn, f"DROP VIEW IF EXISTS {ident(names.target)}.{ident(view.name)}")
-            moves = [f"{ident(names.target)}.{ident(t)} TO {ident(names.old)}.{ident(t)}"
-                     for t in plan.old_tables]  # fmt: skip
+            aside = plan.old_schema or names.old
+            moves = [f"{ident(schema)}.{ident(t)} TO {ident(to)}.{ident(t)}"
+                     for schema, to, t in plan.set_aside]  # fmt: skip
+            moves += [f"{ident(names.target)}.{ident(t)} TO {ident(aside)}.{ident(t)}"
+                      for t in plan.old_tables]  # fmt: skip
             moves += [f"{ident(names.staging)}.{ident(t)} TO {ident(names.target)}.{ident(t)}"
                       for t in plan.new_tables]  # fmt: skip
             if moves:
@@ -225,7 +303,7 @@ def swap(
         ctx.log(f"swapped {len(plan.new_tables)} tables into {names.target} in one RENAME TABLE "
                 f"({(renamed - started) * 1000:.0f} ms), then {len(plan.new)} triggers, routines,"
                 f" views and events ({(time.monotonic() - renamed) * 1000:.0f} ms)")  # fmt: skip
-    cleanup(conn, names, ctx, keep_old=keep_old)
+    cleanup(conn, names, ctx, keep_old=keep_old or bool(plan.old_schema))
 
 
 def finish(conn: Connection, names: Names, plan: Plan) -> None:
@@ -247,8 +325,11 @@ def finish(conn: Connection, names: Names, plan: Plan) -> None:
     for name in plan.old_views:
         if name not in new_views and name not in plan.new_tables:
             query(conn, f"DROP VIEW IF EXISTS {ident(name)}")
-    plan.state = "done"
     query(conn, "USE information_schema")
+    if plan.old_schema and plan.undo_entry:  # the undo copy now describes what it holds
+        query(conn, f"REPLACE INTO {ident(plan.old_schema)}.{MARKER} VALUES (1, %s)",
+              (json.dumps(plan.undo_entry),))  # fmt: skip
+    plan.state = "done"
     write_journal(conn, names.staging, plan)
 
 
@@ -274,11 +355,15 @@ def cleanup(conn: Connection, names: Names, ctx: RewindContext, *, keep_old: boo
             ctx.log(f"could not drop {name} ({message(exc)}); the next rewind will", "warning")
 
 
-def recover(conn: Connection, names: Names, ctx: RewindContext) -> None:
-    """Finish or undo what an interrupted run left; refuse look-alikes that aren't ours."""
+def recover(
+    conn: Connection, names: Names, ctx: RewindContext, present: Collection[str] | None = None
+) -> None:
+    """Finish or undo what an interrupted run left; refuse look-alikes that aren't ours.
+
+    ``present``: the schemas that exist, when the caller has listed them already."""
     staging = old = None
     for name in (names.staging, names.old):
-        if not schema_exists(conn, name):
+        if not (schema_exists(conn, name) if present is None else name in present):
             continue
         journal = read_journal(conn, name)
         if journal is None and tables(conn, name):

@@ -22,11 +22,13 @@ import pymysql
 
 from reel_tui.cache import (
     EVICT_LOCK_WAIT,
+    UNDO_KEY,
     CachedCopy,
     CacheIndex,
     DigestTask,
     Retention,
     cache_key,
+    copies_of,
     digest_task,
     evictions,
     key_after_load,
@@ -36,10 +38,10 @@ from reel_tui.cache import (
 from reel_tui.config import AppConfig
 from reel_tui.engines import mysql_cache
 from reel_tui.engines.base import LogLevel, Phase, RewindContext
-from reel_tui.engines.mysql_cache import Marked, Template
+from reel_tui.engines.mysql_cache import Marked, ReadySpare, Template
 from reel_tui.engines.mysql_conn import Connection, ident, message
 from reel_tui.engines.mysql_objects import definitions, query
-from reel_tui.engines.mysql_swap import Names, drop_schema
+from reel_tui.engines.mysql_swap import Names, Plan, create_journal, drop_schema, write_journal
 from reel_tui.sources import Source, list_sources
 
 Loader = Callable[[Source, str, RewindContext], str]
@@ -58,6 +60,13 @@ class MyWarm:
         self.digest: DigestTask | None = None
         self.templates: list[Template] = []
         """Found by :meth:`start`, under the target's lock: nothing drops them meanwhile."""
+        self.found: list[Marked] = []
+        """The target's marked schemas as :meth:`start` found them (sizes not read)."""
+        self.took: float | None = None
+        """Seconds taking the spare took; None when no spare was taken."""
+        self.aside: list[str] = []
+        """Schemas this rewind made or emptied to hold what its swap sets aside (marked
+        "taking" until the swap is over, then "trash")."""
 
     @property
     def enabled(self) -> bool:
@@ -68,7 +77,8 @@ class MyWarm:
         unchanged), else beside the load."""
         if not self.enabled:
             return
-        self.templates = mysql_cache.templates(self.admin, self.target)
+        self.found = mysql_cache.marked(self.admin, self.target, sizes=False)
+        self.templates = mysql_cache.templates(self.admin, self.target, self.found)
         self.digest = digest_task(self.index, self.app, source.path, lambda: bool(self.templates))
 
     def find(self) -> Template | None:
@@ -76,14 +86,27 @@ class MyWarm:
         key = key_now(self.app, self.digest)
         return None if key is None else next((t for t in self.templates if t.key == key), None)
 
-    def stage(self, names: Names, template: Template, ctx: RewindContext) -> None:
-        """Put the template's tables into the staging schema: the spare's by one RENAME
-        TABLE, else a copy."""
-        ctx.log(f"cached copy of this dump found ({template.name}): no load")
+    def ready_spare(self, template: Template) -> ReadySpare | None:
+        """The template's complete spare, if there is one."""
+        return mysql_cache.ready_spare(self.admin, self.target, template, self.found)
+
+    def take_spare(self, names: Names, spare: ReadySpare, *, journal: bool) -> bool:
+        """Move the spare's tables (and journal table) into the staging schema; the emptied
+        spare then holds what the swap sets aside."""
         started = time.monotonic()
-        if mysql_cache.take_spare(self.admin, self.target, template, names.staging):
-            ctx.log(f"took its ready spare ({time.monotonic() - started:.2f} s)")
+        if not mysql_cache.take_spare(self.admin, spare, names.staging, journal=journal):
+            return False
+        self.aside.append(spare.name)
+        self.took = time.monotonic() - started
+        return True
+
+    def stage(self, names: Names, template: Template, ctx: RewindContext) -> None:
+        """Log the spare taken, else copy the template's tables into the staging schema."""
+        ctx.log(f"cached copy of this dump found ({template.name}): no load")
+        if self.took is not None:
+            ctx.log(f"took its ready spare ({self.took:.2f} s)")
         else:
+            started = time.monotonic()
             ctx.progress(phase="preparing", detail="copying the cached tables")
             mysql_cache.copy_tables(
                 self.admin, template.name, names.staging, template.tables, ctx.check_cancelled
@@ -91,21 +114,75 @@ class MyWarm:
             ctx.log(
                 f"no spare was ready: copied {template.name} in {time.monotonic() - started:.2f} s"
             )
-        mysql_cache.touch(self.admin, template, self.target)
+        entry = next((m.entry for m in self.found if m.name == template.name), None)
+        mysql_cache.touch(self.admin, template, self.target, entry)
+
+    def trash(self) -> str:
+        """A schema for what the swap sets aside: the emptied spare, else a new one."""
+        if not self.aside:
+            self.aside.append(mysql_cache.new_trash(self.admin, self.target, "taking"))
+        return self.aside[0]
+
+    def old_schema(self, names: Names, *, undo: bool, taken_undo: bool) -> str:
+        """Where the swap's RENAME TABLE puts the target's tables ("": ``O``, the long
+        way): the undo copy when it is kept and exists (``taken_undo``: this run took
+        its tables, an ``@undo``), else a trash schema when copies are kept."""
+        if undo:
+            name = mysql_cache.undo_name(self.target)
+            found = self.found if self.found else mysql_cache.marked(self.admin, self.target,
+                                                                    sizes=False)  # fmt: skip
+            marker = next((m for m in found if m.name == name), None)
+            kinds = ("undo", "taken") if taken_undo else ("undo",)
+            ours = marker is not None and marker.key == UNDO_KEY and marker.kind in kinds
+            return name if ours else ""
+        return self.trash() if self.enabled else ""
+
+    def set_aside_done(self) -> None:
+        """The swap is over: what it set aside is trash, dropped in the background without
+        the target's lock."""
+        for name in self.aside:
+            mysql_cache.mark(self.admin, name, exists=True, kind="trash", target=self.target,
+                             time=time.time())  # fmt: skip
+
+    def drop_aside(self) -> None:
+        """After a failed rewind: the schemas made or emptied for it go (best effort; the
+        background drops what stays). Nothing the swap set aside is needed: the undo copy
+        is never among them."""
+        for name in self.aside:
+            with contextlib.suppress(pymysql.Error):
+                drop_schema(self.admin, name)
 
     def after_swap(
-        self, names: Names, source: Source, template: Template | None, ctx: RewindContext
+        self,
+        names: Names,
+        source: Source,
+        template: Template | None,
+        ctx: RewindContext,
+        set_aside: bool = False,
+        undo: bool = False,
     ) -> None:
-        """Set the replaced tables aside; after a cold load, ask for a cached copy."""
+        """Set the replaced tables aside (``set_aside``: the swap did, into the undo copy
+        or a trash schema); after a cold load, ask for a cached copy.
+
+        When the swap set the tables aside, the index (for --list and the TUI) is updated
+        by the background work that follows, not here: listing the copies again costs
+        three queries while the application waits."""
         try:
-            trash = mysql_cache.trash_tables(self.admin, self.target, names.old)
-            if trash is not None:
-                ctx.log(f"the previous content ({trash}) is dropped in the background")
+            self.set_aside_done()
+            if set_aside:
+                if self.aside and not undo:
+                    ctx.log(f"the replaced tables ({self.aside[0]}) are dropped in the "
+                            "background")  # fmt: skip
+            else:
+                trash = mysql_cache.trash_tables(self.admin, self.target, names.old)
+                if trash is not None:
+                    ctx.log(f"the previous content ({trash}) is dropped in the background")
             if template is None:
                 self._request(source, ctx)
         except pymysql.Error as exc:
             ctx.log(f"cache: {message(exc)}; the next rewind cleans up", "warning")
-        self.record()
+        if not set_aside:
+            self.record()
 
     def _request(self, source: Source, ctx: RewindContext) -> None:
         kept = key_after_load(self.app, self.digest, ctx)
@@ -141,11 +218,13 @@ def maintain(
     target = app.database
     mysql_cache.maintenance_lock(admin, target)
     found = mysql_cache.marked(admin, target)
+    if index is not None:  # first: a warm rewind leaves the index to this (--list, the TUI)
+        index.record_copies(app.target_key, _copies_of(admin, target, found))
     for schema in found:
         if schema.kind == "trash":
             _drop_logged(admin, schema, "the replaced content", log)
         elif schema.kind not in mysql_cache.COMPLETE:
-            _drop_logged(admin, schema, "unfinished work of a stopped run", log)
+            _drop_unfinished(admin, target, schema, log)
     requests = sorted(
         (s for s in found if s.kind == "request"),
         key=lambda s: float(s.entry.get("time", 0)),
@@ -163,6 +242,32 @@ def maintain(
         make_spare(admin, target, found_templates[0], log)
     if index is not None:
         index.record_copies(app.target_key, mysql_cache.copies(admin, target))
+
+
+def _copies_of(admin: Connection, target: str, found: list[Marked]) -> list[CachedCopy]:
+    """The copies as :func:`mysql_cache.copies` lists them, from schemas listed already."""
+    return copies_of(
+        mysql_cache.templates(admin, target, found), mysql_cache.spares(admin, target, found)
+    ) + copies_of(mysql_cache.snapshots(admin, target, found), {})
+
+
+def _drop_unfinished(
+    admin: Connection, target: str, schema: Marked, log: Callable[[str], None]
+) -> None:
+    """Drop a schema a stopped run left unfinished; one a rewind may be using right now
+    (:data:`mysql_cache.IN_USE`) only while no rewind of the target runs."""
+    if schema.kind not in mysql_cache.IN_USE:
+        _drop_logged(admin, schema, "unfinished work of a stopped run", log)
+        return
+    if not mysql_cache.try_target_lock(admin, target):
+        return  # a rewind is running: it may be using it; the next background run drops it
+    try:
+        if (marker := mysql_cache.read_marker(admin, schema.name)) is not None and (
+            marker.kind == schema.kind
+        ):
+            _drop_logged(admin, marker, "unfinished work of a stopped run", log)
+    finally:
+        mysql_cache.release_target_lock(admin, target)
 
 
 def _drop_logged(admin: Connection, schema: Marked, what: str, log: Callable[[str], None]) -> None:
@@ -261,6 +366,10 @@ def make_spare(
     mysql_cache.drop_ours(admin, spare, target)
     mysql_cache.create_schema(admin, spare, template.name)
     mysql_cache.mark(admin, spare, kind="prep", target=target, key=template.key)
+    # the staging schema's journal table, made now: a warm rewind moves it into the staging
+    # schema with the tables (in the same RENAME TABLE) instead of creating it
+    create_journal(admin, spare)
+    write_journal(admin, spare, Plan())
     mysql_cache.move_tables(admin, prep, spare, template.tables)
     mysql_cache.mark(admin, spare, kind="spare", target=target, key=template.key)
     drop_schema(admin, prep)
