@@ -36,12 +36,13 @@ DELIMITER ;
 
 
 def reel_schemas(server: MysqlServer, target: str) -> dict[str, list[str]]:
-    """reel's schemas for the target, by kind (cache, spare, trash, load, staging, …); the
+    """reel's schemas for the target, by kind (cache, spare, aside, trash, load, staging, …); the
     undo copy (test_snapshots_mysql.py) left out: the rewinds here replace a target."""
     kinds: dict[str, list[str]] = {}
     for db in server.databases():
         if db.startswith(target + "__reel_") and db != target + "__reel_undo":
-            kinds.setdefault(db[len(target) + 7 :].split("_")[0], []).append(db)
+            kind = "aside" if db.endswith("_aside") else db[len(target) + 7 :].split("_")[0]
+            kinds.setdefault(kind, []).append(db)
     return kinds
 
 
@@ -69,7 +70,7 @@ def test_second_rewind_takes_the_ready_spare_and_equals_a_cold_load(
     assert {"event tidy", "PROCEDURE add_parent", "FUNCTION double_it", "view names",
             "trigger count_parent"} <= set(expected)  # fmt: skip
     schemas = reel_schemas(mysql_server, my_dbname)
-    assert set(schemas) == {"cache", "spare"}, schemas
+    assert set(schemas) == {"cache", "spare", "aside"}, schemas
 
     for sql in ("DELETE FROM child", "CREATE TABLE scratch (x int)", "DROP TRIGGER count_parent",
                 "DROP VIEW names", "DROP PROCEDURE add_parent"):  # fmt: skip
@@ -81,7 +82,7 @@ def test_second_rewind_takes_the_ready_spare_and_equals_a_cold_load(
     assert fingerprint(mysql_server, my_dbname) == expected
     mysql_server.execute("INSERT INTO parent VALUES (3, 'three')", my_dbname)
     assert mysql_server.execute("SELECT n FROM audit", my_dbname) == [(3,)], "trigger is live"
-    assert set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare"}
+    assert set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare", "aside"}
 
 
 def test_cache_schemas_hold_nothing_that_fires_or_can_be_called(
@@ -181,7 +182,7 @@ def test_kill_during_a_warm_swap_is_rolled_back_or_completed(
     log = ok(rewind(dumps, history, "seed.sql"))
     assert "completed an interrupted swap" in log
     assert fingerprint(mysql_server, my_dbname) == before
-    assert set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare"}
+    assert set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare", "aside"}
 
 
 def test_headless_warm_rewind_leaves_the_background_work_to_a_detached_process(
@@ -197,7 +198,7 @@ def test_headless_warm_rewind_leaves_the_background_work_to_a_detached_process(
     assert "took its ready spare" in warm.stdout
     assert fingerprint(mysql_server, my_dbname) == expected
     # the detached process drops the replaced tables and makes the next spare
-    _wait_for(lambda: set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare"})
+    _wait_for(lambda: set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare", "aside"})
     listing = subprocess.run([*REEL, "-c", str(dumps), "--list"], capture_output=True,
                              text=True, env=env)  # fmt: skip
     assert "✓" in listing.stdout

@@ -151,33 +151,120 @@ class MysqlEngine(ServerEngine):
         names = Names.of(self.app.database)
         mysql_swap.get_lock(admin, names.target, ctx)
         present = mysql_cache.schema_options(admin, names.target, names.staging, names.old)
-        mysql_swap.recover(admin, names, ctx, present)
+        found = mysql_cache.marked(admin, names.target, sizes=False)
+        swaps = [m.name for m in found if m.kind == mysql_cache.SWAP]
+        mysql_swap.recover(admin, names, ctx, present, swaps)
+        if swaps:
+            found = mysql_cache.marked(admin, names.target, sizes=False)
         ctx.progress(phase="preparing")
         ctx.log(f"checked target: {self._describe_target(admin, names.target in present)}")
-        charset = present.get(names.target)
-        options = f" CHARACTER SET {charset[0]} COLLATE {charset[1]}" if charset else ""
-        warm = MyWarm(self.app, self.cache_index, admin)
+        warm = MyWarm(self.app, self.cache_index, admin, found)
         stored = self._stored(admin, source, ctx)
         if stored is None:
             warm.start(source)
         template = warm.find() if stored is None else None
         spare = warm.ready_spare(template) if template is not None else None
         undo = self.app.undo and warm.retention.enabled
+        if template is not None and spare is not None and spare.journaled and spare.aside:
+            plan = self._swap_spare(admin, names, warm, template, spare, present, source, ctx)
+        else:
+            plan = self._swap_staging(admin, names, warm, source, stored, template, spare,
+                                      present, ctx)  # fmt: skip
+        if undo and plan.undo_entry:
+            ctx.log(f"kept the replaced state as the undo copy ({plan.old_schema}; "
+                    "reel-tui --undo swaps it back)")  # fmt: skip
+            if plan.set_aside:
+                ctx.log(f"the previous undo copy ({plan.set_aside[0][2]}) is dropped in the "
+                        "background")  # fmt: skip
+        elif undo:
+            self._keep_undo(admin, names, plan, source.name, ctx)
+        if warm.enabled:
+            warm.after_swap(names, source, template or stored, ctx, plan, undo=undo)
+        self.maintenance_due = warm.enabled or undo
+
+    def _swap_spare(
+        self,
+        admin: Connection,
+        names: Names,
+        warm: MyWarm,
+        template: mysql_cache.Template,
+        spare: mysql_cache.ReadySpare,
+        present: dict[str, tuple[str, str]],
+        source: Source,
+        ctx: RewindContext,
+    ) -> mysql_swap.Plan:
+        """The warm rewind's short way: the ready spare is swapped in from where it is,
+        its journal table being the swap's (no staging schema made, filled or dropped);
+        in the same RENAME TABLE the replaced tables go to the undo copy, whose previous
+        tables go into the spare under free names (it is trash afterwards)."""
+        ctx.log(f"cached copy of this dump found ({template.name}): no load")
+        mysql_cache.claim_spare(admin, spare)
+        try:
+            warm.touch(template)
+            ctx.log(f"took its ready spare ({spare.name}): swapped in where it is")
+            ctx.progress(phase="swapping")
+            undo = self.app.undo and warm.retention.enabled
+            exists = names.target in present
+            old_schema = spare.aside
+            if undo:
+                old_schema = warm.old_schema(names, undo=True, taken_undo=False) if exists else ""
+            plan = mysql_swap.prepare(admin, names, template.database_options,
+                                      template.definitions, new_tables=spare.tables,
+                                      target_existed=exists, old_schema=old_schema,
+                                      aside=lambda table: (spare.aside, table),
+                                      staging=spare.name)  # fmt: skip
+            plan.retire = [spare.name, spare.aside]
+            if undo and plan.old_schema:
+                plan.undo_entry = self._undo_entry(plan, source.name)
+            mysql_swap.swap(admin, names, plan, ctx, keep_old=True)
+        except BaseException:
+            self._unclaim(admin, spare, ctx)
+            raise
+        return plan
+
+    def _unclaim(
+        self, admin: Connection, spare: mysql_cache.ReadySpare, ctx: RewindContext
+    ) -> None:
+        """After a failure before the swap's rename: the spare is a ready spare again
+        (nothing moved); after it, the swap's journal stays for the next run."""
+        try:
+            if not admin.open:
+                return
+            plan = mysql_swap.read_journal(admin, spare.name)
+            if plan is not None and plan.state in ("swapping", "renamed"):
+                return  # the swap's own handling (or the next run) decides
+            mysql_cache.mark(admin, spare.name, exists=True, **spare.entry)
+        except pymysql.Error as exc:
+            ctx.log(f"could not give {spare.name} back ({message(exc)}); the next run will",
+                    "warning")  # fmt: skip
+
+    def _swap_staging(
+        self,
+        admin: Connection,
+        names: Names,
+        warm: MyWarm,
+        source: Source,
+        stored: mysql_cache.Template | None,
+        template: mysql_cache.Template | None,
+        spare: mysql_cache.ReadySpare | None,
+        present: dict[str, tuple[str, str]],
+        ctx: RewindContext,
+    ) -> mysql_swap.Plan:
+        """The staging schema ``S`` is made and filled (a load, a copy, a snapshot, the
+        undo copy, a spare made by an earlier version), then swapped in."""
+        charset = present.get(names.target)
+        options = f" CHARACTER SET {charset[0]} COLLATE {charset[1]}" if charset else ""
+        undo = self.app.undo and warm.retention.enabled
         query(admin, f"CREATE DATABASE {ident(names.staging)}{options}")
         try:
-            # a spare made by this version carries the journal table: one RENAME TABLE
-            # brings both, the staging schema is never without its journal
-            journaled = spare is not None and spare.journaled
-            journaled = journaled and warm.take_spare(names, spare, journal=True)  # type: ignore[arg-type]
-            if not journaled:
-                mysql_swap.create_journal(admin, names.staging)
+            mysql_swap.create_journal(admin, names.staging)
             mysql_swap.write_journal(admin, names.staging, mysql_swap.Plan())
             new_tables = None
             if stored is not None:
                 self._stage_stored(admin, stored, names, ctx)
                 new, database_options = stored.definitions, stored.database_options
             elif template is not None:
-                if spare is not None and not journaled and not spare.journaled:
+                if spare is not None:
                     warm.take_spare(names, spare, journal=False)
                 if warm.took is not None:
                     new_tables = template.tables
@@ -193,7 +280,8 @@ class MysqlEngine(ServerEngine):
                 old_schema = warm.old_schema(names, undo=undo, taken_undo=taken_undo)
             plan = mysql_swap.prepare(admin, names, database_options, new, new_tables=new_tables,
                                       target_existed=names.target in present,
-                                      old_schema=old_schema, trash=warm.trash)  # fmt: skip
+                                      old_schema=old_schema,
+                                      aside=lambda table: (warm.trash(), table))  # fmt: skip
             if undo and plan.old_schema:
                 plan.undo_entry = self._undo_entry(plan, source.name)
             mysql_swap.swap(admin, names, plan, ctx, keep_old=warm.enabled or undo)
@@ -203,18 +291,7 @@ class MysqlEngine(ServerEngine):
             self._drop_staging(admin, names, ctx)
             warm.drop_aside()
             raise
-        if undo and plan.old_schema:
-            ctx.log(f"kept the replaced state as the undo copy ({plan.old_schema}; "
-                    "reel-tui --undo swaps it back)")  # fmt: skip
-            if plan.set_aside:
-                ctx.log(f"the previous undo copy ({plan.set_aside[0][1]}) is dropped in the "
-                        "background")  # fmt: skip
-        elif undo:
-            self._keep_undo(admin, names, plan, source.name, ctx)
-        if warm.enabled:
-            warm.after_swap(names, source, template or stored, ctx,
-                            set_aside=bool(plan.old_schema), undo=undo)  # fmt: skip
-        self.maintenance_due = warm.enabled or undo
+        return plan
 
     def _undo_entry(self, plan: mysql_swap.Plan, what: str) -> dict[str, object]:
         """The undo copy's marker once the swap has moved the replaced tables into it."""

@@ -60,9 +60,13 @@ from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
 from reel_tui.engines.mysql_swap import JOURNAL, MARKER, derived_name, drop_schema, lock_name
 
-COMPLETE = ("cache", "spare", "request", "trash", "snapshot", "undo")
+COMPLETE = ("cache", "spare", "aside", "request", "trash", "snapshot", "undo")
 """Marker kinds of schemas that are what they say; others ("building", "prep", "taken",
 "taking") are unfinished work of a worker or rewind that was killed."""
+SWAP = "swap"
+"""A spare a rewind swaps in from where it is (its journal says how far it got): only a
+rewind's recovery (holding the target's lock) may finish it and make it trash; nothing
+drops it, so a killed swap is always finished or rolled back."""
 IN_USE = ("taken", "taking")
 """Kinds a running rewind may still be using (a spare or undo copy it empties, a trash it
 fills in its swap): the background drops them only while holding the target's lock."""
@@ -110,6 +114,11 @@ def cache_name(target: str, key: str) -> str:
 
 def spare_name(target: str, key: str) -> str:
     return derived_name(target, f"spare_{short(key)}")
+
+
+def aside_name(target: str, key: str) -> str:
+    """The spare's empty companion: where its swap sets the replaced tables aside."""
+    return derived_name(target, f"spare_{short(key)}_aside")
 
 
 def prep_name(target: str, key: str) -> str:
@@ -370,6 +379,8 @@ def drop_ours(conn: Connection, name: str, target: str) -> bool:
                  (name,)):  # fmt: skip
         return False
     marker = read_marker(conn, name)
+    if marker is not None and marker.kind == SWAP and marker.entry.get("target") == target:
+        return False  # a swap's journal: the next rewind's recovery finishes it first
     if marker is None:
         ours = not _holds_anything(conn, name)
     else:
@@ -499,6 +510,8 @@ class ReadySpare:
     entry: dict[str, object]
     tables: list[str]
     journaled: bool
+    aside: str = ""
+    """Its empty aside schema ("": none ready)."""
 
 
 def ready_spare(
@@ -518,12 +531,26 @@ def ready_spare(
         target,
     ):
         return None
-    held = {str(r[0]) for r in query(
-        conn, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-              "AND TABLE_TYPE <> 'VIEW'", (name,))}  # fmt: skip
+    aside = aside_name(target, template.key)
+    companion = None if found is None else next((m for m in found if m.name == aside), None)
+    listed: dict[str, set[str]] = {name: set(), aside: set()}
+    for schema, table in query(
+        conn, "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE "
+              "TABLE_SCHEMA IN (%s, %s) AND TABLE_TYPE <> 'VIEW'", (name, aside)):  # fmt: skip
+        listed[str(schema)].add(str(table))
+    held = listed[name]
     if sorted(held - {JOURNAL, MARKER}) != sorted(template.tables):
         return None
-    return ReadySpare(name, spare.entry, list(template.tables), JOURNAL in held)
+    ready = (companion is not None and companion.kind == "aside" and companion.key == template.key
+             and listed[aside] == {MARKER})  # fmt: skip
+    return ReadySpare(name, spare.entry, list(template.tables), JOURNAL in held,
+                      aside if ready else "")  # fmt: skip
+
+
+def claim_spare(conn: Connection, spare: ReadySpare) -> None:
+    """The spare is swapped in from where it is: its marker says "swap" first (a killed
+    run's next rewind finds its journal by it)."""
+    mark(conn, spare.name, exists=True, **{**spare.entry, "kind": SWAP})
 
 
 def take_spare(conn: Connection, spare: ReadySpare, staging: str, *, journal: bool) -> bool:

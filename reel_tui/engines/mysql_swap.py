@@ -98,8 +98,14 @@ class Plan:
     """Where T's tables go ("": ``O``): the undo copy or a trash schema made beforehand,
     so the replaced tables are set aside by the swap's own RENAME TABLE."""
     set_aside: list[list[str]] = field(default_factory=list)
-    """``[schema, to, table]`` moved first in the same RENAME TABLE (the previous undo
-    copy's tables to the trash, freeing their names for T's)."""
+    """``[schema, table, to schema, to table]`` moved first in the same RENAME TABLE (the
+    previous undo copy's tables to the trash, freeing their names for T's)."""
+    staging: str = ""
+    """The schema holding the journal and the new tables when it is not ``S``: a cached
+    copy's ready spare, swapped in from where it is (no ``S`` made, filled, dropped)."""
+    retire: list[str] = field(default_factory=list)
+    """Schemas of reel's made trash once the swap is over or rolled back (the spare
+    swapped in and its aside schema): dropped in the background."""
     undo_entry: dict[str, object] = field(default_factory=dict)
     """The marker the undo copy (``old_schema``) gets once T holds the new tables."""
 
@@ -119,6 +125,10 @@ class Plan:
         plan.old_definitions = [Definition(**d) for d in entry.get("old_definitions", [])]
         plan.set_aside = [list(move) for move in entry.get("set_aside", [])]
         return plan
+
+    def holder(self, names: Names) -> str:
+        """The schema holding the journal and the new tables."""
+        return self.staging or names.staging
 
 
 def schema_exists(conn: Connection, name: str) -> bool:
@@ -171,7 +181,8 @@ def prepare(
     new_tables: list[str] | None = None,
     target_existed: bool | None = None,
     old_schema: str = "",
-    trash: Callable[[], str] | None = None,
+    aside: Callable[[str], tuple[str, str]] | None = None,
+    staging: str = "",
 ) -> Plan:
     """Step 1 and 2's reading: what moves and what must be recreated; nothing in T changes.
 
@@ -179,14 +190,17 @@ def prepare(
     copy keeps them, its staging schema has none); else read from the staging schema.
     ``new_tables`` / ``target_existed``: known already (saves a query each).
     ``old_schema``: an existing schema of reel's (the undo copy, a trash) T's tables go to
-    in the swap's own RENAME TABLE instead of ``O``; its own tables are set aside into
-    ``trash()`` in that same statement. Left unused ("") when T holds a table named like
-    reel's journal or marker (the caller then goes the long way, through ``O``).
+    in the swap's own RENAME TABLE instead of ``O``; ``aside(table)`` says where a table
+    goes that must leave it first, in that same statement (schema and name). Left unused
+    ("") when T holds a table named like reel's journal or marker (the caller then goes
+    the long way, through ``O``).
+    ``staging``: the schema holding the new tables and the journal, if not ``S``.
     """
-    plan = Plan(state="prepared", database_options=database_options)
+    plan = Plan(state="prepared", database_options=database_options, staging=staging)
     if new is not None:
         plan.new = list(new)
-        plan.new_tables = tables(conn, names.staging) if new_tables is None else list(new_tables)
+        plan.new_tables = (tables(conn, plan.holder(names)) if new_tables is None
+                           else list(new_tables))  # fmt: skip
     else:
         plan.new_tables = tables(conn, names.staging)
         plan.new = definitions(conn, names.staging, names.target, names.staging)
@@ -209,9 +223,8 @@ def prepare(
         if old_schema and not {JOURNAL, MARKER} & set(plan.old_tables):
             plan.old_schema = old_schema
             if held:
-                assert trash is not None, "the old schema holds tables and there is no trash"
-                aside = trash()
-                plan.set_aside = [[old_schema, aside, table] for table in held]
+                assert aside is not None, "tables to set aside and nowhere to put them"
+                plan.set_aside = [[old_schema, table, *aside(table)] for table in held]
     return plan
 
 
@@ -260,8 +273,9 @@ def swap(
     # entered before the journal says "swapping": a cancel that comes first finds only
     # the staging schema (the caller drops it), not a swap the next run has to finish
     with ctx.swap():
+        holder = plan.holder(names)
         plan.state = "swapping"
-        write_journal(conn, names.staging, plan)
+        write_journal(conn, holder, plan)
         if not plan.old_schema:
             query(conn, f"CREATE DATABASE IF NOT EXISTS {ident(names.old)}")
             if not read_journal(conn, names.old):
@@ -276,23 +290,23 @@ def swap(
             for view in plan.old_views_in_the_way:
                 query(conn, f"DROP VIEW IF EXISTS {ident(names.target)}.{ident(view.name)}")
             aside = plan.old_schema or names.old
-            moves = [f"{ident(schema)}.{ident(t)} TO {ident(to)}.{ident(t)}"
-                     for schema, to, t in plan.set_aside]  # fmt: skip
+            moves = [f"{ident(schema)}.{ident(t)} TO {ident(to)}.{ident(new_name)}"
+                     for schema, t, to, new_name in plan.set_aside]  # fmt: skip
             moves += [f"{ident(names.target)}.{ident(t)} TO {ident(aside)}.{ident(t)}"
                       for t in plan.old_tables]  # fmt: skip
-            moves += [f"{ident(names.staging)}.{ident(t)} TO {ident(names.target)}.{ident(t)}"
+            moves += [f"{ident(holder)}.{ident(t)} TO {ident(names.target)}.{ident(t)}"
                       for t in plan.new_tables]  # fmt: skip
             if moves:
                 query(conn, "RENAME TABLE " + ", ".join(moves))
         except pymysql.Error as exc:
             if rollback(conn, names, plan, ctx):
-                cleanup(conn, names, ctx)  # else the journal stays for the next run
+                cleanup(conn, names, ctx, plan=plan)  # else the journal stays for the next run
             code = "busy" if _is_lock_timeout(exc) else "failed"
             raise RewindError(f"swap into {names.target} failed, nothing was changed: "
                               f"{message(exc)}{_blockers(conn)}", code=code) from None  # fmt: skip
         renamed = time.monotonic()
         plan.state = "renamed"
-        write_journal(conn, names.staging, plan)
+        write_journal(conn, holder, plan)
         try:
             finish(conn, names, plan)
         except pymysql.Error as exc:
@@ -303,7 +317,7 @@ def swap(
         ctx.log(f"swapped {len(plan.new_tables)} tables into {names.target} in one RENAME TABLE "
                 f"({(renamed - started) * 1000:.0f} ms), then {len(plan.new)} triggers, routines,"
                 f" views and events ({(time.monotonic() - renamed) * 1000:.0f} ms)")  # fmt: skip
-    cleanup(conn, names, ctx, keep_old=keep_old or bool(plan.old_schema))
+    cleanup(conn, names, ctx, keep_old=keep_old or bool(plan.old_schema), plan=plan)
 
 
 def finish(conn: Connection, names: Names, plan: Plan) -> None:
@@ -330,7 +344,7 @@ def finish(conn: Connection, names: Names, plan: Plan) -> None:
         query(conn, f"REPLACE INTO {ident(plan.old_schema)}.{MARKER} VALUES (1, %s)",
               (json.dumps(plan.undo_entry),))  # fmt: skip
     plan.state = "done"
-    write_journal(conn, names.staging, plan)
+    write_journal(conn, plan.holder(names), plan)
 
 
 def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> bool:
@@ -347,20 +361,49 @@ def rollback(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> 
     return True
 
 
-def cleanup(conn: Connection, names: Names, ctx: RewindContext, *, keep_old: bool = False) -> None:
-    for name in (names.staging,) if keep_old else (names.old, names.staging):
+def cleanup(
+    conn: Connection,
+    names: Names,
+    ctx: RewindContext,
+    *,
+    keep_old: bool = False,
+    plan: Plan | None = None,
+) -> None:
+    """Drop ``S`` (and ``O`` unless ``keep_old``); a spare that held the new tables
+    (and its aside schema) become trash instead, dropped in the background (no DROP
+    DATABASE while the application waits)."""
+    if plan is not None and plan.staging:
+        for schema in plan.retire:
+            retire(conn, schema, names.target)
+        if plan.old_schema or keep_old:
+            return
+    drops = () if plan is not None and plan.staging else (names.staging,)
+    for name in drops if keep_old else (names.old, *drops):
         try:
             drop_schema(conn, name)
         except pymysql.Error as exc:
             ctx.log(f"could not drop {name} ({message(exc)}); the next rewind will", "warning")
 
 
+def retire(conn: Connection, schema: str, target: str) -> None:
+    """A spare that held a swap's new tables: now trash (the background drops it)."""
+    entry = {"kind": "trash", "target": target, "time": time.time()}
+    query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+
+
 def recover(
-    conn: Connection, names: Names, ctx: RewindContext, present: Collection[str] | None = None
+    conn: Connection,
+    names: Names,
+    ctx: RewindContext,
+    present: Collection[str] | None = None,
+    swaps: Collection[str] = (),
 ) -> None:
     """Finish or undo what an interrupted run left; refuse look-alikes that aren't ours.
 
-    ``present``: the schemas that exist, when the caller has listed them already."""
+    ``present``: the schemas that exist, when the caller has listed them already.
+    ``swaps``: spares whose marker says a swap was taking them (kind "swap")."""
+    for name in swaps:
+        _recover_spare_swap(conn, names, name, ctx)
     staging = old = None
     for name in (names.staging, names.old):
         if not (schema_exists(conn, name) if present is None else name in present):
@@ -388,6 +431,24 @@ def recover(
             ctx.log(f"rolled back an interrupted swap: {names.target} is as it was", "warning")
     cleanup(conn, names, ctx)
     ctx.log(f"removed {names.staging} / {names.old} left by an interrupted run", "warning")
+
+
+def _recover_spare_swap(conn: Connection, names: Names, schema: str, ctx: RewindContext) -> None:
+    """A spare a killed run was swapping in from where it is: finish or roll back as for
+    ``S``, then it is trash."""
+    plan = read_journal(conn, schema)
+    if plan is not None and plan.state in ("swapping", "renamed"):
+        plan.staging = schema
+        moved = not any(t in tables(conn, schema) for t in plan.new_tables)
+        if plan.state == "renamed" or moved:
+            finish(conn, names, plan)
+            ctx.log(f"completed an interrupted swap of {names.target}", "warning")
+        else:
+            rollback(conn, names, plan, ctx)
+            ctx.log(f"rolled back an interrupted swap: {names.target} is as it was", "warning")
+    for name in dict.fromkeys([schema, *(plan.retire if plan is not None else [])]):
+        retire(conn, name, names.target)
+    ctx.log(f"{schema}, left by an interrupted run, is dropped in the background", "warning")
 
 
 def _end_sessions_in(conn: Connection, schema: str, ctx: RewindContext) -> None:

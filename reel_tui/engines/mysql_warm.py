@@ -51,7 +51,13 @@ Loader = Callable[[Source, str, RewindContext], str]
 class MyWarm:
     """One rewind's view of the target's cached copies."""
 
-    def __init__(self, app: AppConfig, index: CacheIndex | None, admin: Connection) -> None:
+    def __init__(
+        self,
+        app: AppConfig,
+        index: CacheIndex | None,
+        admin: Connection,
+        found: list[Marked] | None = None,
+    ) -> None:
         self.app = app
         self.index = index
         self.admin = admin
@@ -60,8 +66,9 @@ class MyWarm:
         self.digest: DigestTask | None = None
         self.templates: list[Template] = []
         """Found by :meth:`start`, under the target's lock: nothing drops them meanwhile."""
-        self.found: list[Marked] = []
-        """The target's marked schemas as :meth:`start` found them (sizes not read)."""
+        self.found: list[Marked] = found or []
+        """The target's marked schemas as listed under the target's lock (sizes not read)."""
+        self._listed = found is not None
         self.took: float | None = None
         """Seconds taking the spare took; None when no spare was taken."""
         self.aside: list[str] = []
@@ -77,7 +84,9 @@ class MyWarm:
         unchanged), else beside the load."""
         if not self.enabled:
             return
-        self.found = mysql_cache.marked(self.admin, self.target, sizes=False)
+        if not self._listed:
+            self.found = mysql_cache.marked(self.admin, self.target, sizes=False)
+            self._listed = True
         self.templates = mysql_cache.templates(self.admin, self.target, self.found)
         self.digest = digest_task(self.index, self.app, source.path, lambda: bool(self.templates))
 
@@ -114,6 +123,10 @@ class MyWarm:
             ctx.log(
                 f"no spare was ready: copied {template.name} in {time.monotonic() - started:.2f} s"
             )
+        self.touch(template)
+
+    def touch(self, template: Template) -> None:
+        """Note the template's use (from its marker as listed: no read)."""
         entry = next((m.entry for m in self.found if m.name == template.name), None)
         mysql_cache.touch(self.admin, template, self.target, entry)
 
@@ -129,8 +142,8 @@ class MyWarm:
         its tables, an ``@undo``), else a trash schema when copies are kept."""
         if undo:
             name = mysql_cache.undo_name(self.target)
-            found = self.found if self.found else mysql_cache.marked(self.admin, self.target,
-                                                                    sizes=False)  # fmt: skip
+            found = self.found if self._listed else mysql_cache.marked(self.admin, self.target,
+                                                                      sizes=False)  # fmt: skip
             marker = next((m for m in found if m.name == name), None)
             kinds = ("undo", "taken") if taken_undo else ("undo",)
             ours = marker is not None and marker.key == UNDO_KEY and marker.kind in kinds
@@ -158,20 +171,21 @@ class MyWarm:
         source: Source,
         template: Template | None,
         ctx: RewindContext,
-        set_aside: bool = False,
+        plan: Plan,
         undo: bool = False,
     ) -> None:
-        """Set the replaced tables aside (``set_aside``: the swap did, into the undo copy
-        or a trash schema); after a cold load, ask for a cached copy.
+        """Set the replaced tables aside (unless the swap did, into the undo copy or a
+        trash schema: ``plan.old_schema``); after a cold load, ask for a cached copy.
 
         When the swap set the tables aside, the index (for --list and the TUI) is updated
         by the background work that follows, not here: listing the copies again costs
         three queries while the application waits."""
+        set_aside = bool(plan.old_schema)
         try:
             self.set_aside_done()
             if set_aside:
-                if self.aside and not undo:
-                    ctx.log(f"the replaced tables ({self.aside[0]}) are dropped in the "
+                if not undo:
+                    ctx.log(f"the previous content ({plan.old_schema}) is dropped in the "
                             "background")  # fmt: skip
             else:
                 trash = mysql_cache.trash_tables(self.admin, self.target, names.old)
@@ -223,7 +237,7 @@ def maintain(
     for schema in found:
         if schema.kind == "trash":
             _drop_logged(admin, schema, "the replaced content", log)
-        elif schema.kind not in mysql_cache.COMPLETE:
+        elif schema.kind not in (*mysql_cache.COMPLETE, mysql_cache.SWAP):
             _drop_unfinished(admin, target, schema, log)
     requests = sorted(
         (s for s in found if s.kind == "request"),
@@ -358,6 +372,10 @@ def make_spare(
     into the spare schema when complete."""
     prep = mysql_cache.prep_name(target, template.key)
     spare = mysql_cache.spare_name(target, template.key)
+    left = mysql_cache.read_marker(admin, spare)
+    if left is not None and left.kind == mysql_cache.SWAP and left.entry.get("target") == target:
+        log(f"{spare} holds an interrupted swap: the next rewind finishes it, then its spare")
+        return
     started = time.monotonic()
     mysql_cache.drop_ours(admin, prep, target)
     mysql_cache.create_schema(admin, prep, template.name)
@@ -370,6 +388,12 @@ def make_spare(
     # schema with the tables (in the same RENAME TABLE) instead of creating it
     create_journal(admin, spare)
     write_journal(admin, spare, Plan())
+    # and an empty schema beside it, where that swap sets the replaced tables aside (they
+    # cannot go into the spare: its own tables' foreign key names are still there)
+    aside = mysql_cache.aside_name(target, template.key)
+    mysql_cache.drop_ours(admin, aside, target)
+    mysql_cache.create_schema(admin, aside, template.name)
+    mysql_cache.mark(admin, aside, kind="aside", target=target, key=template.key)
     mysql_cache.move_tables(admin, prep, spare, template.tables)
     mysql_cache.mark(admin, spare, kind="spare", target=target, key=template.key)
     drop_schema(admin, prep)
@@ -398,6 +422,7 @@ def evict(app: AppConfig, admin: Connection, keep: str, log: Callable[[str], Non
             log(why)
         for copy in extra_spares:
             mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, copy.key), target)
+            mysql_cache.drop_ours(admin, mysql_cache.aside_name(target, copy.key), target)
     finally:
         mysql_cache.release_target_lock(admin, target)
 
@@ -409,6 +434,7 @@ def drop_copy(admin: Connection, target: str, copy: CachedCopy) -> None:
         mysql_cache.drop_ours(admin, copy.name, target)
         return
     mysql_cache.drop_ours(admin, mysql_cache.spare_name(target, copy.key), target)
+    mysql_cache.drop_ours(admin, mysql_cache.aside_name(target, copy.key), target)
     mysql_cache.drop_ours(admin, mysql_cache.cache_name(target, copy.key), target)
 
 
@@ -431,7 +457,7 @@ def drop_all(
             log(f"dropped the cached copy of {copy.source} ({copy.name})")
         if keys is None:
             for schema in mysql_cache.marked(admin, target):
-                if schema.kind != "snapshot":
+                if schema.kind not in ("snapshot", mysql_cache.SWAP):
                     drop_schema(admin, schema.name)
         return dropped
 
