@@ -213,7 +213,7 @@ class MysqlEngine(ServerEngine):
                                       target_existed=exists, old_schema=old_schema,
                                       aside=lambda table: (spare.aside, table),
                                       staging=spare.name)  # fmt: skip
-            plan.retire = [spare.name, spare.aside]
+            plan.retire = [spare.aside, spare.name]  # the spare last: its marker finds the swap
             if undo and plan.old_schema:
                 plan.undo_entry = self._undo_entry(plan, source.name)
             mysql_swap.swap(admin, names, plan, ctx, keep_old=True)

@@ -386,9 +386,14 @@ def cleanup(
 
 
 def retire(conn: Connection, schema: str, target: str) -> None:
-    """A spare that held a swap's new tables: now trash (the background drops it)."""
+    """A spare that held a swap's new tables: now trash (the background drops it); one
+    already trash may be gone (a run killed after retiring it)."""
     entry = {"kind": "trash", "target": target, "time": time.time()}
-    query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+    try:
+        query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+    except pymysql.Error as exc:
+        if exc.args[:1] not in ((1049,), (1146,)):  # no such database / table
+            raise
 
 
 def recover(

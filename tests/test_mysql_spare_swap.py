@@ -1,0 +1,128 @@
+"""A MySQL warm rewind that swaps the ready spare in from where it is, killed (``kill -9``,
+no handler runs) right after each statement that changes what the next run finds.
+
+The spare's marker says "swap" (its journal table is the swap's journal), the journal
+says "swapping", one RENAME TABLE moves the previous undo copy to the spare's aside
+schema, the target's tables to the undo copy and the spare's to the target; the journal
+says "renamed", then "done"; the aside schema and the spare become trash. After a kill
+at any of these points the target is the old or the new state, the next run (an undo,
+to check the undo copy too) finishes or rolls back the swap and says so, and the
+background never drops a swap's spare before that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from my_tools import fingerprint, leftovers, messages, rewind
+from mysql_server import MysqlServer
+from test_mysql_cache import RICH, ok
+
+from reel_tui.cache import CacheIndex
+from reel_tui.config import load_config
+from reel_tui.plan import plan_rewind
+
+KILLER = r"""
+import os, re, signal, sys
+import pymysql.cursors
+
+pattern = re.compile(os.environ["REEL_TEST_KILL_AFTER"])
+nth = int(os.environ["REEL_TEST_KILL_NTH"])
+seen = 0
+real = pymysql.cursors.Cursor.execute
+
+def execute(self, query, args=None):
+    global seen
+    result = real(self, query, args)
+    if pattern.search(query):
+        seen += 1
+        if seen == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+pymysql.cursors.Cursor.execute = execute
+from reel_tui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+"""reel-tui, killed by SIGKILL right after the ``nth`` statement matching a pattern has
+run on the server (a real kill: no ``finally``, no ``except``, the connection just drops)."""
+
+SPARE = r"`\w+__reel_spare_[0-9a-f]+`"
+POINTS = {
+    "spare claimed": (rf"^REPLACE INTO {SPARE}\.__reel_cache", 1, "old"),
+    "journal says swapping": (rf"^REPLACE INTO {SPARE}\.__reel_journal", 1, "old"),
+    "tables renamed": (r"^RENAME TABLE", 1, "new"),
+    "journal says renamed": (rf"^REPLACE INTO {SPARE}\.__reel_journal", 2, "new"),
+    "journal says done": (rf"^REPLACE INTO {SPARE}\.__reel_journal", 3, "new"),
+    "aside schema is trash": (r"^REPLACE INTO `\w+__reel_spare_[0-9a-f]+_aside`\.__reel_cache",
+                              1, "new"),
+}  # fmt: skip
+
+
+def marker_kinds(server: MysqlServer, target: str) -> dict[str, str]:
+    """reel's schemas of the target and the kind their marker says."""
+    found = {}
+    for db in server.databases():
+        if db.startswith(target + "__reel_"):
+            rows = server.execute(f"SELECT entry FROM `{db}`.__reel_cache WHERE id = 1")
+            found[db] = json.loads(rows[0][0])["kind"] if rows else "?"
+    return found
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+def test_kill_9_in_a_swap_of_the_spare_where_it_is(
+    point, my_config, mysql_server, my_dbname, history, state_dir
+):
+    pattern, nth, outcome = POINTS[point]
+    config = my_config()
+    (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
+    ok(rewind(config, history, "seed.sql"))  # cold: the template, its spare and aside
+    log = ok(rewind(config, history, "seed.sql"))  # warm: the undo copy is the seed
+    assert "swapped in where it is" in log
+    new = fingerprint(mysql_server, my_dbname)
+    mysql_server.execute("INSERT INTO parent VALUES (8, 'eight')", my_dbname)
+    old = fingerprint(mysql_server, my_dbname)
+    assert "aside" in marker_kinds(mysql_server, my_dbname).values()
+
+    env = {**os.environ, "REEL_STATE_DIR": str(state_dir), "REEL_TEST_KILL_AFTER": pattern,
+           "REEL_TEST_KILL_NTH": str(nth)}  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", KILLER, "-c", str(config), "--rewind",
+                             "--source", "seed.sql", "-q"], env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+    kinds = marker_kinds(mysql_server, my_dbname)
+    if point != "aside schema is trash":
+        assert "swap" in kinds.values(), kinds
+    if point in ("spare claimed", "journal says swapping"):
+        assert fingerprint(mysql_server, my_dbname) == old
+    elif point in ("journal says done", "aside schema is trash"):
+        assert fingerprint(mysql_server, my_dbname) == new
+
+    # the background work (here in-process) leaves a swap's spare to the next rewind
+    plan = plan_rewind(load_config(config), "crm", "seed.sql")
+    plan.engine.cache_index = CacheIndex(state_dir)
+    background: list[str] = []
+    plan.engine.maintain(background.append)
+    swaps = {name: kind for name, kind in kinds.items() if kind == "swap"}
+    assert marker_kinds(mysql_server, my_dbname).items() >= swaps.items(), background
+
+    # the next run recovers first, then swaps the undo copy back: the state before the
+    # killed run if its swap was completed, else the one before that
+    undone = rewind(config, history, "@undo")
+    said = " ".join(messages(undone))
+    assert undone.state.value == "succeeded", said
+    assert "left by an interrupted run" in said, said
+    if outcome == "old":
+        assert "rolled back an interrupted swap" in said or point == "spare claimed", said
+    elif point in ("tables renamed", "journal says renamed"):
+        assert "completed an interrupted swap" in said, said
+    assert fingerprint(mysql_server, my_dbname) == (new if outcome == "old" else old)
+    assert "swap" not in marker_kinds(mysql_server, my_dbname).values()
+    assert leftovers(mysql_server, my_dbname, wait=30) == set()
+    ok(rewind(config, history, "seed.sql"))
+    assert fingerprint(mysql_server, my_dbname) == new
