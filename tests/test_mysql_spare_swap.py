@@ -25,6 +25,9 @@ from test_mysql_cache import RICH, ok
 
 from reel_tui.cache import CacheIndex
 from reel_tui.config import load_config
+from reel_tui.engines import mysql_swap
+from reel_tui.jobqueue import JobQueue
+from reel_tui.jobs import JobState
 from reel_tui.plan import plan_rewind
 
 KILLER = r"""
@@ -126,3 +129,63 @@ def test_kill_9_in_a_swap_of_the_spare_where_it_is(
     assert leftovers(mysql_server, my_dbname, wait=30) == set()
     ok(rewind(config, history, "seed.sql"))
     assert fingerprint(mysql_server, my_dbname) == new
+
+
+def _warm_ready(my_config, mysql_server: MysqlServer, my_dbname: str, history):  # type: ignore[no-untyped-def]
+    """A config whose next rewind of seed.sql swaps a ready spare in; the target's
+    fingerprint before it, with a row the dump lacks."""
+    config = my_config()
+    (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
+    ok(rewind(config, history, "seed.sql"))
+    ok(rewind(config, history, "seed.sql"))
+    mysql_server.execute("INSERT INTO parent VALUES (8, 'eight')", my_dbname)
+    return config, fingerprint(mysql_server, my_dbname)
+
+
+def test_cancel_as_the_spare_swap_begins_leaves_the_spare_ready(
+    my_config, mysql_server, my_dbname, history
+):
+    config, before = _warm_ready(my_config, mysql_server, my_dbname, history)
+    queue = JobQueue(history, workers=1)
+
+    def cancel_at_swap(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "progress" and event.job.phase == "swapping":
+            queue.cancel(event.job.id)
+
+    try:
+        queue.subscribe(cancel_at_swap)
+        job = queue.submit(plan_rewind(load_config(config), "crm", "seed.sql"))
+        assert queue.wait(job, timeout=60)
+    finally:
+        queue.shutdown()
+    assert job.state is JobState.CANCELLED, job.error
+    assert "swapped in where it is" in " ".join(messages(job))
+    assert fingerprint(mysql_server, my_dbname) == before
+    kinds = marker_kinds(mysql_server, my_dbname)
+    assert sorted(kinds.values()) == ["aside", "cache", "spare", "undo"], kinds
+    log = ok(rewind(config, history, "seed.sql"))
+    assert "swapped in where it is" in log  # the same spare, still ready
+
+
+def test_open_transaction_makes_the_spare_swap_give_up_cleanly(
+    my_config, mysql_server, my_dbname, history, monkeypatch
+):
+    config, before = _warm_ready(my_config, mysql_server, my_dbname, history)
+    monkeypatch.setattr(mysql_swap, "LOCK_WAIT", 1)
+    app = mysql_server.connect(my_dbname, autocommit=False)
+    try:
+        with app.cursor() as cur:
+            cur.execute("SELECT * FROM child")  # holds a metadata lock until the transaction ends
+        job = rewind(config, history, "seed.sql")
+    finally:
+        app.rollback()
+        app.close()
+    assert job.state is JobState.FAILED
+    assert job.error_code == "busy"
+    assert "nothing was changed" in str(job.error)
+    assert fingerprint(mysql_server, my_dbname) == before
+    assert "swap" not in marker_kinds(mysql_server, my_dbname).values()
+    assert leftovers(mysql_server, my_dbname) == set()
+    ok(rewind(config, history, "@undo"))  # the undo copy is untouched: the seed's state
+    ok(rewind(config, history, "@undo"))
+    assert fingerprint(mysql_server, my_dbname) == before
