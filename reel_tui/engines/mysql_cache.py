@@ -9,9 +9,16 @@ key, ``T`` the target):
   kept as definitions (``SHOW CREATE``, as the swap's journal keeps them) in
   its marker, and created in ``T`` by the swap, as after a cold load.
 * ``T__reel_spare_K``, the *spare*: a copy of the template's tables made in the
-  background (in ``T__reel_prep_K`` first, moved in when complete). A warm
-  rewind moves its tables to the staging schema with one ``RENAME TABLE`` and
-  goes through the normal journaled swap.
+  background (in ``T__reel_prep_K`` first, moved in when complete), with the
+  swap's journal table ready in it, and ``T__reel_spare_K_aside``, its empty
+  *aside* schema. A warm rewind swaps the spare in from where it is: its
+  marker says "swap" (the next run's recovery finds the journal by it; nothing
+  else drops such a schema), its journal table is the swap's, and the swap's
+  one ``RENAME TABLE`` sets the replaced tables aside into the undo copy, whose
+  previous tables go to the aside schema (not into the spare: its own tables'
+  foreign key names are still there). Both are trash afterwards. A spare
+  without journal or aside (an earlier version's) is moved into the staging
+  schema first, as before.
 * ``T__reel_load_K``: a *request* left by a cold rewind: the background loads
   the same dump again there (off the critical path: copying the staged tables
   before the swap would cost the cold rewind about half a load) and moves the

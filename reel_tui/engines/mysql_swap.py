@@ -31,6 +31,11 @@ trash schema made beforehand, then T's into the undo copy, then S's into T
 (pairs run in order). Step 4 also writes the undo copy's marker. No ``O``, no
 second rename, no DDL after the swap but dropping the emptied ``S``: a killed
 run is recovered exactly as above (the rename either happened or did not).
+
+A warm rewind with a ready spare goes without ``S`` (``Plan.staging``): the
+spare holds the journal and the new tables, and is found by its marker (kind
+"swap", see :mod:`reel_tui.engines.mysql_cache`); recovery is the same, then
+the spare and its aside schema are marked trash instead of ``S`` being dropped.
 """
 
 from __future__ import annotations
