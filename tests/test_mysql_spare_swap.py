@@ -22,6 +22,7 @@ import pytest
 from my_tools import fingerprint, leftovers, messages, rewind
 from mysql_server import MysqlServer
 from test_mysql_cache import RICH, ok
+from test_snapshots_mysql import snapshot
 
 from reel_tui.cache import CacheIndex
 from reel_tui.config import load_config
@@ -129,6 +130,38 @@ def test_kill_9_in_a_swap_of_the_spare_where_it_is(
     assert leftovers(mysql_server, my_dbname, wait=30) == set()
     ok(rewind(config, history, "seed.sql"))
     assert fingerprint(mysql_server, my_dbname) == new
+
+
+def _killed_after(config, state_dir, pattern: str, nth: int = 1) -> None:  # type: ignore[no-untyped-def]
+    """A headless warm rewind of seed.sql, killed by SIGKILL after that statement."""
+    env = {**os.environ, "REEL_STATE_DIR": str(state_dir), "REEL_TEST_KILL_AFTER": pattern,
+           "REEL_TEST_KILL_NTH": str(nth)}  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", KILLER, "-c", str(config), "--rewind",
+                             "--source", "seed.sql", "-q"], env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+
+
+def test_a_snapshot_first_completes_a_killed_swap_of_the_spare(
+    my_config, mysql_server, my_dbname, history, state_dir
+):
+    config, _ = _warm_ready(my_config, mysql_server, my_dbname, history)
+    new = reference_of(mysql_server, my_dbname, config, history)
+    _killed_after(config, state_dir, r"^RENAME TABLE")
+    job = snapshot(config, history, "after")
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert "completed an interrupted swap" in " ".join(messages(job))
+    assert fingerprint(mysql_server, my_dbname) == new
+    assert "swap" not in marker_kinds(mysql_server, my_dbname).values()
+
+
+def reference_of(server: MysqlServer, target: str, config, history) -> object:  # type: ignore[no-untyped-def]
+    """The target's fingerprint after a rewind of seed.sql (then put back as it was by
+    an undo)."""
+    ok(rewind(config, history, "seed.sql"))
+    found = fingerprint(server, target)
+    ok(rewind(config, history, "@undo"))
+    return found
 
 
 def _warm_ready(my_config, mysql_server: MysqlServer, my_dbname: str, history):  # type: ignore[no-untyped-def]

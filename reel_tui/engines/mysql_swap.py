@@ -406,12 +406,18 @@ def recover(
     names: Names,
     ctx: RewindContext,
     present: Collection[str] | None = None,
-    swaps: Collection[str] = (),
+    swaps: Collection[str] | None = None,
 ) -> None:
     """Finish or undo what an interrupted run left; refuse look-alikes that aren't ours.
 
     ``present``: the schemas that exist, when the caller has listed them already.
-    ``swaps``: spares whose marker says a swap was taking them (kind "swap")."""
+    ``swaps``: spares whose marker says a swap was taking them (kind "swap"), when the
+    caller has listed the marked schemas already; else they are listed here."""
+    if swaps is None:
+        from reel_tui.engines import mysql_cache  # it builds on this module
+
+        swaps = [m.name for m in mysql_cache.marked(conn, names.target, sizes=False)
+                 if m.kind == mysql_cache.SWAP]  # fmt: skip
     for name in swaps:
         _recover_spare_swap(conn, names, name, ctx)
     staging = old = None
