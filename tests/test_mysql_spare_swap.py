@@ -17,14 +17,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from my_tools import fingerprint, leftovers, messages, rewind
 from mysql_server import MysqlServer
+from test_mysql_atomic import _Context
 from test_mysql_cache import RICH, ok
 from test_snapshots_mysql import snapshot
 
-from reel_tui.cache import CacheIndex
+from reel_tui.cache import UNDO_KEY, CacheIndex
 from reel_tui.config import load_config
 from reel_tui.engines import mysql_swap
 from reel_tui.jobqueue import JobQueue
@@ -222,3 +224,19 @@ def test_open_transaction_makes_the_spare_swap_give_up_cleanly(
     ok(rewind(config, history, "@undo"))  # the undo copy is untouched: the seed's state
     ok(rewind(config, history, "@undo"))
     assert fingerprint(mysql_server, my_dbname) == before
+
+
+def test_the_index_knows_the_new_undo_copy_before_the_background_runs(
+    my_config, mysql_server, my_dbname, history, state_dir
+):
+    config, _ = _warm_ready(my_config, mysql_server, my_dbname, history)
+    plan = plan_rewind(load_config(config), "crm", "seed.sql")
+    plan.engine.cache_index = CacheIndex(state_dir)
+    started = time.time()
+    plan.engine.rewind(plan.source, _Context())  # no background work runs after it
+    copies = CacheIndex(state_dir).copies(plan.app.target_key)
+    [undo] = [c for c in copies if c.key == UNDO_KEY]
+    assert undo.created >= started and undo.source == "before seed.sql"
+    assert undo.bytes > 0 and undo.name == f"{my_dbname}__reel_undo"
+    [cached] = [c for c in copies if c.key != UNDO_KEY]
+    assert cached.used >= started and cached.source == "seed.sql"

@@ -64,6 +64,8 @@ class MysqlEngine(ServerEngine):
         self._guard = threading.Lock()
         self._loading_ids: list[int] = []
         """Server thread ids of the loading connections, for interrupt()."""
+        self._target_bytes = 0
+        """The target's size as the rewind found it before the swap (the undo copy's)."""
 
     def is_local(self) -> bool:
         return is_local(self.app)
@@ -91,6 +93,7 @@ class MysqlEngine(ServerEngine):
                 exists = mysql_swap.schema_exists(conn, self.app.database)
         except pymysql.Error as exc:
             raise RewindError(f"{where(self.app)}: {message(exc)}") from None
+        self._target_bytes = int(size_bytes) if exists else 0
         found = f"database {self.app.database} does not exist yet; a rewind creates it"
         if exists:
             found = f"database {self.app.database} ({count} tables, {int(size_bytes):,} bytes)"
@@ -180,6 +183,8 @@ class MysqlEngine(ServerEngine):
             self._keep_undo(admin, names, plan, source.name, ctx)
         if warm.enabled:
             warm.after_swap(names, source, template or stored, ctx, plan, undo=undo)
+            if plan.old_schema:  # what the index should say now, known without a query
+                warm.record_known(template, plan.undo_entry, self._target_bytes)
         self.maintenance_due = warm.enabled or undo
 
     def _swap_spare(

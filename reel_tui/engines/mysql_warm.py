@@ -208,6 +208,29 @@ class MyWarm:
         ):
             ctx.log("a cached copy of this dump is made in the background for the next rewind")
 
+    def record_known(
+        self, template: Template | None, undo_entry: dict[str, object], replaced_bytes: int
+    ) -> None:
+        """Tell the index what changed without asking the server (the background work
+        records what the server holds a moment later): the template used now, its spare
+        taken, the undo copy holding the replaced content."""
+        if self.index is None:
+            return
+        now = time.time()
+        known = []
+        for copy in self.index.copies(self.app.target_key):
+            if copy.key == UNDO_KEY and undo_entry:
+                continue
+            if template is not None and copy.key == template.key:
+                copy = CachedCopy(copy.key, copy.source, copy.name, template.bytes or copy.bytes,
+                                  copy.created, now)  # fmt: skip
+            known.append(copy)
+        if undo_entry:
+            known.append(CachedCopy(UNDO_KEY, str(undo_entry.get("source", "?")),
+                                    mysql_cache.undo_name(self.target), replaced_bytes,
+                                    now, now))  # fmt: skip
+        self.index.record_copies(self.app.target_key, known)
+
     def record(self) -> None:
         """Tell the index what the server holds now (for --list and the TUI)."""
         if self.index is not None and self.admin.open:
