@@ -200,8 +200,9 @@ class MysqlEngine(ServerEngine):
     ) -> mysql_swap.Plan:
         """The warm rewind's short way: the ready spare is swapped in from where it is,
         its journal table being the swap's (no staging schema made, filled or dropped);
-        in the same RENAME TABLE the replaced tables go to the undo copy, whose previous
-        tables go into the spare under free names (it is trash afterwards)."""
+        in the same RENAME TABLE the replaced tables go to the undo copy (else to the
+        spare's aside schema), the undo copy's previous tables to the aside schema; the
+        spare and its aside schema are trash afterwards."""
         ctx.log(f"cached copy of this dump found ({template.name}): no load")
         mysql_cache.claim_spare(admin, spare)
         try:

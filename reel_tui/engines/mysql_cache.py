@@ -509,9 +509,9 @@ def create_schema(conn: Connection, name: str, like: str | None) -> None:
 
 @dataclass(frozen=True)
 class ReadySpare:
-    """A complete spare found for a template: its schema, marker and whether it carries a
-    journal table (made by this version: it moves into the staging schema with the data,
-    saving the staging schema's CREATE TABLE)."""
+    """A complete spare found for a template: its schema, marker, whether it carries a
+    journal table and its empty aside schema (made by this version: the spare is then
+    swapped in from where it is, its journal table being the swap's)."""
 
     name: str
     entry: dict[str, object]

@@ -177,9 +177,10 @@ class MyWarm:
         """Set the replaced tables aside (unless the swap did, into the undo copy or a
         trash schema: ``plan.old_schema``); after a cold load, ask for a cached copy.
 
-        When the swap set the tables aside, the index (for --list and the TUI) is updated
-        by the background work that follows, not here: listing the copies again costs
-        three queries while the application waits."""
+        When the swap set the tables aside, the index (for --list and the TUI) is not
+        updated from the server here (listing the copies again costs three queries): the
+        caller records what it knows (:meth:`record_known`), the background work what the
+        server holds."""
         set_aside = bool(plan.old_schema)
         try:
             self.set_aside_done()
@@ -255,7 +256,7 @@ def maintain(
     target = app.database
     mysql_cache.maintenance_lock(admin, target)
     found = mysql_cache.marked(admin, target)
-    if index is not None:  # first: a warm rewind leaves the index to this (--list, the TUI)
+    if index is not None:  # first: a warm rewind recorded only what it knew (--list, TUI)
         index.record_copies(app.target_key, _copies_of(admin, target, found))
     for schema in found:
         if schema.kind == "trash":
