@@ -240,3 +240,22 @@ def test_the_index_knows_the_new_undo_copy_before_the_background_runs(
     assert undo.bytes > 0 and undo.name == f"{my_dbname}__reel_undo"
     [cached] = [c for c in copies if c.key != UNDO_KEY]
     assert cached.used >= started and cached.source == "seed.sql"
+
+
+def test_a_schema_only_named_like_an_aside_schema_is_never_used_or_dropped(
+    my_config, mysql_server, my_dbname, history
+):
+    config = my_config()
+    (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
+    ok(rewind(config, history, "seed.sql"))
+    expected = fingerprint(mysql_server, my_dbname)
+    [aside] = [db for db, kind in marker_kinds(mysql_server, my_dbname).items() if kind == "aside"]
+    mysql_server.execute(f"DROP DATABASE `{aside}`")
+    mysql_server.execute(f"CREATE DATABASE `{aside}`")  # a user's, under the aside's name
+    mysql_server.execute(f"CREATE TABLE `{aside}`.parent (x int)")
+    for _ in range(2):
+        log = ok(rewind(config, history, "seed.sql"))
+        assert "took its ready spare (" in log and "swapped in where it is" not in log
+        assert f"database {aside} exists but was not made by reel-tui" in log
+        assert fingerprint(mysql_server, my_dbname) == expected
+        assert mysql_server.execute(f"SHOW TABLES FROM `{aside}`") == [("parent",)]

@@ -415,9 +415,12 @@ def make_spare(
     # and an empty schema beside it, where that swap sets the replaced tables aside (they
     # cannot go into the spare: its own tables' foreign key names are still there)
     aside = mysql_cache.aside_name(target, template.key)
-    mysql_cache.drop_ours(admin, aside, target)
-    mysql_cache.create_schema(admin, aside, template.name)
-    mysql_cache.mark(admin, aside, kind="aside", target=target, key=template.key)
+    try:
+        mysql_cache.drop_ours(admin, aside, target)
+        mysql_cache.create_schema(admin, aside, template.name)
+        mysql_cache.mark(admin, aside, kind="aside", target=target, key=template.key)
+    except mysql_cache.NotOurs as exc:  # the spare is still used, through the staging schema
+        log(f"{exc}; the next rewind takes the spare through the staging schema")
     mysql_cache.move_tables(admin, prep, spare, template.tables)
     mysql_cache.mark(admin, spare, kind="spare", target=target, key=template.key)
     drop_schema(admin, prep)
