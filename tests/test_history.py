@@ -49,6 +49,17 @@ WRITER = textwrap.dedent(
 )
 
 
+def jobs_written(state_dir: Path) -> int:
+    """How many jobs another process has committed to the history so far (read-only)."""
+    db = sqlite3.connect(f"file:{state_dir / 'history.sqlite3'}?mode=ro", uri=True, timeout=15)
+    try:
+        return db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    except sqlite3.OperationalError:  # the writer has not created the table yet
+        return 0
+    finally:
+        db.close()
+
+
 def test_kill_9_mid_write_leaves_history_readable(state_dir: Path):
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(state_dir), "1000000", "cron"],
@@ -56,7 +67,12 @@ def test_kill_9_mid_write_leaves_history_readable(state_dir: Path):
         text=True,
     )
     assert writer.stdout.readline().strip() == "ready"
-    time.sleep(0.8)
+    # killed once it has written a few jobs (a fixed 0.8 s was not always enough on a
+    # loaded machine), while it goes on writing: 1,000,000 take far longer than the wait
+    deadline = time.monotonic() + 60
+    while jobs_written(state_dir) <= 20:
+        assert time.monotonic() < deadline and writer.poll() is None, "the writer never got going"
+        time.sleep(0.02)
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
     store = HistoryStore(state_dir)

@@ -87,11 +87,13 @@ def test_submit_returns_at_once_with_a_queued_job(gated, history):
     try:
         before = time.monotonic()
         job = queue.submit(plan)
-        assert time.monotonic() - before < 0.2
+        # a submit that ran the job would never return (its gate is shut); the bound is
+        # loose because submit writes the job to the history (a commit: slow on a busy disk)
+        assert time.monotonic() - before < 2.0
         assert job.id >= 1 and job.app == "a"
         assert job.state in (JobState.QUEUED, JobState.RUNNING)
         gate.set()
-        assert queue.wait(job, 5)
+        assert queue.wait(job, 30)
         assert job.state is JobState.SUCCEEDED
         assert job.started is not None and job.finished >= job.started >= job.created
     finally:
@@ -107,8 +109,9 @@ def test_one_job_per_database_in_order_others_in_parallel(gated, history):
     )
     try:
         job_a, job_b, job_c = queue.submit(a), queue.submit(b), queue.submit(c)
-        deadline = time.monotonic() + 5
-        while len(GatedEngine.runs) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30  # polled: a loaded machine starts threads late
+        while len(GatedEngine.runs) < 2:
+            assert time.monotonic() < deadline, GatedEngine.runs
             time.sleep(0.01)
         time.sleep(0.2)  # give a wrongly scheduled b every chance to start
         assert job_a.state is JobState.RUNNING
@@ -120,7 +123,7 @@ def test_one_job_per_database_in_order_others_in_parallel(gated, history):
         assert job_b.state is JobState.QUEUED
         gate_a.set()
         for job in (job_a, job_b, job_c):
-            assert queue.wait(job, 5)
+            assert queue.wait(job, 30)
     finally:
         queue.shutdown()
     assert starts("b") >= ends("a")
@@ -135,7 +138,7 @@ def test_jobs_for_one_database_run_in_submission_order(gated, history):
         for _, gate in plans:
             gate.set()
         for job in jobs:
-            assert queue.wait(job, 5)
+            assert queue.wait(job, 30)
     finally:
         queue.shutdown()
     order = [name for kind, name, _ in GatedEngine.runs if kind == "start"]
@@ -157,7 +160,7 @@ def test_worker_count_bounds_parallelism(gated, history):
         for _, gate in plans:
             gate.set()
         for job in jobs:
-            assert queue.wait(job, 5)
+            assert queue.wait(job, 30)
     finally:
         queue.shutdown()
 
@@ -171,7 +174,7 @@ def test_cancel_queued_job_never_starts(gated, history):
         assert queue.cancel(waiting.id)
         assert waiting.state is JobState.CANCELLED
         gate1.set()
-        assert queue.wait(running, 5)
+        assert queue.wait(running, 30)
         time.sleep(0.2)
     finally:
         queue.shutdown()
@@ -188,7 +191,9 @@ def test_cancel_running_sqlite_rewind(blog: Config, blog_app: AppConfig, history
         while job.bytes_read == 0 and not job.state.is_final:
             time.sleep(0.01)
         queue.cancel(job.id)
-        assert queue.wait(job, 2), "a running job stops within about a second"
+        # within about a second when idle; 5 s leaves room for a loaded machine and is
+        # still far less than the rest of the load would take
+        assert queue.wait(job, 5), "a running job stops within seconds"
     finally:
         queue.shutdown()
     assert job.state is JobState.CANCELLED
@@ -236,14 +241,19 @@ def test_events_reach_subscribers_in_order_and_progress_is_throttled(blog, blog_
 def test_waits_for_another_process_holding_the_database(blog, blog_app, history):
     holder = TargetLock(history.lock_dir, blog_app.target_key)
     assert holder.try_acquire()
-    timer = threading.Timer(0.5, holder.release)
     queue = JobQueue(history, workers=1)
     try:
         job = queue.submit(plan_rewind(blog, "blog"))
-        timer.start()
-        assert queue.wait(job, 10)
+        # released once the job waits for it (a fixed 0.5 s timer could fire before a
+        # loaded machine got the job that far: then it never waited)
+        deadline = time.monotonic() + 30
+        while job.phase != "waiting":
+            assert time.monotonic() < deadline and not job.state.is_final, job.state
+            time.sleep(0.01)
+        holder.release()
+        assert queue.wait(job, 60)
     finally:
-        timer.join()
+        holder.release()
         queue.shutdown()
     assert job.state is JobState.SUCCEEDED, job.error
     assert any("waiting for another rewind" in line.message for line in job.log)
@@ -258,7 +268,7 @@ def test_wait_limit_gives_up_without_touching_the_target(blog, blog_app, history
     queue = JobQueue(history, workers=1)
     try:
         job = queue.submit(plan_rewind(blog, "blog"), wait=0.3)
-        assert queue.wait(job, 5)
+        assert queue.wait(job, 30)
     finally:
         holder.release()
         queue.shutdown()
@@ -276,7 +286,7 @@ def test_cancel_while_waiting_for_the_lock(blog, blog_app, history):
         while job.phase != "waiting":
             time.sleep(0.01)
         queue.cancel(job.id)
-        assert queue.wait(job, 2)
+        assert queue.wait(job, 10)  # about at once; room for a loaded machine
     finally:
         holder.release()
         queue.shutdown()
@@ -287,7 +297,7 @@ def test_history_records_every_job_with_its_log(blog, history: HistoryStore):
     queue = JobQueue(history, workers=1)
     try:
         ok = queue.submit(plan_rewind(blog, "blog"))
-        queue.wait(ok, 10)
+        assert queue.wait(ok, 60)
     finally:
         queue.shutdown()
     record = history.get(ok.id)
@@ -303,7 +313,7 @@ def test_a_log_file_that_cannot_be_written_does_not_stop_the_rewind(blog, histor
     try:
         job = queue.submit(plan_rewind(blog, "blog"))
         assert job.id == 1
-        assert queue.wait(job, 10)
+        assert queue.wait(job, 60)
     finally:
         queue.shutdown()
     assert job.state is JobState.SUCCEEDED, job.error
