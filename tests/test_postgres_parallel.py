@@ -213,16 +213,18 @@ def test_cancel_while_indexes_build_alongside_data(pg_server, pg_config, pg_dbna
             time.sleep(0.02)
         asked = time.monotonic()
         assert queue.cancel(job.id)
-        assert queue.wait(job, timeout=10)
+        assert queue.wait(job, timeout=30)
         stopped = time.monotonic() - asked
     finally:
         queue.shutdown()
     assert job.state is JobState.CANCELLED, job.error
-    assert stopped < 2.0, stopped
+    # about a second when idle (three connections to stop); the bound leaves room for a
+    # loaded machine and is still far less than the slow index and data would take
+    assert stopped < 5.0, stopped
     assert fingerprint(pg_server, pg_dbname) == before
     assert reel_databases(pg_server, pg_dbname) == set()
     sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'reel-tui'"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while pg_server.execute(sessions)[0][0] and time.monotonic() < deadline:
         time.sleep(0.05)  # a closed connection's backend exits just after
     assert pg_server.execute(sessions) == [(0,)]
