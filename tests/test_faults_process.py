@@ -239,7 +239,9 @@ def test_signal_mid_load_cancels_and_leaves_the_old_state(target, history, sig, 
     asked = time.monotonic()
     run.proc.send_signal(sig)
     exit_code, err = run.finish()
-    assert time.monotonic() - asked < 5
+    # a second or two when idle; the bound leaves room for a loaded machine (dropping the
+    # staging database, the process's exit) and still says the 60 s statement was stopped
+    assert time.monotonic() - asked < 20
     assert exit_code == code, err
     assert "Traceback" not in err
     final = run.final()

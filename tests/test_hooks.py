@@ -232,7 +232,8 @@ def test_a_hanging_hook_is_stopped_by_its_timeout_with_its_children(hooked, hist
     config = hooked('hook_timeout = 0.5\nbefore_rewind = "echo $$ > pgid; sleep 60 & sleep 60"')
     started = time.monotonic()
     job = rewind(config, history)
-    assert time.monotonic() - started < 5
+    # about a second when idle; room for a loaded machine, and still far from the 60 s
+    assert time.monotonic() - started < 20
     assert job.state is JobState.FAILED and job.error_code == "hook"
     assert "before-rewind hook timed out after 0.5" in job.error
     assert "(stopped with SIGTERM): echo $$ > pgid; sleep 60 & sleep 60" in job.error
@@ -264,7 +265,7 @@ def test_cancel_during_a_hook_stops_it_and_leaves_the_database(hooked, history, 
 
     started = time.monotonic()
     job = rewind(config, history, cancel_when=hook_waits)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # as above: far from the hook's 60 s
     assert job.state is JobState.CANCELLED, job.error
     assert not group_alive(pgid_from(tmp_path / "pgid"))
     assert file_hash(tmp_path / "blog.sqlite3") == before
@@ -278,7 +279,7 @@ def test_a_process_a_hook_leaves_running_keeps_running_and_does_not_hold_the_job
     config = hooked('after_rewind = """echo starting\nsleep 30 &\necho $! > app.pid"""')
     started = time.monotonic()
     job = rewind(config, history)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # room for a loaded machine; far from its 30 s
     assert job.state is JobState.SUCCEEDED, job.error
     assert "after-rewind hook: echo starting ↵ sleep 30 & ↵ echo $! > app.pid" in messages(job)
     app_pid = pgid_from(tmp_path / "app.pid")

@@ -150,13 +150,15 @@ def test_cancel_while_the_workers_load_stops_them_all(
             time.sleep(0.02)
         asked = time.monotonic()
         queue.cancel(job.id)
-        assert queue.wait(job, timeout=20)
+        assert queue.wait(job, timeout=30)
         stopped = time.monotonic() - asked
     finally:
         queue.shutdown()
     print(f"cancel during the parallel load took {stopped:.2f} s")
     assert job.state is JobState.CANCELLED, job.error
-    assert stopped < 3
+    # about a second when idle; the bound leaves room for a loaded machine and is still
+    # far less than the 400 big statements would take
+    assert stopped < 8
     assert fingerprint(mysql_server, my_dbname) == before
     assert leftovers(mysql_server, my_dbname) == set()
     assert connections(mysql_server) == []

@@ -47,11 +47,11 @@ def serving_app(config: Path, listen: str = "127.0.0.1:0") -> ReelApp:
 
 async def served(app: ReelApp, pilot: Pilot) -> str:
     """Wait until the app serves the API; its URL."""
-    for _ in range(200):
-        if app.api is not None:
-            return app.api.url
+    deadline = time.monotonic() + 60  # polled: a loaded machine starts it late
+    while app.api is None:
+        assert time.monotonic() < deadline, f"the API never started: {app.api_problem}"
         await pilot.pause(0.02)
-    raise AssertionError(f"the API never started: {app.api_problem}")
+    return app.api.url
 
 
 async def http(url: str, method: str, path: str, token: str | None = TOKEN) -> tuple[int, dict]:
