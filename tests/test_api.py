@@ -297,7 +297,9 @@ def test_start_refusals_are_one_line_exit_2(blog: Config, write_config):
 
 
 def test_identical_queued_rewind_is_coalesced(inproc: InProcess, blog: Config, tmp_path: Path):
-    big_dump(blog.apps["blog"].sources_dir / "big.sql", 200_000)
+    # big enough to be still loading while the requests below are made on a loaded
+    # machine (it is cancelled, never loaded to the end)
+    big_dump(blog.apps["blog"].sources_dir / "big.sql", 600_000)
     big = inproc("POST", f"{V1}/rewind/blog/big.sql").json["id"]
     wait_running(inproc, big, past_bytes=100_000)
     first = inproc("POST", f"{V1}/rewind/blog/seed.sql")
@@ -324,7 +326,7 @@ def test_identical_queued_rewind_is_coalesced(inproc: InProcess, blog: Config, t
 
 def test_queued_jobs_per_app_are_bounded(inproc: InProcess, blog: Config):
     dumps = blog.apps["blog"].sources_dir
-    big_dump(dumps / "big.sql", 200_000)
+    big_dump(dumps / "big.sql", 600_000)  # still loading during the requests (cancelled)
     (dumps / "third.sql").write_text("CREATE TABLE third (x);\n")
     inproc.api.service.max_queued_per_app = 2
     big = inproc("POST", f"{V1}/rewind/blog/big.sql").json["id"]
@@ -339,7 +341,8 @@ def test_queued_jobs_per_app_are_bounded(inproc: InProcess, blog: Config):
 def test_rate_bound_answers_429_with_retry_after(blog: Config, state_dir: Path):
     from reel_tui.api.auth import TokenBucket
 
-    api = InProcess(blog.path, state_dir, bucket=TokenBucket(burst=5, rate=0.5))
+    # a token back only every 20 s: a loaded machine's slow requests do not refill one
+    api = InProcess(blog.path, state_dir, bucket=TokenBucket(burst=5, rate=0.05))
     try:
         assert [api("GET", "/healthz").status for _ in range(5)] == [200] * 5
         limited = api("GET", "/healthz")

@@ -77,7 +77,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([*REEL, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
-def pgid_from(path: Path, timeout: float = 10) -> int:
+def pgid_from(path: Path, timeout: float = 60) -> int:
     """The process group a hook wrote into ``path`` (``echo $$``), once it is there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
