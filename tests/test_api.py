@@ -124,7 +124,10 @@ def test_rewind_is_accepted_runs_and_is_told_apart_in_history(served: Served, bl
     job_id = reply.json["id"]
     assert reply.headers["Location"] == reply.json["status_url"] == f"{V1}/jobs/{job_id}"
     assert reply.json["coalesced"] is False
-    assert reply.json["job"]["state"] in ("queued", "running")
+    # the job as it was when the reply was made: a small dump may be loaded by then on a
+    # loaded machine (the reply is made after the submit, on the server's loop)
+    assert reply.json["job"]["id"] == job_id
+    assert reply.json["job"]["state"] in ("queued", "running", "succeeded")
     view = served.wait_final(job_id)
     assert view["state"] == "succeeded", view
     assert view["origin"] == "api 127.0.0.1" and view["fraction"] == 1.0
