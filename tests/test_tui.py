@@ -457,3 +457,14 @@ async def test_a_narrow_sources_title_keeps_the_end_of_the_database_path(demo: P
         title = str(pane.border_title)
         assert title.startswith("Sources · blog  sqlite  …") and title.endswith("blog.sqlite3")
         assert cell_len(title) <= pane.size.width - 4
+
+
+async def test_the_redraw_timers_firing_as_the_app_closes_do_nothing(demo: Path):
+    """A timer may fire while the app is being taken down (its widgets gone): a loaded
+    machine's test run crashed there once, in the ages redraw (NoMatches)."""
+    app = ReelApp(demo, poll_history=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(app, pilot)
+    app.progress_pending = True
+    app.redraw_ages()
+    app.draw_progress()

@@ -9,6 +9,7 @@ UI thread never blocks on I/O and no widget is touched from another thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -186,10 +187,14 @@ class ReelApp(App[None]):
         self.call_after_refresh(self.refresh_sources_title)  # the pane's new width is known then
 
     def redraw_ages(self) -> None:
-        """ "2 min ago" must not stay "now": the tables are redrawn with fresh ages."""
-        self.refresh_apps()
-        self.refresh_sources()
-        self.refresh_jobs()
+        """ "2 min ago" must not stay "now": the tables are redrawn with fresh ages (not
+        once the app is closing: the timer may fire after its widgets are gone)."""
+        if not self.is_running:
+            return
+        with contextlib.suppress(NoMatches):  # taken down between the check and here
+            self.refresh_apps()
+            self.refresh_sources()
+            self.refresh_jobs()
 
     # --- workers: everything that touches a file or a database ------------------------
 
@@ -505,8 +510,10 @@ class ReelApp(App[None]):
         self.update_title()
 
     def draw_progress(self) -> None:
-        if self.progress_pending:
-            self.refresh_live()
+        """The progress a tick has left pending; none once the app is closing (as above)."""
+        if self.progress_pending and self.is_running:
+            with contextlib.suppress(NoMatches):
+                self.refresh_live()
 
     def on_rewind_planned(self, message: RewindPlanned) -> None:
         plan = message.plan
