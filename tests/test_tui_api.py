@@ -60,10 +60,16 @@ async def http(url: str, method: str, path: str, token: str | None = TOKEN) -> t
     return reply.status, reply.json
 
 
-async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60) -> None:
+async def until(
+    pilot: Pilot,
+    condition: Callable[[], bool],
+    timeout: float = 60,
+    state: Callable[[], object] = lambda: None,
+) -> None:
+    """Poll ``condition``; on a timeout, fail showing ``state()`` (what was there instead)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out: {state()}"
         await pilot.pause(0.02)
 
 
@@ -180,7 +186,12 @@ async def test_cancel_in_the_tui_or_through_the_api_stops_a_postgres_rewind(
         await pilot.press("enter")
         await until(pilot, lambda: len(app.queue.jobs()) == 4)
         keyboard = app.queue.jobs()[-1]
-        await until(pilot, lambda: keyboard.phase == "loading")
+        # running and reading its dump (a loaded CI-like run once timed out on the phase
+        # alone: the job's state and last lines say where it was, should it happen again)
+        await until(pilot, lambda: keyboard.bytes_read > 0 or keyboard.state.is_final, 120,
+                    lambda: (keyboard.state, keyboard.phase, [str(line.message)
+                             for line in list(keyboard.log)[-5:]]))  # fmt: skip
+        assert keyboard.state is JobState.RUNNING, (keyboard.state, keyboard.error)
         status, body = await http(url, "POST", f"{V1}/rewind/shop/seed.sql")
         assert status == 202 and body["job"]["state"] == "queued", body
         seed = app.queue.get(body["id"])
