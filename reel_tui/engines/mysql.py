@@ -484,6 +484,7 @@ class MysqlEngine(ServerEngine):
         jobs = self.app.jobs or default_jobs()
         connections: list[Connection] = []
         workers: Workers | None = None
+        finished = False
         try:
             for _ in range(1 + (jobs if jobs > 1 else 0)):
                 conn = connect(self.app, staging)
@@ -497,14 +498,15 @@ class MysqlEngine(ServerEngine):
             loader = ScriptLoader(source, connections[0], ctx, staging, self.app.definers,
                                   accounts, workers, target=self.app.database)  # fmt: skip
             result = loader.run()
+            finished = True
             ctx.log(f"load took {time.monotonic() - started:.1f} s")
             return result.database_options
         except pymysql.Error as exc:
             ctx.check_cancelled()
             raise RewindError(f"{source.path}: {message(exc)}") from None
         finally:
-            if workers is not None:
-                workers.close()
+            if workers is not None:  # after a failure or a cancel, nothing may go on running
+                workers.close(interrupt=None if finished else self.interrupt)
             with self._guard:
                 self._loading_ids = []
             for conn in connections:

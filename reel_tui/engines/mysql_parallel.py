@@ -100,9 +100,14 @@ class Workers:
         if self._error is not None:
             raise self._error
 
-    def close(self) -> None:
-        """Stop the threads (each finishes its current statement) and join them; the
-        connections are the caller's to close."""
+    def close(self, interrupt: Callable[[], None] | None = None) -> None:
+        """Stop the threads and join them; the connections are the caller's to close.
+
+        Each finishes its current batch, unless ``interrupt`` (kill the loading
+        connections' statements) is given, after a failure or a cancel: it is called
+        until every thread is gone. A single kill can miss a worker that was between two
+        batches at that moment and then started its next one, which could run for a
+        long time."""
         self._stopping = True
         for _ in self._threads:
             try:
@@ -110,7 +115,11 @@ class Workers:
             except queue.Full:
                 break
         for thread in self._threads:
-            thread.join()
+            thread.join(0 if interrupt is not None else None)
+            while thread.is_alive():
+                if interrupt is not None:
+                    interrupt()
+                thread.join(0.5)
 
     def _work(self, conn: Connection) -> None:
         applied = 0
