@@ -12,7 +12,7 @@ from mysql_server import MysqlServer
 from reel_tui.config import load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
-from reel_tui.jobs import Job
+from reel_tui.jobs import Job, JobEvent
 from reel_tui.plan import plan_rewind
 
 Fingerprint = dict[str, object]
@@ -24,6 +24,23 @@ def rewind(config: Path, history: HistoryStore, source: str | None = None) -> Jo
     try:
         job = queue.submit(plan_rewind(load_config(config), "crm", source))
         assert queue.wait(job, timeout=120)
+        return job
+    finally:
+        queue.shutdown()
+
+
+def rewind_cancelled_at_swap(config: Path, history: HistoryStore, source: str) -> Job:
+    """A rewind of app "crm" cancelled as soon as it reports the swapping phase."""
+    queue = JobQueue(history, workers=1)
+
+    def cancel_at_swap(event: JobEvent) -> None:
+        if event.kind == "progress" and event.job.phase == "swapping":
+            queue.cancel(event.job.id)
+
+    try:
+        queue.subscribe(cancel_at_swap)
+        job = queue.submit(plan_rewind(load_config(config), "crm", source))
+        assert queue.wait(job, timeout=60)
         return job
     finally:
         queue.shutdown()

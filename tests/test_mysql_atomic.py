@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from my_tools import fingerprint, leftovers, messages, rewind
+from my_tools import fingerprint, leftovers, messages, rewind, rewind_cancelled_at_swap
 from mysql_server import MysqlServer
 
 from conftest import REEL
@@ -346,18 +346,7 @@ def test_cancel_as_the_swap_begins_leaves_no_staging_or_old_schema(
     (config.parent / "dumps" / "other.sql").write_text(
         SEED.replace("'one'", "'uno'"), encoding="utf-8"
     )
-    queue = JobQueue(history, workers=1)
-
-    def cancel_at_swap(event) -> None:  # type: ignore[no-untyped-def]
-        if event.kind == "progress" and event.job.phase == "swapping":
-            queue.cancel(event.job.id)
-
-    try:
-        queue.subscribe(cancel_at_swap)
-        job = queue.submit(plan_rewind(load_config(config), "crm", "other.sql"))
-        assert queue.wait(job, timeout=60)
-    finally:
-        queue.shutdown()
+    job = rewind_cancelled_at_swap(config, history, "other.sql")
     assert job.state is JobState.CANCELLED, job.error
     assert fingerprint(mysql_server, my_dbname) == before
     assert leftovers(mysql_server, my_dbname) == set()

@@ -20,7 +20,7 @@ import sys
 import time
 
 import pytest
-from my_tools import fingerprint, leftovers, messages, rewind
+from my_tools import fingerprint, leftovers, messages, rewind, rewind_cancelled_at_swap
 from mysql_server import MysqlServer
 from test_mysql_atomic import _Context
 from test_mysql_cache import RICH, ok
@@ -29,7 +29,6 @@ from test_snapshots_mysql import snapshot
 from reel_tui.cache import UNDO_KEY, CacheIndex
 from reel_tui.config import load_config
 from reel_tui.engines import mysql_swap
-from reel_tui.jobqueue import JobQueue
 from reel_tui.jobs import JobState
 from reel_tui.plan import plan_rewind
 
@@ -95,12 +94,7 @@ def test_kill_9_in_a_swap_of_the_spare_where_it_is(
     old = fingerprint(mysql_server, my_dbname)
     assert "aside" in marker_kinds(mysql_server, my_dbname).values()
 
-    env = {**os.environ, "REEL_STATE_DIR": str(state_dir), "REEL_TEST_KILL_AFTER": pattern,
-           "REEL_TEST_KILL_NTH": str(nth)}  # fmt: skip
-    killed = subprocess.run([sys.executable, "-c", KILLER, "-c", str(config), "--rewind",
-                             "--source", "seed.sql", "-q"], env=env, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+    _killed_after(config, state_dir, pattern, nth)
     kinds = marker_kinds(mysql_server, my_dbname)
     if point != "aside schema is trash":
         assert "swap" in kinds.values(), kinds
@@ -181,18 +175,7 @@ def test_cancel_as_the_spare_swap_begins_leaves_the_spare_ready(
     my_config, mysql_server, my_dbname, history
 ):
     config, before = _warm_ready(my_config, mysql_server, my_dbname, history)
-    queue = JobQueue(history, workers=1)
-
-    def cancel_at_swap(event) -> None:  # type: ignore[no-untyped-def]
-        if event.kind == "progress" and event.job.phase == "swapping":
-            queue.cancel(event.job.id)
-
-    try:
-        queue.subscribe(cancel_at_swap)
-        job = queue.submit(plan_rewind(load_config(config), "crm", "seed.sql"))
-        assert queue.wait(job, timeout=60)
-    finally:
-        queue.shutdown()
+    job = rewind_cancelled_at_swap(config, history, "seed.sql")
     assert job.state is JobState.CANCELLED, job.error
     assert "swapped in where it is" in " ".join(messages(job))
     assert fingerprint(mysql_server, my_dbname) == before
