@@ -27,7 +27,7 @@ from textual.pilot import Pilot  # noqa: E402
 from reel_tui.api.serve import ApiSocket, ApiStartError, bind_listen  # noqa: E402
 from reel_tui.config import load_config  # noqa: E402
 from reel_tui.tui.app import ReelApp  # noqa: E402
-from tui_demo import build_demo, demo_held  # noqa: E402
+from tui_demo import build_demo, demo_held, workers_done  # noqa: E402
 
 OUT = ROOT / "screenshots"
 MONO_FONT = '"DejaVu Sans Mono"'
@@ -36,7 +36,7 @@ Scene = Callable[[ReelApp, Pilot], Awaitable[None]]
 
 async def settle(app: ReelApp, pilot: Pilot) -> None:
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
 
 

@@ -19,7 +19,7 @@ from reel_tui.jobs import Job, JobState
 from reel_tui.tui.app import ReelApp
 from reel_tui.tui.screens import ConfirmQuit, ConfirmRewind, FullLogScreen, HelpScreen
 from reel_tui.tui.widgets import AppList, JobLog, JobTable, SourceTable
-from tui_demo import build_demo
+from tui_demo import build_demo, workers_done
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def demo_big(tmp_path: Path) -> Path:
 async def settle(app: ReelApp, pilot: Pilot) -> None:
     """Wait for the app's thread workers and the messages they posted."""
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
 
 

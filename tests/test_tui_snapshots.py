@@ -10,7 +10,7 @@ import pytest
 from textual.pilot import Pilot
 
 from reel_tui.tui.app import ReelApp
-from tui_demo import build_demo, demo_held, with_snapshots
+from tui_demo import build_demo, demo_held, with_snapshots, workers_done
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,7 +29,7 @@ async def ready(pilot: Pilot) -> None:
     """Config read, connections checked, everything drawn."""
     app = pilot.app
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         await pilot.pause()
     while not app.connections or any(ok is None for ok, _ in app.connections.values()):
         await pilot.pause(0.05)

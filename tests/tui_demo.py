@@ -14,6 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from textual.app import App
+from textual.worker import WorkerCancelled
+
 from conftest import BLOG_SCRIPT, big_dump, make_dump
 
 DEMO_ROOT = Path("/tmp/reel-tui-demo")
@@ -99,3 +102,14 @@ def with_snapshots(config: Path, state_dir: Path) -> None:
         history.close()
     (state_dir / "history.sqlite3").unlink()
     shutil.rmtree(state_dir / "logs", ignore_errors=True)
+
+
+async def workers_done(app: App[object]) -> None:
+    """Wait for each of the app's workers to end.
+
+    A worker cancelled on the way counts as ended: an exclusive worker (the history
+    refresh) is cancelled when the next one of its group starts, and Textual's
+    ``wait_for_complete`` raises WorkerCancelled for it, which failed a CI run."""
+    for worker in list(app.workers):
+        with contextlib.suppress(WorkerCancelled):
+            await worker.wait()
