@@ -4,7 +4,10 @@ reference every load is compared with (``mysql --comments --default-character-se
 from __future__ import annotations
 
 import subprocess
+import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 
 from mysql_server import MysqlServer
@@ -44,6 +47,23 @@ def rewind_cancelled_at_swap(config: Path, history: HistoryStore, source: str) -
         return job
     finally:
         queue.shutdown()
+
+
+def why_not_done(job: Job, server: MysqlServer) -> str:
+    """For a job that did not end in time: its last lines, what reel-tui's threads were
+    doing and what the server was running, so that a failure in CI says where it hung."""
+    lines = [f"job state {job.state.value}, phase {job.phase}; its last lines:"]
+    lines += [f"  {line.time - job.created:8.2f} s  {line.message}" for line in list(job.log)[-12:]]
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if thread is not threading.current_thread() and frame is not None:
+            stack = "".join(traceback.format_stack(frame)[-6:])
+            lines.append(f"thread {thread.name}:\n{stack}")
+    rows = server.execute("SELECT ID, DB, COMMAND, TIME, STATE, LEFT(INFO, 80) "
+                          "FROM information_schema.PROCESSLIST ORDER BY ID")  # fmt: skip
+    lines += ["server processlist:", *(f"  {row}" for row in rows)]
+    return "\n".join(lines)
 
 
 def messages(job: Job) -> list[str]:

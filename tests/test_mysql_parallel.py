@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from my_tools import fingerprint, leftovers, messages, mysql_reference, rewind
+from my_tools import fingerprint, leftovers, messages, mysql_reference, rewind, why_not_done
 from mysql_server import MysqlServer
 
 from reel_tui.config import load_config
@@ -150,7 +150,7 @@ def test_cancel_while_the_workers_load_stops_them_all(
             time.sleep(0.02)
         asked = time.monotonic()
         queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, mysql_server)
         stopped = time.monotonic() - asked
     finally:
         queue.shutdown()
