@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -30,23 +32,32 @@ def _name_char(ascii_class: str) -> str:
     return rf"[^{others}\U00010000-\U0010ffff]"
 
 
+def _on_first_use(pattern: str, flags: int = 0) -> Callable[[], re.Pattern[str]]:
+    """The compiled ``pattern``, compiled when first asked for.
+
+    Compiling this module's patterns took about 7 ms of every reel-tui start, and only
+    loading a dump (or a definition naming its schema) uses them: a warm rewind does not.
+    """
+    return functools.cache(lambda: re.compile(pattern, flags))
+
+
 _NAME_CHAR = _name_char(r"\w$")
 _NAME_OR_QUALIFIER_CHAR = _name_char(r"\w$.`")
-_VERSIONED = re.compile(r"/\*M?!\d*|\*/")
-_DATABASE = re.compile(
+_VERSIONED = _on_first_use(r"/\*M?!\d*|\*/")
+_DATABASE = _on_first_use(
     r"\s*(?:(CREATE|DROP)\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?|(USE)\s+)"
     rf"(`(?:[^`]|``)+`|{_NAME_CHAR}+)\s*(.*)$",
     re.I | re.S,
 )
-_DB_HEAD = re.compile(r"\s*(?:/\*M?!\d*\s*)?(?:CREATE|DROP|USE)\b", re.I)
-_QUALIFIER = re.compile(
+_DB_HEAD = _on_first_use(r"\s*(?:/\*M?!\d*\s*)?(?:CREATE|DROP|USE)\b", re.I)
+_QUALIFIER_PATTERN = (
     r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|#[^\n]*|--[\x00-\x20][^\n]*|"
     r"/\*(?![M!]|M!)(?:[^*]|\*(?!/))*\*/|"
-    rf"`((?:[^`]|``)*)`(?=\s*\.)|(?<!{_NAME_OR_QUALIFIER_CHAR})({_NAME_CHAR}+)(?=\s*\.)",
-    re.S,
+    rf"`((?:[^`]|``)*)`(?=\s*\.)|(?<!{_NAME_OR_QUALIFIER_CHAR})({_NAME_CHAR}+)(?=\s*\.)"
 )
-_QUALIFIER_NO_ESCAPES = re.compile(
-    _QUALIFIER.pattern.replace(r"(?:[^'\\]|\\.|'')", "(?:[^']|'')").replace(
+_QUALIFIER = _on_first_use(_QUALIFIER_PATTERN, re.S)
+_QUALIFIER_NO_ESCAPES = _on_first_use(
+    _QUALIFIER_PATTERN.replace(r"(?:[^'\\]|\\.|'')", "(?:[^']|'')").replace(
         r"(?:[^\"\\]|\\.|\"\")", '(?:[^"]|"")'
     ),
     re.S,
@@ -54,17 +65,14 @@ _QUALIFIER_NO_ESCAPES = re.compile(
 _SEP = r"(?:\s|/\*M?!\d*|\*/)+"
 _USER_PART = r"(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|[\w$.%-]+)"
 _ACCOUNT = rf"(?:CURRENT_USER(?:\s*\(\s*\))?|{_USER_PART}(?:\s*@\s*{_USER_PART})?)"
-_DEFINITION = re.compile(
+_DEFINITION = _on_first_use(
     rf"(?:\s|/\*M?!\d*|\*/)*CREATE{_SEP}(?:OR{_SEP}REPLACE{_SEP})?"
     rf"(?:ALGORITHM\s*=\s*\w+{_SEP})?(?:DEFINER\s*=\s*{_ACCOUNT}{_SEP})?"
     rf"(?:SQL{_SEP}SECURITY{_SEP}\w+{_SEP})?(?:AGGREGATE{_SEP})?"
     r"(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT)\b",
     re.I,
 )
-_DEFINER = re.compile(
-    rf"\bDEFINER\s*=\s*({_ACCOUNT})",
-    re.I,
-)
+_DEFINER = _on_first_use(rf"\bDEFINER\s*=\s*({_ACCOUNT})", re.I)
 
 
 @dataclass(frozen=True)
@@ -80,10 +88,10 @@ class DatabaseStatement:
 
 def database_statement(text: str) -> DatabaseStatement | None:
     """The database-level statement ``text`` is, or None for any other statement."""
-    if len(text) > 2000 or not _DB_HEAD.match(text):
+    if len(text) > 2000 or not _DB_HEAD().match(text):
         return None
-    plain = _VERSIONED.sub(" ", text)
-    match = _DATABASE.match(plain)
+    plain = _VERSIONED().sub(" ", text)
+    match = _DATABASE().match(plain)
     if match is None:
         return None
     kind = (match.group(1) or match.group(2)).lower()
@@ -108,7 +116,7 @@ def rename_schema(text: str, old: str, new: str, backslash_escapes: bool = True)
     """
     if old not in text:
         return text
-    pattern = _QUALIFIER if backslash_escapes else _QUALIFIER_NO_ESCAPES
+    pattern = _QUALIFIER() if backslash_escapes else _QUALIFIER_NO_ESCAPES()
 
     def replace(match: re.Match[str]) -> str:
         quoted, bare = match.group(1), match.group(2)
@@ -125,14 +133,14 @@ def definition_kind(text: str) -> str | None:
     """ "view", "trigger", "procedure", "function" or "event" for a CREATE of one."""
     if "CREATE" not in text[:200].upper():
         return None
-    match = _DEFINITION.match(text[:2000])
+    match = _DEFINITION().match(text[:2000])
     return match.group(1).lower() if match else None
 
 
 def definer(text: str) -> str | None:
     """The account in the DEFINER clause of a CREATE statement's head, as written."""
     head = _head(text)
-    match = _DEFINER.search(head) if head is not None else None
+    match = _DEFINER().search(head) if head is not None else None
     return match.group(1) if match else None
 
 
@@ -141,14 +149,14 @@ def strip_definer(text: str) -> str:
     head = _head(text)
     if head is None:
         return text
-    match = _DEFINER.search(head)
+    match = _DEFINER().search(head)
     if match is None:
         return text
     return text[: match.start()] + text[match.end() :]
 
 
 def _head(text: str) -> str | None:
-    match = _DEFINITION.match(text[:2000])
+    match = _DEFINITION().match(text[:2000])
     return text[: match.start(1)] if match else None
 
 
