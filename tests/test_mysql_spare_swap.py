@@ -242,3 +242,28 @@ def test_a_schema_only_named_like_an_aside_schema_is_never_used_or_dropped(
         assert f"database {aside} exists but was not made by reel-tui" in log
         assert fingerprint(mysql_server, my_dbname) == expected
         assert mysql_server.execute(f"SHOW TABLES FROM `{aside}`") == [("parent",)]
+
+
+def test_a_spare_without_its_aside_schema_goes_through_staging(
+    my_config, mysql_server, my_dbname, history
+):
+    """A spare with no aside schema beside it (as the version before made them, or one
+    whose aside schema was dropped) is still taken, through the staging schema; the
+    background then makes the next spare with its aside schema, and the short way is back."""
+    config = my_config()
+    (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
+    ok(rewind(config, history, "seed.sql"))
+    expected = fingerprint(mysql_server, my_dbname)
+    [aside] = [db for db, kind in marker_kinds(mysql_server, my_dbname).items() if kind == "aside"]
+    mysql_server.execute(f"DROP DATABASE `{aside}`")
+    mysql_server.execute("INSERT INTO parent VALUES (8, 'eight')", my_dbname)
+    log = ok(rewind(config, history, "seed.sql"))
+    assert "took its ready spare (" in log and "swapped in where it is" not in log
+    assert fingerprint(mysql_server, my_dbname) == expected
+    assert leftovers(mysql_server, my_dbname) == set()
+    assert sorted(marker_kinds(mysql_server, my_dbname).values()) == ["aside", "cache", "spare",
+                                                                      "undo"]  # fmt: skip
+    mysql_server.execute("INSERT INTO parent VALUES (8, 'eight')", my_dbname)
+    log = ok(rewind(config, history, "seed.sql"))
+    assert "swapped in where it is" in log
+    assert fingerprint(mysql_server, my_dbname) == expected
