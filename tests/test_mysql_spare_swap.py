@@ -225,15 +225,22 @@ def test_the_index_knows_the_new_undo_copy_before_the_background_runs(
     assert cached.used >= started and cached.source == "seed.sql"
 
 
-def test_a_schema_only_named_like_an_aside_schema_is_never_used_or_dropped(
-    my_config, mysql_server, my_dbname, history
-):
+def _aside_dropped(my_config, mysql_server: MysqlServer, my_dbname: str, history):  # type: ignore[no-untyped-def]
+    """A config after one rewind of seed.sql, the target's fingerprint, and the name of
+    the ready spare's aside schema, which is then dropped."""
     config = my_config()
     (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
     ok(rewind(config, history, "seed.sql"))
     expected = fingerprint(mysql_server, my_dbname)
     [aside] = [db for db, kind in marker_kinds(mysql_server, my_dbname).items() if kind == "aside"]
     mysql_server.execute(f"DROP DATABASE `{aside}`")
+    return config, expected, aside
+
+
+def test_a_schema_only_named_like_an_aside_schema_is_never_used_or_dropped(
+    my_config, mysql_server, my_dbname, history
+):
+    config, expected, aside = _aside_dropped(my_config, mysql_server, my_dbname, history)
     mysql_server.execute(f"CREATE DATABASE `{aside}`")  # a user's, under the aside's name
     mysql_server.execute(f"CREATE TABLE `{aside}`.parent (x int)")
     for _ in range(2):
@@ -250,12 +257,7 @@ def test_a_spare_without_its_aside_schema_goes_through_staging(
     """A spare with no aside schema beside it (as the version before made them, or one
     whose aside schema was dropped) is still taken, through the staging schema; the
     background then makes the next spare with its aside schema, and the short way is back."""
-    config = my_config()
-    (config.parent / "dumps" / "seed.sql").write_text(RICH, encoding="utf-8")
-    ok(rewind(config, history, "seed.sql"))
-    expected = fingerprint(mysql_server, my_dbname)
-    [aside] = [db for db, kind in marker_kinds(mysql_server, my_dbname).items() if kind == "aside"]
-    mysql_server.execute(f"DROP DATABASE `{aside}`")
+    config, expected, _ = _aside_dropped(my_config, mysql_server, my_dbname, history)
     mysql_server.execute("INSERT INTO parent VALUES (8, 'eight')", my_dbname)
     log = ok(rewind(config, history, "seed.sql"))
     assert "took its ready spare (" in log and "swapped in where it is" not in log
