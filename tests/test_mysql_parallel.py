@@ -151,7 +151,9 @@ def test_cancel_while_the_workers_load_stops_them_all(
     locker = mysql_server.connect()
     try:
         job = queue.submit(plan_rewind(load_config(config), "crm", "huge.sql"))
-        _wait_for(lambda: _has_table(mysql_server, staging, "big"), job, "no staging table")
+        # once a worker inserts, the loader is past the dump's DISABLE KEYS (an ALTER that
+        # the lock would hold up, and the workers with it)
+        _wait_for(lambda: bool(_inserting(mysql_server, my_dbname)), job, "no worker inserted")
         with locker.cursor() as cur:
             cur.execute(f"LOCK TABLES `{staging}`.`big` WRITE")
         _wait_for(lambda: len(_inserting(mysql_server, my_dbname)) == 2, job,
@@ -180,13 +182,6 @@ def _wait_for(ready: Callable[[], bool], job: Job, failure: str, timeout: float 
         assert time.monotonic() < deadline, f"{failure} in {timeout} s; {job.state} {job.error}"
         assert not job.state.is_final, f"{failure}: the job ended: {job.state} {job.error}"
         time.sleep(0.01)
-
-
-def _has_table(server: MysqlServer, schema: str, table: str) -> bool:
-    return bool(server.execute(
-        "SELECT 1 FROM information_schema.TABLES "
-        f"WHERE TABLE_SCHEMA = '{schema}' AND TABLE_NAME = '{table}'"
-    ))  # fmt: skip
 
 
 def _inserting(server: MysqlServer, target: str) -> list[tuple[object, ...]]:
