@@ -7,6 +7,8 @@ import os
 import sqlite3
 import sys
 import textwrap
+import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from reel_tui.config import AppConfig, Config, load_config
 from reel_tui.history import HistoryStore
+from reel_tui.jobs import Job
 
 pytest_plugins = ["pg_server", "mysql_server"]
 
@@ -167,3 +170,17 @@ def blog_app(blog: Config) -> AppConfig:
 
 REEL = [sys.executable, "-m", "reel_tui"]
 """The command that runs reel-tui in a subprocess, as cron would."""
+
+
+def job_report(job: Job) -> str:
+    """For a job that did not end in time: its state, its last lines with times and what
+    this process's threads were doing, so that a failure on a CI machine says where."""
+    lines = [f"job state {job.state.value}, phase {job.phase}; its last lines:"]
+    lines += [f"  {line.time - job.created:8.2f} s  {line.message}" for line in list(job.log)[-12:]]
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or -1)
+        if thread is not threading.current_thread() and frame is not None:
+            stack = "".join(traceback.format_stack(frame)[-6:])
+            lines.append(f"thread {thread.name}:\n{stack}")
+    return "\n".join(lines)

@@ -4,14 +4,12 @@ reference every load is compared with (``mysql --comments --default-character-se
 from __future__ import annotations
 
 import subprocess
-import sys
-import threading
 import time
-import traceback
 from pathlib import Path
 
 from mysql_server import MysqlServer
 
+from conftest import job_report
 from reel_tui.config import load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
@@ -50,20 +48,10 @@ def rewind_cancelled_at_swap(config: Path, history: HistoryStore, source: str) -
 
 
 def why_not_done(job: Job, server: MysqlServer) -> str:
-    """For a job that did not end in time: its last lines, what reel-tui's threads were
-    doing and what the server was running, so that a failure in CI says where it hung."""
-    lines = [f"job state {job.state.value}, phase {job.phase}; its last lines:"]
-    lines += [f"  {line.time - job.created:8.2f} s  {line.message}" for line in list(job.log)[-12:]]
-    frames = sys._current_frames()
-    for thread in threading.enumerate():
-        frame = frames.get(thread.ident or -1)
-        if thread is not threading.current_thread() and frame is not None:
-            stack = "".join(traceback.format_stack(frame)[-6:])
-            lines.append(f"thread {thread.name}:\n{stack}")
+    """:func:`conftest.job_report` and what the server was running."""
     rows = server.execute("SELECT ID, DB, COMMAND, TIME, STATE, LEFT(INFO, 80) "
                           "FROM information_schema.PROCESSLIST ORDER BY ID")  # fmt: skip
-    lines += ["server processlist:", *(f"  {row}" for row in rows)]
-    return "\n".join(lines)
+    return "\n".join([job_report(job), "server processlist:", *(f"  {row}" for row in rows)])
 
 
 def messages(job: Job) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pg_server import PgServer
 
+from conftest import job_report
 from reel_tui.config import load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
@@ -76,3 +77,11 @@ def psql_reference(server: PgServer, files: list[Path], dbname: str) -> None:
     for file in files:
         command += ["-f", str(file)]
     subprocess.run(command, env=server.env(), check=True, capture_output=True)
+
+
+def why_not_done(job: Job, server: PgServer) -> str:
+    """:func:`conftest.job_report` and what the server's sessions were doing."""
+    rows = server.execute("""SELECT pid, datname, state, wait_event_type, wait_event,
+                                    left(query, 80) FROM pg_stat_activity
+                             WHERE backend_type = 'client backend' ORDER BY pid""")
+    return "\n".join([job_report(job), "server sessions:", *(f"  {row}" for row in rows)])

@@ -33,7 +33,7 @@ from fault_kit import ENGINES, MariadbTarget, PostgresTarget, Target, make_targe
 from mysql_server import MysqlServer
 from pg_server import PgServer
 
-from conftest import REEL
+from conftest import REEL, job_report
 from reel_tui.config import load_config
 from reel_tui.engines import pg_swap
 from reel_tui.history import HistoryStore
@@ -432,7 +432,7 @@ def test_server_restarted_mid_load_fails_cleanly_and_the_next_run_works(
         like = "SELECT pg_sleep(%" if engine == "postgres" else "SELECT SLEEP(%"
         wait_until(lambda: server_shows(target, like), "the slow statement running")
         (restart_pg if engine == "postgres" else restart_mariadb)(server)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), job_report(job)
     finally:
         queue.shutdown()
     assert job.state is JobState.FAILED
@@ -481,7 +481,7 @@ def test_all_of_reels_connections_dropped_mid_load(request, engine, history):
         like = "SELECT pg_sleep(%" if engine == "postgres" else "SELECT SLEEP(%"
         wait_until(lambda: server_shows(target, like), "the slow statement running")
         ended = end_sessions(target, sessions)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), job_report(job)
     finally:
         queue.shutdown()
     print(f"{engine}: ended {len(ended)} sessions: {ended}; error: {job.error}")

@@ -11,7 +11,14 @@ import threading
 import time
 
 import pytest
-from my_tools import fingerprint, leftovers, messages, rewind, rewind_cancelled_at_swap
+from my_tools import (
+    fingerprint,
+    leftovers,
+    messages,
+    rewind,
+    rewind_cancelled_at_swap,
+    why_not_done,
+)
 from mysql_server import MysqlServer
 
 from conftest import REEL
@@ -137,7 +144,7 @@ def test_cancel_mid_insert_stops_within_a_second(seeded, mysql_server, my_dbname
         time.sleep(0.3)
         asked = time.monotonic()
         queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, mysql_server)
         stopped = time.monotonic() - asked
     finally:
         queue.shutdown()

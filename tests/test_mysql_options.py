@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from my_tools import messages, rewind
+from my_tools import messages, rewind, why_not_done
 from mysql_server import MysqlServer
 
 from reel_tui.config import AppConfig, load_config
@@ -129,7 +129,7 @@ def test_second_rewind_waits_for_the_server_lock_and_says_so(
             time.sleep(0.05)
         assert job.state is JobState.RUNNING
         threading.Timer(0.3, holder.close).start()
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, mysql_server)
     finally:
         queue.shutdown()
         history.close()

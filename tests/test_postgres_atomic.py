@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from pg_server import PgServer
-from pg_tools import fingerprint, messages, rewind
+from pg_tools import fingerprint, messages, rewind, why_not_done
 
 from conftest import REEL
 from reel_tui.config import load_config
@@ -134,7 +134,7 @@ def test_cancel_mid_copy_stops_within_a_second(pg_server, pg_config, pg_dbname, 
         assert job.state is JobState.RUNNING and job.detail == "data: public.big", job.detail
         asked = time.monotonic()
         assert queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, pg_server)
         stopped = time.monotonic() - asked
     finally:
         queue.shutdown()
@@ -163,7 +163,7 @@ def test_interrupt_cancels_a_long_statement_on_the_server(pg_server, pg_dbname, 
             time.sleep(0.02)
         asked = time.monotonic()
         queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, pg_server)
         # well under a second when idle; 5 s leaves room for a loaded machine and still
         # says the server's statement was cancelled (it sleeps 30 s)
         assert time.monotonic() - asked < 5.0
@@ -423,7 +423,7 @@ def test_dropped_connection_mid_load_leaves_the_target_as_it_was(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             f"WHERE datname = '{Names.of(pg_dbname).staging}'"
         )
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, pg_server)
     finally:
         queue.shutdown()
     assert job.state is JobState.FAILED

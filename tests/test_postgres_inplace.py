@@ -13,7 +13,15 @@ from pathlib import Path
 import psycopg2
 import pytest
 from pg_server import PASSWORD_ENV, PgServer
-from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind, table_rows
+from pg_tools import (
+    PAGILA_FILES,
+    fingerprint,
+    messages,
+    psql_reference,
+    rewind,
+    table_rows,
+    why_not_done,
+)
 
 from conftest import SHARED_DATA
 from reel_tui.config import load_config
@@ -107,7 +115,7 @@ def test_in_place_cancel_mid_copy_rolls_back(pg_server, pg_dbname, history, tmp_
         assert job.detail == "data: public.big"
         asked = time.monotonic()
         queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, pg_server)
         # well under a second when idle; the bound leaves room for a loaded machine and is
         # still far less than the rest of the 1.5 million rows would take
         assert time.monotonic() - asked < 3.0
@@ -215,7 +223,7 @@ def test_in_place_a_cancel_during_analyze_after_the_commit_is_not_a_cancelled_re
             assert time.monotonic() < deadline, "ANALYZE never waited for the lock"
             time.sleep(0.01)
         queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, pg_server)
     finally:
         queue.shutdown()
         blocker.close()

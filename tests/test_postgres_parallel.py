@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from pg_server import PgServer
-from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind
+from pg_tools import PAGILA_FILES, fingerprint, messages, psql_reference, rewind, why_not_done
 
 from conftest import SHARED_DATA
 from reel_tui.config import load_config
@@ -213,7 +213,7 @@ def test_cancel_while_indexes_build_alongside_data(pg_server, pg_config, pg_dbna
             time.sleep(0.02)
         asked = time.monotonic()
         assert queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), why_not_done(job, pg_server)
         stopped = time.monotonic() - asked
     finally:
         queue.shutdown()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BLOG_SCRIPT, big_dump, file_hash, fingerprint
+from conftest import BLOG_SCRIPT, big_dump, file_hash, fingerprint, job_report
 from reel_tui.config import AppConfig, Config
 from reel_tui.engines import sqlite as sqlite_engine
 from reel_tui.history import HistoryStore
@@ -265,7 +265,7 @@ def test_cancel_mid_load_leaves_target_unchanged_and_no_temp_file(blog, blog_app
         assert job.state is JobState.RUNNING and job.phase == "loading"
         asked = time.monotonic()
         assert queue.cancel(job.id)
-        assert queue.wait(job, timeout=30)
+        assert queue.wait(job, timeout=30), job_report(job)
         # about 0.1 s when idle; the bound leaves room for a loaded machine (that the load
         # stopped early is checked below: the bytes read)
         assert time.monotonic() - asked < 3.0

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from test_cache import messages, rewind
 
-from conftest import BLOG_SCRIPT, REEL, fingerprint, make_dump
+from conftest import BLOG_SCRIPT, REEL, fingerprint, job_report, make_dump
 from reel_tui.config import Config, load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
@@ -272,7 +272,7 @@ def test_application_in_a_read_transaction_is_waited_for_then_sees_the_new_data(
                 time.sleep(0.05)
             assert f"held open by pid {app.pid}" in messages(job)
             assert app.ask("end") == "ended"
-            assert queue.wait(job, timeout=30)
+            assert queue.wait(job, timeout=30), job_report(job)
             assert job.state is JobState.SUCCEEDED, job.error
         finally:
             queue.shutdown()
