@@ -167,7 +167,7 @@ class MysqlEngine(ServerEngine):
             warm.start(source)
         template = warm.find() if stored is None else None
         spare = warm.ready_spare(template) if template is not None else None
-        undo = self.app.undo and warm.retention.enabled
+        undo = warm.keeps_undo
         if template is not None and spare is not None and spare.journaled and spare.aside:
             plan = self._swap_spare(admin, names, warm, template, spare, present, source, ctx)
         else:
@@ -209,7 +209,7 @@ class MysqlEngine(ServerEngine):
             warm.touch(template)
             ctx.log(f"took its ready spare ({spare.name}): swapped in where it is")
             ctx.progress(phase="swapping")
-            undo = self.app.undo and warm.retention.enabled
+            undo = warm.keeps_undo
             exists = names.target in present
             old_schema = spare.aside
             if undo:
@@ -236,8 +236,7 @@ class MysqlEngine(ServerEngine):
         try:
             if not admin.open:
                 return
-            plan = mysql_swap.read_journal(admin, spare.name)
-            if plan is not None and plan.state in ("swapping", "renamed"):
+            if mysql_swap.swap_begun(admin, spare.name):
                 return  # the swap's own handling (or the next run) decides
             mysql_cache.mark(admin, spare.name, exists=True, **spare.entry)
         except pymysql.Error as exc:
@@ -260,7 +259,7 @@ class MysqlEngine(ServerEngine):
         undo copy, a spare made by an earlier version), then swapped in."""
         charset = present.get(names.target)
         options = f" CHARACTER SET {charset[0]} COLLATE {charset[1]}" if charset else ""
-        undo = self.app.undo and warm.retention.enabled
+        undo = warm.keeps_undo
         query(admin, f"CREATE DATABASE {ident(names.staging)}{options}")
         try:
             mysql_swap.create_journal(admin, names.staging)
@@ -271,7 +270,7 @@ class MysqlEngine(ServerEngine):
                 new, database_options = stored.definitions, stored.database_options
             elif template is not None:
                 if spare is not None:
-                    warm.take_spare(names, spare, journal=False)
+                    warm.take_spare(names, spare)
                 if warm.took is not None:
                     new_tables = template.tables
                 warm.stage(names, template, ctx)
@@ -327,8 +326,7 @@ class MysqlEngine(ServerEngine):
         """After a failed undo: the tables are the undo copy's again."""
         try:
             if admin.open and mysql_swap.schema_exists(admin, names.staging):
-                plan = mysql_swap.read_journal(admin, names.staging)
-                if plan is not None and plan.state in ("swapping", "renamed"):
+                if mysql_swap.swap_begun(admin, names.staging):
                     return  # the swap's own handling (or the next run) decides
                 mysql_cache.give_back(admin, undo, names.staging)
                 ctx.log(f"{undo.name} holds the undo copy again; {names.target} is unchanged")
@@ -516,8 +514,7 @@ class MysqlEngine(ServerEngine):
         """Best effort after a failure: the next run drops what this could not."""
         try:
             if admin.open and mysql_swap.schema_exists(admin, names.staging):
-                plan = mysql_swap.read_journal(admin, names.staging)
-                if plan is not None and plan.state in ("swapping", "renamed"):
+                if mysql_swap.swap_begun(admin, names.staging):
                     return  # the swap's own handling (or the next run) decides
                 mysql_swap.drop_schema(admin, names.staging)
                 mysql_swap.drop_schema(admin, names.old)

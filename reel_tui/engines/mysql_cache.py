@@ -65,7 +65,14 @@ from reel_tui.cache import UNDO_KEY, CachedCopy, copies_of, short
 from reel_tui.engines.base import RewindError
 from reel_tui.engines.mysql_conn import Connection, error_code, ident
 from reel_tui.engines.mysql_objects import Definition, query
-from reel_tui.engines.mysql_swap import JOURNAL, MARKER, derived_name, drop_schema, lock_name
+from reel_tui.engines.mysql_swap import (
+    JOURNAL,
+    MARKER,
+    derived_name,
+    drop_schema,
+    lock_name,
+    write_marker,
+)
 
 COMPLETE = ("cache", "spare", "aside", "request", "trash", "snapshot", "undo")
 """Marker kinds of schemas that are what they say; others ("building", "prep", "taken",
@@ -150,7 +157,7 @@ def mark(conn: Connection, schema: str, *, exists: bool = False, **entry: object
             f"CREATE TABLE IF NOT EXISTS {ident(schema)}.{MARKER} (id INT PRIMARY KEY, "
             "entry LONGTEXT NOT NULL) ENGINE=InnoDB",
         )
-    query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+    write_marker(conn, schema, entry)
 
 
 def marked(conn: Connection, target: str, *, sizes: bool = True) -> list[Marked]:
@@ -356,10 +363,12 @@ def spares(
     }
 
 
-def copies(conn: Connection, target: str) -> list[CachedCopy]:
+def copies(conn: Connection, target: str, found: list[Marked] | None = None) -> list[CachedCopy]:
     """The target's cached copies as the cache module describes them (spare bytes
-    included), and its snapshots."""
-    found = marked(conn, target)
+    included), and its snapshots. ``found``: the target's marked schemas, when listed
+    already (with their sizes)."""
+    if found is None:
+        found = marked(conn, target)
     return copies_of(templates(conn, target, found), spares(conn, target, found)) + copies_of(
         snapshots(conn, target, found), {}
     )
@@ -560,9 +569,9 @@ def claim_spare(conn: Connection, spare: ReadySpare) -> None:
     mark(conn, spare.name, exists=True, **{**spare.entry, "kind": SWAP})
 
 
-def take_spare(conn: Connection, spare: ReadySpare, staging: str, *, journal: bool) -> bool:
-    """Move the spare's tables (and its journal table, if ``journal``) into ``staging``
-    in one RENAME TABLE; False if that failed.
+def take_spare(conn: Connection, spare: ReadySpare, staging: str) -> bool:
+    """Move the spare's tables into ``staging`` in one RENAME TABLE (its journal table, if
+    any, stays: ``staging`` has its own); False if that failed.
 
     The spare's marker says "taking" before its tables move: a run killed in between
     leaves a schema the background drops, never a spare without tables. The emptied
@@ -571,7 +580,7 @@ def take_spare(conn: Connection, spare: ReadySpare, staging: str, *, journal: bo
     """
     mark(conn, spare.name, exists=True, **{**spare.entry, "kind": "taking"})
     try:
-        move_tables(conn, spare.name, staging, spare.tables + ([JOURNAL] if journal else []))
+        move_tables(conn, spare.name, staging, spare.tables)
     except pymysql.Error:
         return False
     return True

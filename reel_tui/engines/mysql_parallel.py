@@ -115,10 +115,11 @@ class Workers:
             except queue.Full:
                 break
         for thread in self._threads:
-            thread.join(0 if interrupt is not None else None)
+            if interrupt is None:
+                thread.join()
+                continue
             while thread.is_alive():
-                if interrupt is not None:
-                    interrupt()
+                interrupt()
                 thread.join(0.5)
 
     def _work(self, conn: Connection) -> None:

@@ -135,6 +135,12 @@ class Plan:
         """The schema holding the journal and the new tables."""
         return self.staging or names.staging
 
+    @property
+    def begun(self) -> bool:
+        """The swap reached its rename: only finishing or rolling it back is right (by the
+        run itself, else by the next run's recovery), never dropping its schemas."""
+        return self.state in ("swapping", "renamed")
+
 
 def schema_exists(conn: Connection, name: str) -> bool:
     return bool(query(conn, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
@@ -168,6 +174,12 @@ def read_journal(conn: Connection, schema: str) -> Plan | None:
         return None
     rows = query(conn, f"SELECT entry FROM {ident(schema)}.{JOURNAL} WHERE id = 1")
     return Plan.load(rows[0][0]) if rows else Plan()
+
+
+def swap_begun(conn: Connection, schema: str) -> bool:
+    """Whether ``schema`` holds the journal of a swap that reached its rename."""
+    plan = read_journal(conn, schema)
+    return plan is not None and plan.begun
 
 
 def drop_schema(conn: Connection, name: str) -> None:
@@ -346,8 +358,7 @@ def finish(conn: Connection, names: Names, plan: Plan) -> None:
             query(conn, f"DROP VIEW IF EXISTS {ident(name)}")
     query(conn, "USE information_schema")
     if plan.old_schema and plan.undo_entry:  # the undo copy now describes what it holds
-        query(conn, f"REPLACE INTO {ident(plan.old_schema)}.{MARKER} VALUES (1, %s)",
-              (json.dumps(plan.undo_entry),))  # fmt: skip
+        write_marker(conn, plan.old_schema, plan.undo_entry)
     plan.state = "done"
     write_journal(conn, plan.holder(names), plan)
 
@@ -390,12 +401,16 @@ def cleanup(
             ctx.log(f"could not drop {name} ({message(exc)}); the next rewind will", "warning")
 
 
+def write_marker(conn: Connection, schema: str, entry: dict[str, object]) -> None:
+    """Replace the marker of a schema of reel's: one statement, so it is all or nothing."""
+    query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+
+
 def retire(conn: Connection, schema: str, target: str) -> None:
-    """A spare that held a swap's new tables: now trash (the background drops it); one
-    already trash may be gone (a run killed after retiring it)."""
-    entry = {"kind": "trash", "target": target, "time": time.time()}
+    """A schema a swap filled or emptied (a spare, an aside schema): now trash, which the
+    background drops; one already trash may be gone (a run killed after retiring it)."""
     try:
-        query(conn, f"REPLACE INTO {ident(schema)}.{MARKER} VALUES (1, %s)", (json.dumps(entry),))
+        write_marker(conn, schema, {"kind": "trash", "target": target, "time": time.time()})
     except pymysql.Error as exc:
         if exc.args[:1] not in ((1049,), (1146,)):  # no such database / table
             raise
@@ -437,14 +452,8 @@ def recover(
     if staging is None and old is None:
         return
     _end_sessions_in(conn, names.staging, ctx)
-    if staging is not None and staging.state in ("swapping", "renamed"):
-        moved = not any(t in tables(conn, names.staging) for t in staging.new_tables)
-        if staging.state == "renamed" or moved:
-            finish(conn, names, staging)
-            ctx.log(f"completed an interrupted swap of {names.target}", "warning")
-        else:
-            rollback(conn, names, staging, ctx)
-            ctx.log(f"rolled back an interrupted swap: {names.target} is as it was", "warning")
+    if staging is not None and staging.begun:
+        _finish_or_roll_back(conn, names, staging, ctx)
     cleanup(conn, names, ctx)
     ctx.log(f"removed {names.staging} / {names.old} left by an interrupted run", "warning")
 
@@ -453,18 +462,25 @@ def _recover_spare_swap(conn: Connection, names: Names, schema: str, ctx: Rewind
     """A spare a killed run was swapping in from where it is: finish or roll back as for
     ``S``, then it is trash."""
     plan = read_journal(conn, schema)
-    if plan is not None and plan.state in ("swapping", "renamed"):
+    if plan is not None and plan.begun:
         plan.staging = schema
-        moved = not any(t in tables(conn, schema) for t in plan.new_tables)
-        if plan.state == "renamed" or moved:
-            finish(conn, names, plan)
-            ctx.log(f"completed an interrupted swap of {names.target}", "warning")
-        else:
-            rollback(conn, names, plan, ctx)
-            ctx.log(f"rolled back an interrupted swap: {names.target} is as it was", "warning")
+        _finish_or_roll_back(conn, names, plan, ctx)
     for name in dict.fromkeys([schema, *(plan.retire if plan is not None else [])]):
         retire(conn, name, names.target)
     ctx.log(f"{schema}, left by an interrupted run, is dropped in the background", "warning")
+
+
+def _finish_or_roll_back(conn: Connection, names: Names, plan: Plan, ctx: RewindContext) -> None:
+    """An interrupted swap: finished if its rename happened (T holds the new tables: none
+    is left where they came from), else rolled back."""
+    holder = plan.holder(names)
+    moved = not any(t in tables(conn, holder) for t in plan.new_tables)
+    if plan.state == "renamed" or moved:
+        finish(conn, names, plan)
+        ctx.log(f"completed an interrupted swap of {names.target}", "warning")
+    else:
+        rollback(conn, names, plan, ctx)
+        ctx.log(f"rolled back an interrupted swap: {names.target} is as it was", "warning")
 
 
 def _end_sessions_in(conn: Connection, schema: str, ctx: RewindContext) -> None:

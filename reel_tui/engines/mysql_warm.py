@@ -28,7 +28,6 @@ from reel_tui.cache import (
     DigestTask,
     Retention,
     cache_key,
-    copies_of,
     digest_task,
     evictions,
     key_after_load,
@@ -41,7 +40,14 @@ from reel_tui.engines.base import LogLevel, Phase, RewindContext
 from reel_tui.engines.mysql_cache import Marked, ReadySpare, Template
 from reel_tui.engines.mysql_conn import Connection, ident, message
 from reel_tui.engines.mysql_objects import definitions, query
-from reel_tui.engines.mysql_swap import Names, Plan, create_journal, drop_schema, write_journal
+from reel_tui.engines.mysql_swap import (
+    Names,
+    Plan,
+    create_journal,
+    drop_schema,
+    retire,
+    write_journal,
+)
 from reel_tui.sources import Source, list_sources
 
 Loader = Callable[[Source, str, RewindContext], str]
@@ -76,6 +82,12 @@ class MyWarm:
         "taking" until the swap is over, then "trash")."""
 
     @property
+    def keeps_undo(self) -> bool:
+        """Whether the replaced content is kept as the undo copy (copies are kept, and the
+        app keeps an undo copy)."""
+        return self.app.undo and self.retention.enabled
+
+    @property
     def enabled(self) -> bool:
         return self.index is not None and self.retention.enabled
 
@@ -99,15 +111,13 @@ class MyWarm:
         """The template's complete spare, if there is one."""
         return mysql_cache.ready_spare(self.admin, self.target, template, self.found)
 
-    def take_spare(self, names: Names, spare: ReadySpare, *, journal: bool) -> bool:
-        """Move the spare's tables (and journal table) into the staging schema; the emptied
-        spare then holds what the swap sets aside."""
+    def take_spare(self, names: Names, spare: ReadySpare) -> None:
+        """Move the spare's tables into the staging schema (:attr:`took` says if they
+        moved); the emptied spare then holds what the swap sets aside."""
         started = time.monotonic()
-        if not mysql_cache.take_spare(self.admin, spare, names.staging, journal=journal):
-            return False
-        self.aside.append(spare.name)
-        self.took = time.monotonic() - started
-        return True
+        if mysql_cache.take_spare(self.admin, spare, names.staging):
+            self.aside.append(spare.name)
+            self.took = time.monotonic() - started
 
     def stage(self, names: Names, template: Template, ctx: RewindContext) -> None:
         """Log the spare taken, else copy the template's tables into the staging schema."""
@@ -154,8 +164,7 @@ class MyWarm:
         """The swap is over: what it set aside is trash, dropped in the background without
         the target's lock."""
         for name in self.aside:
-            mysql_cache.mark(self.admin, name, exists=True, kind="trash", target=self.target,
-                             time=time.time())  # fmt: skip
+            retire(self.admin, name, self.target)
 
     def drop_aside(self) -> None:
         """After a failed rewind: the schemas made or emptied for it go (best effort; the
@@ -257,7 +266,7 @@ def maintain(
     mysql_cache.maintenance_lock(admin, target)
     found = mysql_cache.marked(admin, target)
     if index is not None:  # first: a warm rewind recorded only what it knew (--list, TUI)
-        index.record_copies(app.target_key, _copies_of(admin, target, found))
+        index.record_copies(app.target_key, mysql_cache.copies(admin, target, found))
     for schema in found:
         if schema.kind == "trash":
             _drop_logged(admin, schema, "the replaced content", log)
@@ -280,13 +289,6 @@ def maintain(
         make_spare(admin, target, found_templates[0], log)
     if index is not None:
         index.record_copies(app.target_key, mysql_cache.copies(admin, target))
-
-
-def _copies_of(admin: Connection, target: str, found: list[Marked]) -> list[CachedCopy]:
-    """The copies as :func:`mysql_cache.copies` lists them, from schemas listed already."""
-    return copies_of(
-        mysql_cache.templates(admin, target, found), mysql_cache.spares(admin, target, found)
-    ) + copies_of(mysql_cache.snapshots(admin, target, found), {})
 
 
 def _drop_unfinished(
