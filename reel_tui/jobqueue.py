@@ -216,6 +216,7 @@ class JobQueue:
         finally:
             if writer is not None:
                 writer.close()
+            self._emit(JobEvent("maintained", job))
 
     # --- the workers ------------------------------------------------------------
 

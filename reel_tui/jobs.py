@@ -144,7 +144,9 @@ class Job:
         }
 
 
-EventKind = Literal["queued", "started", "progress", "log", "finished"]
+EventKind = Literal["queued", "started", "progress", "log", "finished", "maintained"]
+"""``maintained``: the work a finished job left for afterwards (done on a thread of this
+process) is over; the cache it changed can be read again."""
 
 
 @dataclass(frozen=True)

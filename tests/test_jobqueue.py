@@ -223,8 +223,9 @@ def test_events_reach_subscribers_in_order_and_progress_is_throttled(blog, blog_
     finished = kinds.index("finished")
     assert kinds[0] == "queued" and kinds[1] == "started"
     assert kinds.count("finished") == 1
-    # after it, only the background work's lines (the cached copy's spare)
-    assert set(kinds[finished + 1 :]) <= {"log"}
+    # after it, only the background work's lines (the cached copy's spare), then its end
+    assert kinds[-1] == "maintained" and kinds.count("maintained") == 1
+    assert set(kinds[finished + 1 : -1]) <= {"log"}
     assert all("background" in e.line.message or "spare" in e.line.message
                for e in events[finished + 1 :] if e.line is not None)  # fmt: skip
     assert "log" in kinds and "progress" in kinds

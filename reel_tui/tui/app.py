@@ -51,7 +51,7 @@ from reel_tui.history import (
     parse_log,
 )
 from reel_tui.jobqueue import JobQueue
-from reel_tui.jobs import Job, JobEvent, JobState, LogLine
+from reel_tui.jobs import Job, JobEvent, JobState
 from reel_tui.plan import Refused, plan_rewind, plan_snapshot
 from reel_tui.reporters import human_size
 from reel_tui.sources import Source, list_sources
@@ -495,7 +495,7 @@ class ReelApp(App[None]):
             self.announce(job)
             self.refresh_history()
             self.scan_cache()
-        if event.kind == "log" and job.state.is_final and _background_ended(event.line):
+        elif event.kind == "maintained":
             self.scan_cache()  # the background work recorded the copies it made and dropped
         if event.kind == "progress":
             self.progress_pending = True  # drawn by the next tick: the loader keeps the GIL
@@ -948,11 +948,6 @@ class ReelApp(App[None]):
         return [job_number(record), kind_text(record.kind), record.app, record.source,
                 state_text(record.state), progress,
                 Text(short(without_folders(info), 90), style=style)]  # fmt: skip
-
-
-def _background_ended(line: LogLine | None) -> bool:
-    """A job's last line from its background work: done, stopped or failed."""
-    return line is not None and line.message.startswith("background work ")
 
 
 def stored_copies(copies: list[CachedCopy]) -> tuple[CachedCopy, ...]:
