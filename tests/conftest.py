@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import textwrap
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -184,3 +185,11 @@ def job_report(job: Job) -> str:
             stack = "".join(traceback.format_stack(frame)[-6:])
             lines.append(f"thread {thread.name}:\n{stack}")
     return "\n".join(lines)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail saying ``what`` was never seen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never saw: {what}"
+        time.sleep(0.02)

@@ -47,6 +47,21 @@ def rewind_cancelled_at_swap(config: Path, history: HistoryStore, source: str) -
         queue.shutdown()
 
 
+def rewind_in_an_open_transaction(
+    server: MysqlServer, database: str, config: Path, history: HistoryStore, source: str
+) -> Job:
+    """A rewind of app "crm" while the application's open transaction has read ``child``
+    (a metadata lock held until it ends, after the rewind)."""
+    app = server.connect(database, autocommit=False)
+    try:
+        with app.cursor() as cur:
+            cur.execute("SELECT * FROM child")
+        return rewind(config, history, source)
+    finally:
+        app.rollback()
+        app.close()
+
+
 def why_not_done(job: Job, server: MysqlServer) -> str:
     """:func:`conftest.job_report` and what the server was running."""
     rows = server.execute("SELECT ID, DB, COMMAND, TIME, STATE, LEFT(INFO, 80) "

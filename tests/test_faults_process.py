@@ -33,7 +33,7 @@ from fault_kit import ENGINES, MariadbTarget, PostgresTarget, Target, make_targe
 from mysql_server import MysqlServer
 from pg_server import PgServer
 
-from conftest import REEL, job_report
+from conftest import REEL, job_report, wait_until
 from reel_tui.config import load_config
 from reel_tui.engines import pg_swap
 from reel_tui.history import HistoryStore
@@ -106,13 +106,6 @@ def server_shows(target: Target, sql_like: str, waiting_on_lock: bool = False) -
         )
         return bool(rows)
     return True  # SQLite: no server; the job's own events say it
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = EVENT_WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never saw: {what}"
-        time.sleep(0.02)
 
 
 class Headless:

@@ -17,6 +17,7 @@ from my_tools import (
     messages,
     rewind,
     rewind_cancelled_at_swap,
+    rewind_in_an_open_transaction,
     why_not_done,
 )
 from mysql_server import MysqlServer
@@ -287,14 +288,7 @@ def test_open_transaction_of_the_app_makes_the_swap_give_up_cleanly(
 ):
     config, before = seeded
     monkeypatch.setattr(mysql_swap, "LOCK_WAIT", 1)
-    app = mysql_server.connect(my_dbname, autocommit=False)
-    try:
-        with app.cursor() as cur:
-            cur.execute("SELECT * FROM child")  # holds a metadata lock until the transaction ends
-        job = rewind(config, history, "seed.sql")
-    finally:
-        app.rollback()
-        app.close()
+    job = rewind_in_an_open_transaction(mysql_server, my_dbname, config, history, "seed.sql")
     assert job.state is JobState.FAILED
     assert job.error_code == "busy"
     assert "nothing was changed" in str(job.error) and "open transactions: session" in str(

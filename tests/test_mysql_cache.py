@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 from my_tools import fingerprint, messages, rewind
 from mysql_server import MysqlServer
 from test_mysql_atomic import SEED, _Context, _Killed, _run_engine
 
-from conftest import REEL
+from conftest import REEL, wait_until
 from reel_tui.cache import CacheIndex
 from reel_tui.config import load_config
 from reel_tui.engines import mysql_swap
@@ -192,13 +191,14 @@ def test_headless_warm_rewind_leaves_the_background_work_to_a_detached_process(
     args = [*REEL, "-c", str(dumps), "--rewind", "--source", "seed.sql"]
     subprocess.run([*args, "-q"], check=True, env=env)
     expected = fingerprint(mysql_server, my_dbname)
-    _wait_for(lambda: "spare" in reel_schemas(mysql_server, my_dbname))
+    wait_until(lambda: "spare" in reel_schemas(mysql_server, my_dbname), "the spare", 60)
     warm = subprocess.run(args, capture_output=True, text=True, env=env)
     assert warm.returncode == 0, warm.stderr
     assert "took its ready spare" in warm.stdout
     assert fingerprint(mysql_server, my_dbname) == expected
     # the detached process drops the replaced tables and makes the next spare
-    _wait_for(lambda: set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare", "aside"})
+    wait_until(lambda: set(reel_schemas(mysql_server, my_dbname)) == {"cache", "spare", "aside"},
+               "only the cached copy, its spare and aside schema", 60)  # fmt: skip
     listing = subprocess.run([*REEL, "-c", str(dumps), "--list"], capture_output=True,
                              text=True, env=env)  # fmt: skip
     assert "✓" in listing.stdout
@@ -248,10 +248,3 @@ def test_background_makes_no_copy_of_a_dump_changed_since_its_load(
     plan.engine.maintain(lines.append)
     assert "seed.sql changed since it was loaded: no cached copy made" in lines
     assert reel_schemas(mysql_server, my_dbname) == {}
-
-
-def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)

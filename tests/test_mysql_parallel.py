@@ -4,16 +4,16 @@ failure or cancel during that phase leaves the target as it was and no connectio
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from my_tools import fingerprint, leftovers, messages, mysql_reference, rewind, why_not_done
 from mysql_server import MysqlServer
 
+from conftest import wait_until
 from reel_tui.config import load_config
 from reel_tui.history import HistoryStore
 from reel_tui.jobqueue import JobQueue
-from reel_tui.jobs import Job, JobState
+from reel_tui.jobs import JobState
 from reel_tui.plan import plan_rewind
 
 HEADER = """-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)
@@ -153,15 +153,17 @@ def test_cancel_while_the_workers_load_stops_them_all(
         job = queue.submit(plan_rewind(load_config(config), "crm", "huge.sql"))
         # once a worker inserts, the loader is past the dump's DISABLE KEYS (an ALTER that
         # the lock would hold up, and the workers with it)
-        _wait_for(lambda: bool(_inserting(mysql_server, my_dbname)), job, "no worker inserted")
+        wait_until(lambda: job.state.is_final or bool(_inserting(mysql_server, my_dbname)),
+                   "a worker inserting", 60)  # fmt: skip
+        assert not job.state.is_final, job.error
         with locker.cursor() as cur:
             cur.execute(f"LOCK TABLES `{staging}`.`big` WRITE")
-        _wait_for(lambda: len(_inserting(mysql_server, my_dbname)) == 2, job,
-                  "the two workers never waited on the lock")  # fmt: skip
+        wait_until(lambda: len(_inserting(mysql_server, my_dbname)) == 2,
+                   "the two workers waiting on the lock", 60)  # fmt: skip
         asked = time.monotonic()
         queue.cancel(job.id)
-        _wait_for(lambda: not _inserting(mysql_server, my_dbname), job,
-                  "the workers' INSERTs were not killed", timeout=8)  # fmt: skip
+        wait_until(lambda: not _inserting(mysql_server, my_dbname),
+                   "the workers' INSERTs killed", 8)  # fmt: skip
         stopped = time.monotonic() - asked
         with locker.cursor() as cur:
             cur.execute("UNLOCK TABLES")  # the staging schema can be dropped now
@@ -174,14 +176,6 @@ def test_cancel_while_the_workers_load_stops_them_all(
     assert fingerprint(mysql_server, my_dbname) == before
     assert leftovers(mysql_server, my_dbname) == set()
     assert connections(mysql_server) == []
-
-
-def _wait_for(ready: Callable[[], bool], job: Job, failure: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, f"{failure} in {timeout} s; {job.state} {job.error}"
-        assert not job.state.is_final, f"{failure}: the job ended: {job.state} {job.error}"
-        time.sleep(0.01)
 
 
 def _inserting(server: MysqlServer, target: str) -> list[tuple[object, ...]]:

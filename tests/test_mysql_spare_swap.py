@@ -20,7 +20,14 @@ import sys
 import time
 
 import pytest
-from my_tools import fingerprint, leftovers, messages, rewind, rewind_cancelled_at_swap
+from my_tools import (
+    fingerprint,
+    leftovers,
+    messages,
+    rewind,
+    rewind_cancelled_at_swap,
+    rewind_in_an_open_transaction,
+)
 from mysql_server import MysqlServer
 from test_mysql_atomic import _Context
 from test_mysql_cache import RICH, ok
@@ -190,14 +197,7 @@ def test_open_transaction_makes_the_spare_swap_give_up_cleanly(
 ):
     config, before = _warm_ready(my_config, mysql_server, my_dbname, history)
     monkeypatch.setattr(mysql_swap, "LOCK_WAIT", 1)
-    app = mysql_server.connect(my_dbname, autocommit=False)
-    try:
-        with app.cursor() as cur:
-            cur.execute("SELECT * FROM child")  # holds a metadata lock until the transaction ends
-        job = rewind(config, history, "seed.sql")
-    finally:
-        app.rollback()
-        app.close()
+    job = rewind_in_an_open_transaction(mysql_server, my_dbname, config, history, "seed.sql")
     assert job.state is JobState.FAILED
     assert job.error_code == "busy"
     assert "nothing was changed" in str(job.error)

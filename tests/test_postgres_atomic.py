@@ -11,7 +11,6 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -19,7 +18,7 @@ import pytest
 from pg_server import PgServer
 from pg_tools import fingerprint, messages, rewind, why_not_done
 
-from conftest import REEL
+from conftest import REEL, wait_until
 from reel_tui.config import load_config
 from reel_tui.engines import pg_swap
 from reel_tui.engines.pg_swap import Names, journal_comment
@@ -84,14 +83,6 @@ def reel_databases(server: PgServer, dbname: str, wait: float = 30.0) -> set[str
         if not any("__reel_trash_" in db for db in found) or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail saying ``what`` was never seen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never saw: {what}"
-        time.sleep(0.02)
 
 
 def test_failing_last_statement_leaves_the_target_as_it_was(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import psycopg2
 from pg_server import PgServer
 from pg_tools import fingerprint, messages, rewind
 
-from conftest import REEL
+from conftest import REEL, wait_until
 from reel_tui.history import HistoryStore
 from reel_tui.jobs import JobState
 
@@ -150,14 +149,15 @@ def test_headless_warm_rewind_leaves_the_background_work_to_a_detached_process(
     args = [*REEL, "-c", str(config), "--rewind", "--source", "seed.sql"]
     subprocess.run([*args, "-q"], check=True, env=env)
     expected = fingerprint(pg_server, pg_dbname)
-    _wait_for(lambda: "spare" in reel_objects(pg_server, pg_dbname))
+    wait_until(lambda: "spare" in reel_objects(pg_server, pg_dbname), "the spare")
     warm = subprocess.run(args, capture_output=True, text=True, env=env)
     assert warm.returncode == 0, warm.stderr
     assert "took its ready spare" in warm.stdout
     assert fingerprint(pg_server, pg_dbname) == expected
     # the detached process drops what the swap set aside and makes the next spare; the
     # replaced content is the undo copy
-    _wait_for(lambda: set(reel_objects(pg_server, pg_dbname)) == {"cache", "spare", "undo"})
+    wait_until(lambda: set(reel_objects(pg_server, pg_dbname)) == {"cache", "spare", "undo"},
+               "only the cached copy, its spare and the undo copy")  # fmt: skip
     listing = subprocess.run([*REEL, "-c", str(config), "--list"], capture_output=True,
                              text=True, env=env)  # fmt: skip
     assert "✓" in listing.stdout
@@ -197,8 +197,8 @@ def test_without_a_cached_copy_analyze_and_the_drop_of_the_old_content_come_afte
     second = cold("cache_copies = 0\nundo = false\njobs = 2")
     assert "ANALYZE runs in the background" in second
     assert "is dropped in the background" in second
-    _wait_for(lambda: pg_server.execute(analyzed, pg_dbname)[0][0] > 0)
-    _wait_for(lambda: reel_objects(pg_server, pg_dbname) == {})
+    wait_until(lambda: pg_server.execute(analyzed, pg_dbname)[0][0] > 0, "statistics")
+    wait_until(lambda: reel_objects(pg_server, pg_dbname) == {}, "no copies left")
     log = (tmp_path / "state" / "logs" / "2.log").read_text()
     assert "ANALYZE of 1 tables took" in log
     started, done = log.index("] background work started"), log.index("] background work done")
@@ -208,13 +208,6 @@ def test_without_a_cached_copy_analyze_and_the_drop_of_the_old_content_come_afte
     first = cold("jobs = 2")
     assert "ANALYZE took" in first
     assert pg_server.execute(analyzed, pg_dbname)[0][0] > 0
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_a_user_database_with_a_cache_name_is_never_dropped(
