@@ -81,14 +81,15 @@ def test_headless_rewind_imports_no_ui_library(blog: Config, args, exit_code):
 
 def test_server_engines_start_without_what_only_some_runs_need():
     """What a warm PostgreSQL or MySQL rewind imports before its job: not shutil (argparse
-    would, for its help's width, and shutil loads bz2 and lzma), decompressors, difflib
-    nor the HTTP stack. (The SQLite engine copies files with shutil.)"""
+    would, for its help's width, and shutil loads bz2 and lzma), decompressors, difflib,
+    the HTTP stack, nor secrets (with random: a name's six random bytes need only
+    os.urandom). (The SQLite engine copies files with shutil.)"""
     code = (
         "import sys\n"
         "import reel_tui.cli, reel_tui.engines.postgres, reel_tui.engines.mysql\n"
         "reel_tui.cli.build_parser().parse_args(['--rewind'])\n"
-        "print(sorted(m for m in ('shutil', 'bz2', 'lzma', 'gzip', 'difflib', 'aiohttp')"
-        " if m in sys.modules))"
+        "print(sorted(m for m in ('shutil', 'bz2', 'lzma', 'gzip', 'difflib', 'aiohttp',"
+        " 'secrets') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

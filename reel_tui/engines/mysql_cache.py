@@ -54,7 +54,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import secrets
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -349,7 +349,7 @@ def _template(schema: Marked) -> Template:
 
 
 def snapshot_schema(target: str) -> str:
-    return derived_name(target, f"snap_{secrets.token_hex(6)}")
+    return derived_name(target, f"snap_{os.urandom(6).hex()}")
 
 
 def spares(

@@ -43,7 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
@@ -116,7 +115,7 @@ class Plan:
 
     def dump(self) -> str:
         entry = asdict(self)
-        entry.update(pid=os.getpid(), host=socket.gethostname(), time=round(time.time()))
+        entry.update(pid=os.getpid(), host=os.uname().nodename, time=round(time.time()))
         return json.dumps(entry)
 
     @classmethod

@@ -36,7 +36,7 @@ named like ours is never taken for one. Who may do what:
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,7 +199,7 @@ def undo_name(target: str) -> str:
 
 
 def new_snapshot_name(target: str) -> str:
-    return derived_name(target, f"snap_{secrets.token_hex(6)}")
+    return derived_name(target, f"snap_{os.urandom(6).hex()}")
 
 
 def mark_snapshot(conn: Connection, target: str, database: str, name: str) -> None:

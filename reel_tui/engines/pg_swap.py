@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 import weakref
 from collections.abc import Callable
@@ -78,7 +77,7 @@ class Names:
 
 def journal_comment(names: Names, state: str, **extra: object) -> str:
     entry = {"target": names.target, "state": state, "pid": os.getpid(),
-             "host": socket.gethostname(), "time": round(time.time()), **extra}  # fmt: skip
+             "host": os.uname().nodename, "time": round(time.time()), **extra}  # fmt: skip
     return JOURNAL_PREFIX + json.dumps(entry)
 
 

@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import time
@@ -258,7 +257,7 @@ class SqliteCache:
         self, target: Path, name: str, page_size: int, step: Callable[[float], None]
     ) -> Path:
         """Copy the target as snapshot ``name``; its file (see :meth:`copy_target`)."""
-        data = self.folder / f"snap-{secrets.token_hex(6)}.sqlite3"
+        data = self.folder / f"snap-{os.urandom(6).hex()}.sqlite3"
         partial = data.with_suffix(".sqlite3.tmp")
         self.copy_target(target, partial, step)
         os.replace(partial, data)
@@ -313,7 +312,7 @@ class SqliteCache:
         os.replace(data, self._trash_name())
 
     def _trash_name(self) -> Path:
-        return self.folder / f"trash-{secrets.token_hex(6)}{TRASH}"
+        return self.folder / f"trash-{os.urandom(6).hex()}{TRASH}"
 
     def drop_trash(self) -> int:
         """Delete the replaced files set aside; the bytes freed."""
