@@ -448,9 +448,7 @@ def _reporter(args: argparse.Namespace) -> Reporter:
     if args.json:
         return JsonReporter()
     if sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
-        from rich.console import Console
-
-        return RichReporter(Console(), quiet=args.quiet)
+        return RichReporter(quiet=args.quiet)
     return PlainReporter(quiet=args.quiet)
 
 

@@ -2,8 +2,9 @@
 
 All three consume the same :class:`~reel_tui.jobs.JobEvent` stream, called on
 the worker's thread; each is safe for that (rich's Progress has its own lock,
-the others write whole lines under one). Only the progress bar needs rich, so
-only :class:`RichReporter` imports it: ``-q``, ``--json`` and piped runs start
+the others write whole lines under one). Only the progress bar and coloured
+warnings need rich, so only :class:`RichReporter` imports it, and only when a job
+shows one: ``-q``, ``--json``, piped runs and a terminal's warm rewind start
 without it.
 """
 
@@ -15,11 +16,11 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from reel_tui.jobs import JobEvent, JobState
+from reel_tui.jobs import Job, JobEvent, JobState
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import TaskID
+    from rich.progress import Progress, TaskID
 
 _STYLES = {"warning": "yellow", "error": "bold red"}
 
@@ -86,9 +87,62 @@ class PlainReporter(Reporter):
 
 
 class RichReporter(Reporter):
-    """A live progress bar with bytes, rate, ETA and phase; log lines scroll above it."""
+    """For a terminal: log lines as they come, and rich's live progress bar (bytes, rate,
+    ETA, phase) once the job reads a dump or has run for a moment.
 
-    def __init__(self, console: Console, quiet: bool = False) -> None:
+    rich is imported only then, or for a warning's colour: importing it takes about
+    0.05 s, longer than a whole warm rewind's job, which shows no bar anyway.
+    """
+
+    BAR_AFTER = 0.3
+    """Seconds a job runs before it gets a bar even if it reads no dump (a clone, a swap)."""
+
+    def __init__(self, quiet: bool = False, out: IO[str] | None = None) -> None:
+        self.quiet = quiet
+        self.out = out or sys.stdout
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._console: Console | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, event: JobEvent) -> None:
+        job = event.job
+        if event.kind == "started":
+            self._started = time.monotonic()
+        elif event.kind == "progress" and not self.quiet and job.state is JobState.RUNNING:
+            self._show_progress(job)
+        elif event.kind == "log" and event.line is not None:
+            line = event.line
+            if self.quiet and line.level != "error":
+                return
+            style = _STYLES.get(line.level)
+            with self._lock:
+                if style is None and self._progress is None:
+                    self.out.write(line.format() + "\n")
+                    self.out.flush()
+                    return
+                console = self._rich_console()
+            console.print(line.format(), style=style, highlight=False, markup=False)
+
+    def _show_progress(self, job: Job) -> None:
+        with self._lock:
+            if self._progress is None:
+                if not job.bytes_read and time.monotonic() - self._started < self.BAR_AFTER:
+                    return
+                self._start_bar(job)
+            progress, task = self._progress, self._task
+        assert progress is not None and task is not None
+        progress.update(task, completed=job.bytes_read, phase=job.phase, detail=job.detail)
+
+    def _rich_console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.out)
+        return self._console
+
+    def _start_bar(self, job: Job) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -98,40 +152,26 @@ class RichReporter(Reporter):
             TransferSpeedColumn,
         )
 
-        self.console = console
-        self.quiet = quiet
-        self.progress = Progress(
+        self._progress = Progress(
             TextColumn("[bold]{task.fields[phase]:<10}"),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[detail]}"),
-            console=console,
+            console=self._rich_console(),
             transient=True,
         )
-        self._task: TaskID | None = None
-
-    def __call__(self, event: JobEvent) -> None:
-        job = event.job
-        if event.kind == "started" and not self.quiet:
-            self.progress.start()
-            self._task = self.progress.add_task(
-                job.source, total=job.bytes_total or None, phase="starting", detail=""
-            )
-        elif event.kind == "progress" and self._task is not None:
-            self.progress.update(
-                self._task, completed=job.bytes_read, phase=job.phase, detail=job.detail
-            )
-        elif event.kind == "log" and event.line is not None:
-            line = event.line
-            if self.quiet and line.level != "error":
-                return
-            self.console.print(line.format(), style=_STYLES.get(line.level), highlight=False,
-                               markup=False)  # fmt: skip
+        self._progress.start()
+        self._task = self._progress.add_task(
+            job.source, total=job.bytes_total or None, phase=job.phase, detail=job.detail
+        )
 
     def close(self) -> None:
-        self.progress.stop()
+        with self._lock:
+            progress = self._progress
+        if progress is not None:
+            progress.stop()
 
 
 def human_size(count: int) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import sqlite3
 import subprocess
@@ -449,6 +451,39 @@ def test_errors_are_plain_off_a_terminal_and_coloured_when_forced(blog: Config, 
     assert "no app named 'gh:smile:ost'" in result.stderr  # literal: no emoji codes either way
     if not styled:
         assert result.stderr == f"reel-tui: {blog.path}: no app named 'gh:smile:ost'\n"
+
+
+def run_in_terminal(*args: str) -> tuple[str, set[str]]:
+    """Run reel-tui with its stdout on a pseudo-terminal, as a user at a shell would; return
+    what it printed there and the top-level packages it imported (``-X importtime``)."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100"}
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", *REEL[1:], *args],
+                            stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                            env=env, text=True)  # fmt: skip
+    os.close(slave)
+    printed = []
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while chunk := os.read(master, 65536):
+            printed.append(chunk)
+    os.close(master)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0, stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+                for line in stderr.splitlines() if line.startswith("import time:")}  # fmt: skip
+    return b"".join(printed).decode(), imported
+
+
+def test_a_terminal_shows_a_progress_bar_for_a_load_and_none_for_a_warm_rewind(blog: Config):
+    """The bar is rich's, and importing rich takes longer than a whole warm rewind's job: a
+    terminal gets it (and rich) for a load, and plain lines for a rewind that loads nothing."""
+    cold, imported = run_in_terminal("-c", str(blog.path), "--rewind")
+    assert "━" in cold and "rich" in imported
+    assert "loaded" in cold and "succeeded" in cold
+    warm, imported = run_in_terminal("-c", str(blog.path), "--rewind")
+    assert "cached copy of this dump found" in warm and "succeeded" in warm
+    assert "━" not in warm and "rich" not in imported
+    assert all(line[:2].isdigit() for line in warm.splitlines())
 
 
 APP = 'dbsource = "d.sql"\n'
