@@ -317,6 +317,69 @@ def test_many_statements_on_one_line_and_triggers_with_semicolons(blog, blog_app
     assert rows["log"] == [("a;b",), ("c",)]
 
 
+ROWS_JOINED_OR_NOT = """\
+CREATE TABLE t (id INTEGER PRIMARY KEY, v, w);
+CREATE TABLE u (x);
+CREATE TABLE log (seen, id);
+CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN
+  INSERT INTO log VALUES ((SELECT count(*) FROM t), NEW.id);
+END;
+INSERT INTO t VALUES(1,'a;b',-2);
+INSERT INTO t VALUES(2,replace('x\\ny','\\n',char(10)),3/4);
+INSERT INTO t VALUES(3,'it''s (not) a paren',X'00ff');
+INSERT INTO t VALUES(4,NULL,1e999);
+INSERT INTO t VALUES(5,'five',5);INSERT INTO u VALUES(55);
+INSERT INTO t VALUES(6,'six',(SELECT count(*) FROM u));
+INSERT INTO t VALUES(7,"seven",7);
+INSERT INTO t VALUES(8,'eight',8) RETURNING (id);
+INSERT INTO t VALUES(9,'nine -- not a comment /* nor this */',9);
+INSERT INTO t VALUES(10,'ten',10 -- a comment with a )
+);
+INSERT INTO t VALUES (11,'spaced',11);
+insert into t values(12,'lower case',12);
+INSERT INTO "u" VALUES(66);
+INSERT INTO t VALUES(13,'multi
+line',13);
+INSERT INTO t VALUES(14,(((((14))))),abs(-14));
+INSERT INTO t VALUES(15,'LONG',15);
+INSERT INTO t VALUES(16,'last',16);
+"""
+
+
+def test_rows_load_as_the_shell_loads_them_joined_or_not(blog, blog_app, history, tmp_path):
+    """Runs of one-row INSERTs go to SQLite as multi-row INSERTs; a row that is not one
+    plain tuple (two statements on a line, RETURNING, comments, double quotes, nesting
+    beyond three) must not be joined. The shell, statement by statement, is the judge,
+    triggers that count the rows inserted so far included."""
+    dump = blog_app.sources_dir / "rows.sql"
+    dump.write_text(ROWS_JOINED_OR_NOT.replace("LONG", "x" * 300_000), encoding="utf-8")
+    job = rewind(blog, history, "rows.sql")
+    assert job.state is JobState.SUCCEEDED, job.error
+    expected = fingerprint(reference(dump, tmp_path))
+    assert fingerprint(Path(blog_app.database)) == expected
+    rows = expected[1]
+    assert [id for _, id in rows["log"]] == list(range(1, 17))
+    assert [seen for seen, _ in rows["log"]] == list(range(1, 17))
+
+
+def test_plain_rows_are_joined_and_others_kept_apart():
+    """What the loader sends for a batch: plain rows of a table joined, the rest as read."""
+    prefix = "INSERT INTO t VALUES("
+    lines = ["INSERT INTO t VALUES(1,'a;b');\n", "INSERT INTO t VALUES(2,f(g(h(2))));\n",
+             "INSERT INTO t VALUES(3) RETURNING (x);\n", "INSERT INTO t VALUES(4,\"d\");\n",
+             "INSERT INTO t VALUES(5);\n", "INSERT INTO t VALUES(6);\n"]  # fmt: skip
+    cut = len(prefix) - 1
+    statements = [(n, text, cut if sqlite_engine._ONE_ROW.fullmatch(text, cut) else 0)
+                  for n, text in enumerate(lines, start=1)]  # fmt: skip
+    assert [c > 0 for _, _, c in statements] == [True, True, False, False, True, True]
+    assert sqlite_engine._script(statements) == (
+        "INSERT INTO t VALUES(1,'a;b'),(2,f(g(h(2))));\n"
+        "INSERT INTO t VALUES(3) RETURNING (x);\n"
+        'INSERT INTO t VALUES(4,"d");\n'
+        "INSERT INTO t VALUES(5),(6);\n"
+    )
+
+
 def test_error_names_line_inside_a_big_batch(blog, blog_app, history):
     dump = big_dump(blog_app.sources_dir / "dup.sql", 20_000)
     lines = dump.read_text().splitlines()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import threading
@@ -80,6 +79,26 @@ _UNWRITABLE_CODES = {10, 13}
 _UNWRITABLE_TEXTS = {"database or disk is full", "disk I/O error",
                      "database disk image is malformed"}  # fmt: skip
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+_VALUES = re.compile(r"\s*VALUES\s*\(", re.I)
+
+
+def _one_row_pattern() -> re.Pattern[str]:
+    """``(…);`` and a line end, one row of values that is safe to join with others into a
+    multi-row INSERT: parentheses balanced outside strings (function calls nest up to
+    three deep), and no ``;``, comment, double quote, bracket or backtick outside
+    strings, so SQLite reads the strings and parentheses exactly as this does. Each run
+    of other characters is matched one way only (the lookahead), so no input makes the
+    match backtrack at length."""
+    string = r"'[^']*(?:''[^']*)*'"
+    plain = r"[^'();\"\-/\[`]"
+    atom = rf"{plain}+(?!{plain})|-(?!-)|/(?!\*)|{string}"
+    inner = rf"(?:{atom})*"
+    for _ in range(3):
+        inner = rf"(?:{atom}|\({inner}\))*"
+    return re.compile(rf"\({inner}\);\n")
+
+
+_ONE_ROW = _one_row_pattern()
 
 
 class SqliteEngine(Engine):
@@ -167,7 +186,7 @@ class SqliteEngine(Engine):
             self._rewind_warm((key, cached), (page_size, journal_mode), ctx, source)
             return
         temp = self.target.with_name(
-            f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            f".{self.target.name}.reel-{os.getpid()}-{os.urandom(4).hex()}.tmp"
         )
         try:
             self._load(source, temp, page_size, ctx)
@@ -212,7 +231,7 @@ class SqliteEngine(Engine):
 
     def _create_from_copy(self, path: Path, ctx: RewindContext) -> None:
         temp = self.target.with_name(
-            f".{self.target.name}.reel-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            f".{self.target.name}.reel-{os.getpid()}-{os.urandom(4).hex()}.tmp"
         )
         try:
             shutil.copyfile(path, temp)
@@ -731,24 +750,71 @@ def _raise_when_busy(status: int, remaining: int, total: int) -> None:
         raise _TargetBusy
 
 
+_Statement = tuple[int, str, int]
+"""A statement's first line, its text, and where its row of values starts if it is an
+INSERT that can join others of its table in a multi-row INSERT (else 0)."""
+
+
+def _script(statements: list[_Statement]) -> str:
+    """The batch as one script, each run of joinable one-row INSERTs of a table as one
+    multi-row INSERT: SQLite runs that in about half the time of the separate statements,
+    and in one step, so the loader's thread holds the GIL far less often meanwhile."""
+    parts: list[str] = []
+    joining = ""  # the INSERT INTO … VALUES of the multi-row INSERT being written
+    for _, text, cut in statements:
+        if cut and joining and len(joining) == cut and text.startswith(joining):
+            parts.append(",")
+            parts.append(text[cut:-2])
+            continue
+        if joining:
+            parts.append(";\n")
+            joining = ""
+        if cut:
+            joining = text[:cut]
+            parts.append(text[:-2])
+        else:
+            parts.append(text)
+    if joining:
+        parts.append(";\n")
+    return "".join(parts)
+
+
 class _ScriptLoader:
-    """Runs a SQL script into a fresh database, in batches, tracking lines for errors."""
+    """Runs a SQL script into a fresh database, in batches, tracking lines for errors.
+
+    Reading and splitting the dump is Python's work and running a batch is SQLite's,
+    which releases the GIL: each batch runs on a thread of its own while the next one
+    is read, so a load takes about SQLite's time instead of the sum of both (at most
+    two batches are in memory). Errors, progress and the replay that names a failing
+    line all happen on the loader's thread, once the batch's thread is joined.
+    """
 
     def __init__(self, source: Source, db: sqlite3.Connection, ctx: RewindContext) -> None:
         self.source = source
         self.db = db
         self.ctx = ctx
-        self.batch: list[tuple[int, str]] = []
+        self.batch: list[_Statement] = []
         self.batch_bytes = 0
         self.statements = 0
         self.table: str | None = None
         self.rows = 0
         self.insert_prefix = "\0"
         """How the current table's INSERTs start: the fast path skips the regexes."""
+        self.values_prefix: str | None = None
+        """``INSERT INTO t VALUES(`` as the current table's INSERTs write it, if they do:
+        runs of such one-row INSERTs are sent as one multi-row INSERT (see _script)."""
         self.open_transaction: int | None = None
         """The line of the dump's own BEGIN while its COMMIT has not come."""
+        self.running: _Batch | None = None
 
     def run(self) -> None:
+        try:
+            self._read()
+        finally:
+            if self.running is not None:  # an error or a cancel: the connection gets closed
+                self.running.thread.join()
+
+    def _read(self) -> None:
         ctx = self.ctx
         ctx.log(f"loading {self.source.path} ({self.source.format.describe()})")
         try:
@@ -774,6 +840,7 @@ class _ScriptLoader:
                             if self.batch_bytes >= BATCH_BYTES:
                                 self.flush(reader.bytes_read)
                 self.flush(reader.bytes_read)
+                self.finish_running()
                 rest = "".join(pending)
                 if _COMMENTS.sub("", rest).strip():
                     raise RewindError(
@@ -795,8 +862,7 @@ class _ScriptLoader:
     def add(self, line: int, text: str) -> None:
         if text.startswith(self.insert_prefix):
             self.rows += 1
-            self.batch.append((line, text))
-            self.batch_bytes += len(text)
+            self.add_row(line, text)
             return
         transaction = _TRANSACTION.match(text)
         if transaction:
@@ -812,13 +878,24 @@ class _ScriptLoader:
         if insert:
             self.note_table(insert.group(1))
             self.insert_prefix = text[: insert.end() + 1]  # with the character after the name
+            values = _VALUES.match(text, insert.end())
+            self.values_prefix = text[: values.end()] if values else None
             self.rows += 1
-        else:
-            created = _CREATE.match(text)
-            if created:
-                self.note_table(None)
-                self.ctx.log(f"schema: {created.group(1).lower()} {_unquote(created.group(3))}")
-        self.batch.append((line, text))
+            self.add_row(line, text)
+            return
+        created = _CREATE.match(text)
+        if created:
+            self.note_table(None)
+            self.ctx.log(f"schema: {created.group(1).lower()} {_unquote(created.group(3))}")
+        self.batch.append((line, text, 0))
+        self.batch_bytes += len(text)
+
+    def add_row(self, line: int, text: str) -> None:
+        """An INSERT of the current table; noted as joinable when it is one plain row."""
+        values = self.values_prefix
+        joinable = values is not None and text.startswith(values)
+        cut = len(values) - 1 if joinable and _ONE_ROW.fullmatch(text, len(values) - 1) else 0
+        self.batch.append((line, text, cut))
         self.batch_bytes += len(text)
 
     def note_table(self, table: str | None) -> None:
@@ -828,30 +905,44 @@ class _ScriptLoader:
         if self.table is not None:
             self.ctx.log(f"data: {_unquote(self.table)} {_count(self.rows, 'row')}")
         self.table, self.rows = table, 0
-        self.insert_prefix = "\0"
+        self.insert_prefix, self.values_prefix = "\0", None
         if table is not None:
             self.ctx.progress(detail=f"data: {_unquote(table)}")
 
     def flush(self, bytes_read: int) -> None:
+        """Start running the batch read so far, once the one before it has run."""
         self.ctx.check_cancelled()
         if not self.batch:
             return
-        script = "".join(text for _, text in self.batch)
-        try:
-            self.db.executescript(f"BEGIN;\n{script}\nCOMMIT;")
-        except sqlite3.OperationalError as exc:
+        self.finish_running()
+        batch = _Batch(self.batch, bytes_read, _script(self.batch))
+        self.batch, self.batch_bytes = [], 0
+        batch.thread = threading.Thread(target=batch.run, args=(self.db,), daemon=True,
+                                        name="reel-sqlite-batch")  # fmt: skip
+        self.running = batch
+        batch.thread.start()
+
+    def finish_running(self) -> None:
+        """Wait for the running batch; report it, or raise its error (its line named)."""
+        batch, self.running = self.running, None
+        if batch is None:
+            return
+        batch.thread.join()
+        exc = batch.error
+        if isinstance(exc, sqlite3.OperationalError):
             if "interrupted" in str(exc):
                 self.ctx.check_cancelled()
             self._unless_unwritable(exc)
-            self.replay()
+            self.replay(batch.statements)
             raise RewindError(f"{self.source.path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.DatabaseError):
             self._unless_unwritable(exc)
-            self.replay()  # names the line when a single statement fails
+            self.replay(batch.statements)  # names the line when a single statement fails
             raise RewindError(f"{self.source.path}: {exc}") from None
-        self.statements += len(self.batch)
-        self.batch, self.batch_bytes = [], 0
-        self.ctx.progress(bytes_read=bytes_read, statements=self.statements)
+        if exc is not None:
+            raise exc
+        self.statements += len(batch.statements)
+        self.ctx.progress(bytes_read=batch.bytes_read, statements=self.statements)
 
     def _unless_unwritable(self, exc: sqlite3.DatabaseError) -> None:
         """A temp file that could not be written is not a statement's fault: a full disk
@@ -867,17 +958,35 @@ class _ScriptLoader:
                 "disk full, or a file-size limit set?"
             ) from None
 
-    def replay(self) -> None:
+    def replay(self, statements: list[_Statement]) -> None:
         """Rerun the failed batch statement by statement to name the failing line."""
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
-        for line, text in self.batch:
+        for line, text, _ in statements:
             try:
                 self.db.executescript(text)
             except sqlite3.DatabaseError as exc:
                 raise RewindError(
                     f"{self.source.path}:{line}: {exc} in: {_first_line(text)}"
                 ) from None
+
+
+class _Batch:
+    """Statements run as one transaction on a thread of their own (see _ScriptLoader)."""
+
+    def __init__(self, statements: list[_Statement], bytes_read: int, script: str) -> None:
+        self.statements = statements
+        """Each statement as read, for the replay that names a failing line."""
+        self.bytes_read = bytes_read
+        self.script = script
+        self.thread: threading.Thread
+        self.error: BaseException | None = None
+
+    def run(self, db: sqlite3.Connection) -> None:
+        try:
+            db.executescript(f"BEGIN;\n{self.script}\nCOMMIT;")
+        except BaseException as exc:  # raised on the loader's thread, see finish_running
+            self.error = exc
 
 
 def _count(number: int, noun: str) -> str:
