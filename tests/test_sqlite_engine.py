@@ -342,15 +342,16 @@ INSERT INTO t VALUES(13,'multi
 line',13);
 INSERT INTO t VALUES(14,(((((14))))),abs(-14));
 INSERT INTO t VALUES(15,'LONG',15);
-INSERT INTO t VALUES(16,'last',16);
+INSERT INTO t VALUES(16,'child',(SELECT max(id) FROM t));
+INSERT INTO t VALUES(17,'last',17);
 """
 
 
 def test_rows_load_as_the_shell_loads_them_joined_or_not(blog, blog_app, history, tmp_path):
-    """Runs of one-row INSERTs go to SQLite as multi-row INSERTs; a row that is not one
-    plain tuple (two statements on a line, RETURNING, comments, double quotes, nesting
-    beyond three) must not be joined. The shell, statement by statement, is the judge,
-    triggers that count the rows inserted so far included."""
+    """Runs of one-row INSERTs of literals go to SQLite as multi-row INSERTs; any other
+    row (two statements on a line, RETURNING, comments, double quotes, subqueries that
+    read the rows inserted before, nesting beyond three) must not be joined. The shell,
+    statement by statement, is the judge, triggers counting the rows so far included."""
     dump = blog_app.sources_dir / "rows.sql"
     dump.write_text(ROWS_JOINED_OR_NOT.replace("LONG", "x" * 300_000), encoding="utf-8")
     job = rewind(blog, history, "rows.sql")
@@ -358,26 +359,37 @@ def test_rows_load_as_the_shell_loads_them_joined_or_not(blog, blog_app, history
     expected = fingerprint(reference(dump, tmp_path))
     assert fingerprint(Path(blog_app.database)) == expected
     rows = expected[1]
-    assert [id for _, id in rows["log"]] == list(range(1, 17))
-    assert [seen for seen, _ in rows["log"]] == list(range(1, 17))
+    assert [id for _, id in rows["log"]] == list(range(1, 18))
+    assert [seen for seen, _ in rows["log"]] == list(range(1, 18))
+    assert rows["t"][15] == (16, "child", 15)  # row 15 is in already, as one by one
 
 
 def test_plain_rows_are_joined_and_others_kept_apart():
-    """What the loader sends for a batch: plain rows of a table joined, the rest as read."""
-    prefix = "INSERT INTO t VALUES("
-    lines = ["INSERT INTO t VALUES(1,'a;b');\n", "INSERT INTO t VALUES(2,f(g(h(2))));\n",
-             "INSERT INTO t VALUES(3) RETURNING (x);\n", "INSERT INTO t VALUES(4,\"d\");\n",
-             "INSERT INTO t VALUES(5);\n", "INSERT INTO t VALUES(6);\n"]  # fmt: skip
-    cut = len(prefix) - 1
-    statements = [(n, text, cut if sqlite_engine._ONE_ROW.fullmatch(text, cut) else 0)
-                  for n, text in enumerate(lines, start=1)]  # fmt: skip
-    assert [c > 0 for _, _, c in statements] == [True, True, False, False, True, True]
-    assert sqlite_engine._script(statements) == (
-        "INSERT INTO t VALUES(1,'a;b'),(2,f(g(h(2))));\n"
-        "INSERT INTO t VALUES(3) RETURNING (x);\n"
-        'INSERT INTO t VALUES(4,"d");\n'
-        "INSERT INTO t VALUES(5),(6);\n"
-    )
+    """What the loader sends for a batch: rows of literals joined, the rest as read."""
+    cut = len("INSERT INTO t VALUES")
+
+    def script(*rows: str) -> str:
+        return sqlite_engine._script([(n, row, cut) for n, row in enumerate(rows, start=1)])
+
+    assert script("INSERT INTO t VALUES(7,'x'',(y)');\n", "INSERT INTO t VALUES(8,X'00',-1e5);\n",
+                  "INSERT INTO t VALUES(9,NULL,.5);\n") == (
+        "INSERT INTO t VALUES(7,'x'',(y)'),(8,X'00',-1e5),(9,NULL,.5);\n")  # fmt: skip
+    now = "INSERT INTO t VALUES(10,CURRENT_TIMESTAMP);\n"  # joined rows would share one time
+    assert script("INSERT INTO t VALUES(9,NULL);\n", now, "INSERT INTO t VALUES(11,1);\n") == (
+        f"INSERT INTO t VALUES(9,NULL);\n{now}INSERT INTO t VALUES(11,1);\n")  # fmt: skip
+    kept_apart = [
+        "INSERT INTO t VALUES(2,f(g(2)));\n",
+        "INSERT INTO t VALUES(3) RETURNING (x);\n",
+        'INSERT INTO t VALUES(4,"d");\n',
+        "INSERT INTO t VALUES(5,(SELECT max(id) FROM t));\n",
+        "INSERT INTO t VALUES(6,$v);\n",
+        "INSERT INTO t VALUES(7 -- ' a comment\n);\n",
+    ]
+    assert script("INSERT INTO t VALUES(1,'a;b');\n", *kept_apart,
+                  "INSERT INTO t VALUES(8,replace('a\\nb','\\n',char(10)));\n",
+                  "INSERT INTO t VALUES(9,NULL);\n") == (
+        "INSERT INTO t VALUES(1,'a;b');\n" + "".join(kept_apart)
+        + "INSERT INTO t VALUES(8,replace('a\\nb','\\n',char(10))),(9,NULL);\n")  # fmt: skip
 
 
 def test_error_names_line_inside_a_big_batch(blog, blog_app, history):

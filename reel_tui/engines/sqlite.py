@@ -83,19 +83,21 @@ _VALUES = re.compile(r"\s*VALUES\s*\(", re.I)
 
 
 def _one_row_pattern() -> re.Pattern[str]:
-    """``(…);`` and a line end, one row of values that is safe to join with others into a
-    multi-row INSERT: parentheses balanced outside strings (function calls nest up to
-    three deep), and no ``;``, comment, double quote, bracket or backtick outside
-    strings, so SQLite reads the strings and parentheses exactly as this does. Each run
-    of other characters is matched one way only (the lookahead), so no input makes the
-    match backtrack at length."""
-    string = r"'[^']*(?:''[^']*)*'"
-    plain = r"[^'();\"\-/\[`]"
-    atom = rf"{plain}+(?!{plain})|-(?!-)|/(?!\*)|{string}"
-    inner = rf"(?:{atom})*"
+    """``(…);`` and a line end: one row of values that is safe to join with others into a
+    multi-row INSERT. Only literals qualify (numbers, strings, NULL, blobs, and the
+    ``replace(…, char(10))`` calls ``sqlite3 .dump`` writes for line ends, nested up to
+    three deep): SQLite computes all the rows of a multi-row INSERT before inserting
+    the first, so a subquery (``(SELECT max(id) FROM t)``), a variable or any other
+    expression could see other rows than it would one statement at a time. A string
+    is followed by no quote, so ``'a''b'`` reads one way only, as SQLite reads it, and
+    a row that does not match fails fast whatever it holds."""
+    string = r"'[^']*(?:''[^']*)*'(?!')"
+    number = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+    literal = rf"(?:NULL|{number}|{string}|[xX]'[0-9a-fA-F]*')"
+    value = literal
     for _ in range(3):
-        inner = rf"(?:{atom}|\({inner}\))*"
-    return re.compile(rf"\({inner}\);\n")
+        value = rf"(?:{literal}|(?:replace|char|unistr)\(\s*{value}(?:\s*,\s*{value})*\s*\))"
+    return re.compile(rf"\(\s*{value}(?:\s*,\s*{value})*\s*\);\n")
 
 
 _ONE_ROW = _one_row_pattern()
@@ -752,30 +754,54 @@ def _raise_when_busy(status: int, remaining: int, total: int) -> None:
 
 _Statement = tuple[int, str, int]
 """A statement's first line, its text, and where its row of values starts if it is an
-INSERT that can join others of its table in a multi-row INSERT (else 0)."""
+``INSERT INTO t VALUES(…);`` that may join others of its table (else 0)."""
+_LITERAL_CHARS = str.maketrans("", "", "0123456789+-., \t\n()NULXxeE")
+"""What plain rows of literals hold outside their strings (numbers, NULL, X'…' blobs)."""
 
 
 def _script(statements: list[_Statement]) -> str:
-    """The batch as one script, each run of joinable one-row INSERTs of a table as one
-    multi-row INSERT: SQLite runs that in about half the time of the separate statements,
-    and in one step, so the loader's thread holds the GIL far less often meanwhile."""
+    """The batch as one script, each run of one-row INSERTs of a table that hold only
+    literals as one multi-row INSERT: SQLite runs that in about half the time of the
+    separate statements, and in one step, so the loader's thread holds the GIL far
+    less often meanwhile. Rows with anything else (a subquery, a function, a variable)
+    stay apart: SQLite computes all the rows of a multi-row INSERT before inserting
+    the first, so they could see other rows than one statement at a time would."""
     parts: list[str] = []
-    joining = ""  # the INSERT INTO … VALUES of the multi-row INSERT being written
-    for _, text, cut in statements:
-        if cut and joining and len(joining) == cut and text.startswith(joining):
-            parts.append(",")
-            parts.append(text[cut:-2])
-            continue
-        if joining:
-            parts.append(";\n")
-            joining = ""
-        if cut:
-            joining = text[:cut]
-            parts.append(text[:-2])
-        else:
+    at, count = 0, len(statements)
+    while at < count:
+        _, text, cut = statements[at]
+        at += 1
+        if not cut:
             parts.append(text)
-    if joining:
-        parts.append(";\n")
+            continue
+        prefix, rows = text[:cut], [text]
+        while at < count and statements[at][2] == cut and statements[at][1].startswith(prefix):
+            rows.append(statements[at][1])
+            at += 1
+        parts.append(_joined(prefix, rows) if len(rows) > 1 else text)
+    return "".join(parts)
+
+
+def _joined(prefix: str, rows: list[str]) -> str:
+    """Rows ``prefix(…);`` and a line end, as multi-row INSERTs where that means the same."""
+    cut = len(prefix)
+    values = [row[cut:-2] for row in rows]
+    outside = "".join("".join(values).split("'")[::2])  # complete statements: quotes pair up
+    if (outside.count("(") == len(values) == outside.count(")")  # one flat tuple each
+            and "--" not in outside and not outside.translate(_LITERAL_CHARS)):  # fmt: skip
+        return f"{prefix}{','.join(values)};\n"
+    parts: list[str] = []  # some rows hold more than plain literals: look at each
+    run: list[str] = []
+    for row, value in zip(rows, values, strict=True):
+        if _ONE_ROW.fullmatch(row, cut):
+            run.append(value)
+            continue
+        if run:
+            parts.append(f"{prefix}{','.join(run)};\n")
+            run = []
+        parts.append(row)
+    if run:
+        parts.append(f"{prefix}{','.join(run)};\n")
     return "".join(parts)
 
 
@@ -810,9 +836,11 @@ class _ScriptLoader:
     def run(self) -> None:
         try:
             self._read()
-        finally:
-            if self.running is not None:  # an error or a cancel: the connection gets closed
-                self.running.thread.join()
+        except BaseException:
+            # the batch still running comes first in the dump: its own error wins, and
+            # its thread must be done before the connection is closed
+            self.finish_running()
+            raise
 
     def _read(self) -> None:
         ctx = self.ctx
@@ -821,24 +849,28 @@ class _ScriptLoader:
             with DumpReader(self.source.path, self.source.format) as reader:
                 pending: list[str] = []
                 start = 0
-                for line in reader:
-                    if not pending:
-                        if not line.strip():
-                            continue
-                        start = reader.line_number
-                        if line.endswith(";\n") and sqlite3.complete_statement(line):
-                            self.add(start, line)  # the usual case: one line, one statement
-                            if self.batch_bytes >= BATCH_BYTES:
-                                self.flush(reader.bytes_read)
-                            continue
-                    pending.append(line)
-                    if ";" in line:
-                        text = "".join(pending)
-                        if sqlite3.complete_statement(text):
-                            self.add(start, text)
-                            pending = []
-                            if self.batch_bytes >= BATCH_BYTES:
-                                self.flush(reader.bytes_read)
+                complete = sqlite3.complete_statement
+                while lines := reader.read_lines(BATCH_BYTES):  # no Python step per line
+                    number = reader.line_number - len(lines)
+                    for line in lines:
+                        number += 1
+                        if not pending:
+                            if not line.strip():
+                                continue
+                            start = number
+                            if line.endswith(";\n") and complete(line):
+                                self.add(start, line)  # the usual case: one line, one statement
+                                if self.batch_bytes >= BATCH_BYTES:
+                                    self.flush(reader.bytes_read)
+                                continue
+                        pending.append(line)
+                        if ";" in line:
+                            text = "".join(pending)
+                            if complete(text):
+                                self.add(start, text)
+                                pending = []
+                                if self.batch_bytes >= BATCH_BYTES:
+                                    self.flush(reader.bytes_read)
                 self.flush(reader.bytes_read)
                 self.finish_running()
                 rest = "".join(pending)
@@ -891,10 +923,10 @@ class _ScriptLoader:
         self.batch_bytes += len(text)
 
     def add_row(self, line: int, text: str) -> None:
-        """An INSERT of the current table; noted as joinable when it is one plain row."""
-        values = self.values_prefix
-        joinable = values is not None and text.startswith(values)
-        cut = len(values) - 1 if joinable and _ONE_ROW.fullmatch(text, len(values) - 1) else 0
+        """An INSERT of the current table; noted as one that may join others (see _script)."""
+        values, cut = self.values_prefix, 0
+        if values is not None and text.startswith(values) and text.endswith(");\n"):
+            cut = len(values) - 1
         self.batch.append((line, text, cut))
         self.batch_bytes += len(text)
 
@@ -919,8 +951,8 @@ class _ScriptLoader:
         self.batch, self.batch_bytes = [], 0
         batch.thread = threading.Thread(target=batch.run, args=(self.db,), daemon=True,
                                         name="reel-sqlite-batch")  # fmt: skip
-        self.running = batch
         batch.thread.start()
+        self.running = batch
 
     def finish_running(self) -> None:
         """Wait for the running batch; report it, or raise its error (its line named)."""
