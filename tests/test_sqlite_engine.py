@@ -484,3 +484,13 @@ def test_two_processes_with_different_state_dirs_take_turns(blog, blog_app, tmp_
     rows = fingerprint(Path(blog_app.database))[1]
     assert rows == {"other": [(42,)]} or len(rows.get("events", [])) == 150_000
     assert not list(Path(blog_app.database).parent.glob(".blog.sqlite3.reel-*.tmp*"))
+
+
+@pytest.mark.timeout(10)
+def test_a_row_that_is_not_plain_is_refused_at_once():
+    """The per-row pattern reads each string one way only: a row it refuses (here for its
+    CRLF line end) takes microseconds, not 2^n steps for n escaped quotes."""
+    row = "INSERT INTO t VALUES(1,'" + "O''Brien " * 60 + "');\r\n"
+    started = time.monotonic()
+    assert sqlite_engine._ONE_ROW.fullmatch(row, len("INSERT INTO t VALUES")) is None
+    assert time.monotonic() - started < 1.0
