@@ -105,11 +105,16 @@ class RichReporter(Reporter):
         self._console: Console | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._timer: threading.Timer | None = None
 
     def __call__(self, event: JobEvent) -> None:
         job = event.job
         if event.kind == "started":
             self._started = time.monotonic()
+            if not self.quiet:  # a wait or a clone sends no progress for a while
+                self._timer = threading.Timer(self.BAR_AFTER, self._show_progress, (job,))
+                self._timer.daemon = True
+                self._timer.start()
         elif event.kind == "progress" and not self.quiet and job.state is JobState.RUNNING:
             self._show_progress(job)
         elif event.kind == "log" and event.line is not None:
@@ -127,6 +132,8 @@ class RichReporter(Reporter):
 
     def _show_progress(self, job: Job) -> None:
         with self._lock:
+            if job.state is not JobState.RUNNING:
+                return
             if self._progress is None:
                 if not job.bytes_read and time.monotonic() - self._started < self.BAR_AFTER:
                     return
@@ -139,7 +146,7 @@ class RichReporter(Reporter):
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(file=self.out)
+            self._console = Console(file=self.out, emoji=False)  # ":smile:" in a name stays
         return self._console
 
     def _start_bar(self, job: Job) -> None:
@@ -169,7 +176,9 @@ class RichReporter(Reporter):
 
     def close(self) -> None:
         with self._lock:
-            progress = self._progress
+            progress, timer = self._progress, self._timer
+        if timer is not None:
+            timer.cancel()
         if progress is not None:
             progress.stop()
 
