@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import threading
 import time
@@ -37,6 +38,10 @@ PROGRESS_INTERVAL = 0.1
 """Least time between two progress events of one job, in seconds."""
 HISTORY_PROGRESS_INTERVAL = 1.0
 """How often a running job's progress is written to the shared history."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but tab and line feed: a table name or a server message quoted from
+a dump must not move a terminal's cursor, clear its screen or send it escape codes."""
 
 
 def _logger() -> logging.Logger:
@@ -301,12 +306,15 @@ class _JobContext:
         self._before_hooks_ran = False
 
     def _scrub(self, text: str) -> str:
-        """``text`` with the app's password replaced by ``***``: the one place every log line,
-        detail and error of the job passes, so a server message or a dump statement quoted
-        back (which may hold the password as data) never carries it into the screen, the
+        """``text`` with the app's password replaced by ``***`` and control characters
+        shown as escapes: the one place every log line, detail and error of the job
+        passes, so a server message or a dump statement quoted back (which may hold the
+        password as data, or escape codes) never carries them into the screen, the
         ``--json`` events, the log file or the history."""
         if self._password and self._password in text:
-            return text.replace(self._password, "***")
+            text = text.replace(self._password, "***")
+        if _CONTROL.search(text):  # shown as \x1b, never sent to a terminal as such
+            text = _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
         return text
 
     def run(self) -> None:
