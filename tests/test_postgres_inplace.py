@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from pg_tools import (
     why_not_done,
 )
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, job_report, wait_until
 from reel_tui.config import load_config
 from reel_tui.engines.pg_filter import StatementFilter
 from reel_tui.jobqueue import JobQueue
@@ -193,29 +192,18 @@ def test_in_place_a_cancel_during_analyze_after_the_commit_is_not_a_cancelled_re
     (tmp_path / "dumps" / "new.sql").write_text(
         "CREATE TABLE public.newt (a int);\nINSERT INTO public.newt VALUES (1);\n"
     )
+    # ANALYZE (of the whole database, catalogs included) must wait for a lock: one taken
+    # on a catalog the rewind never vacuums, before the rewind starts. (Locking the new
+    # table as soon as it appeared raced ANALYZE, which could be over first.)
     blocker = pg_server.connect(pg_dbname)
     blocker.autocommit = False
-
-    def block_analyze() -> None:  # takes the lock ANALYZE needs as soon as newt exists
-        while True:
-            try:
-                with blocker.cursor() as cur:
-                    cur.execute("LOCK TABLE public.newt IN SHARE UPDATE EXCLUSIVE MODE")
-                return
-            except psycopg2.Error:
-                blocker.rollback()
-                time.sleep(0.005)
-
-    locker = threading.Thread(target=block_analyze, daemon=True)
-    locker.start()
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE pg_catalog.pg_seclabel IN SHARE UPDATE EXCLUSIVE MODE")
     queue = JobQueue(history, workers=1)
     try:
         job = queue.submit(plan_rewind(load_config(plain_role), "shop", "new.sql"))
-        deadline = time.monotonic() + 30
-        while job.detail != "ANALYZE" and time.monotonic() < deadline:
-            time.sleep(0.005)
-        locker.join(timeout=10)
-        assert job.detail == "ANALYZE" and not locker.is_alive()
+        wait_until(lambda: job.detail == "ANALYZE" or job.state.is_final, "the ANALYZE phase")
+        assert job.detail == "ANALYZE", job_report(job)
         # ANALYZE waits for the lock (seen on the server: a fixed 0.2 s was a guess)
         deadline = time.monotonic() + 30
         while not pg_server.execute("SELECT 1 FROM pg_stat_activity WHERE query = 'ANALYZE' "
