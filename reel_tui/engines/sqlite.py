@@ -810,9 +810,9 @@ class _ScriptLoader:
 
     Reading and splitting the dump is Python's work and running a batch is SQLite's,
     which releases the GIL: each batch runs on a thread of its own while the next one
-    is read, so a load takes about SQLite's time instead of the sum of both (at most
-    two batches are in memory). Errors, progress and the replay that names a failing
-    line all happen on the loader's thread, once the batch's thread is joined.
+    is read, so the two overlap (at most two batches are in memory). Errors, progress
+    and the replay that names a failing line all happen on the loader's thread, once
+    the batch's thread is joined.
     """
 
     def __init__(self, source: Source, db: sqlite3.Connection, ctx: RewindContext) -> None:
@@ -850,7 +850,7 @@ class _ScriptLoader:
                 pending: list[str] = []
                 start = 0
                 complete = sqlite3.complete_statement
-                while lines := reader.read_lines(BATCH_BYTES):  # no Python step per line
+                while lines := reader.read_lines(BATCH_BYTES):  # one read per 256 KB
                     number = reader.line_number - len(lines)
                     for line in lines:
                         number += 1
