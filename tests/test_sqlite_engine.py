@@ -508,3 +508,22 @@ def test_control_characters_from_a_dump_reach_no_terminal(blog, blog_app, histor
     assert "schema: table evil\\x1b[2J\\x0dname" in messages
     assert not any("\x1b" in m or "\r" in m for m in messages)
     assert "\x1b" not in history.read_log(job.id)
+
+
+def test_a_batch_error_comes_before_a_later_read_error(blog, blog_app, history):
+    """The batch holding a duplicate key is still running when the next read finds bad
+    UTF-8: the duplicate, first in the dump, is the error reported."""
+    width = 256  # a batch is 1024 such lines (256 KB), a read 1025: the second read fails
+
+    def line(text: str) -> str:
+        return text + " " * (width - len(text) - 1) + "\n"
+
+    lines = [line("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")]
+    lines += [line(f"INSERT INTO t VALUES({n},'row');") for n in range(1, 2048)]
+    lines[1000] = line("INSERT INTO t VALUES(5,'duplicate');")
+    dump = blog_app.sources_dir / "late.sql"
+    dump.write_bytes("".join(lines).encode() + b"INSERT INTO t VALUES(9999,'\xff');\n")
+    assert 1024 * width == sqlite_engine.BATCH_BYTES
+    job = rewind(blog, history, "late.sql")
+    assert job.state is JobState.FAILED
+    assert "late.sql:1001:" in job.error and "UNIQUE constraint failed" in job.error, job.error
