@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 import threading
 import time
@@ -26,7 +25,7 @@ from reel_tui.cache import CacheIndex
 from reel_tui.engines.base import Engine, LogLevel, Phase, RewindCancelled, RewindError
 from reel_tui.history import HistoryStore, LogWriter
 from reel_tui.hooks import Hook, HookOutcome, hook_environment, hooks_of, run_hook
-from reel_tui.jobs import Job, JobEvent, JobState, LogLine
+from reel_tui.jobs import Job, JobEvent, JobState, LogLine, printable
 from reel_tui.locks import TargetLock
 from reel_tui.plan import RewindPlan
 
@@ -38,10 +37,6 @@ PROGRESS_INTERVAL = 0.1
 """Least time between two progress events of one job, in seconds."""
 HISTORY_PROGRESS_INTERVAL = 1.0
 """How often a running job's progress is written to the shared history."""
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-"""Control characters but tab and line feed: a table name or a server message quoted from
-a dump must not move a terminal's cursor, clear its screen or send it escape codes."""
 
 
 def _logger() -> logging.Logger:
@@ -313,9 +308,7 @@ class _JobContext:
         ``--json`` events, the log file or the history."""
         if self._password and self._password in text:
             text = text.replace(self._password, "***")
-        if _CONTROL.search(text):  # shown as \x1b, never sent to a terminal as such
-            text = _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
-        return text
+        return printable(text)
 
     def run(self) -> None:
         """Run the job to a final state; never raises, whatever the engine or the disk do."""

@@ -6,6 +6,7 @@ times and an error string. A cancelled job is not a failed one.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,17 @@ LOG_LINES_KEPT = 5000
 """Log lines a job keeps in memory; the full log is on disk."""
 EVENT_FORMAT_VERSION = 1
 """Version of the JSON event shape printed by ``--json``; bumped on incompatible change."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a log line, control characters but tab and line feed shown as ``\x1b``:
+    a dump's file or table name, or a server message quoting one, must not move a
+    terminal's cursor, clear its screen or send it escape codes."""
+    if _CONTROL.search(text):
+        return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    return text
 
 
 class JobState(str, Enum):

@@ -26,21 +26,26 @@ from typing import Any
 
 from reel_tui.config import AppConfig
 from reel_tui.engines.base import Engine, RewindError
-from reel_tui.jobs import LogLine
+from reel_tui.jobs import LogLine, printable
 
 
 def run(engine: Engine, log: Callable[[str], None]) -> None:
     """Run the engine's maintenance, reporting failures in the log instead of raising:
-    what is not done now is done by the next rewind or the next maintenance."""
+    what is not done now is done by the next rewind or the next maintenance. Every line
+    goes through :func:`~reel_tui.jobs.printable`, as a job's own lines do."""
+
+    def say(message: str) -> None:
+        log(printable(message))
+
     started = time.monotonic()
     try:
-        engine.maintain(log)
+        engine.maintain(say)
     except RewindError as exc:
-        log(f"background work stopped: {exc}; the next rewind picks it up")
+        say(f"background work stopped: {exc}; the next rewind picks it up")
     except Exception as exc:  # a detached process has nobody else to tell
-        log(f"background work failed: {type(exc).__name__}: {exc}")
+        say(f"background work failed: {type(exc).__name__}: {exc}")
     else:
-        log(f"background work done in {time.monotonic() - started:.2f} s")
+        say(f"background work done in {time.monotonic() - started:.2f} s")
 
 
 def spawn(app: AppConfig, log_path: Path, state_dir: Path) -> None:

@@ -497,15 +497,18 @@ def test_a_row_that_is_not_plain_is_refused_at_once():
 
 
 def test_control_characters_from_a_dump_reach_no_terminal(blog, blog_app, history):
-    """A table named with an escape code (clear the screen) is logged with it shown as
-    ``\\x1b``: the line goes to terminals, the TUI and the log file as text."""
-    dump = blog_app.sources_dir / "evil.sql"
+    """A table and a dump file named with an escape code (clear the screen) are logged
+    with it shown as ``\\x1b``, by the job and by its background work: the lines go to
+    terminals, the TUI and the log file as text."""
+    dump = blog_app.sources_dir / "evil\x1b[2J.sql"
     name = '"evil\x1b[2J\rname"'
     dump.write_text(f"CREATE TABLE {name} (x);\nINSERT INTO {name} VALUES(1);\n")
-    job = rewind(blog, history, "evil.sql")
+    job = rewind(blog, history, dump.name)
     assert job.state is JobState.SUCCEEDED, job.error
     messages = [line.message for line in job.log]
     assert "schema: table evil\\x1b[2J\\x0dname" in messages
+    assert any("background" in m for m in messages), messages  # its lines are in too
+    assert any(m.startswith("spare ready") and "evil\\x1b[2J.sql" in m for m in messages)
     assert not any("\x1b" in m or "\r" in m for m in messages)
     assert "\x1b" not in history.read_log(job.id)
 
